@@ -1,0 +1,218 @@
+"""One typed settings object, read from a TOML file and overridden by the environment.
+
+Every key `section.key` in the file can be overridden by `CALLSERVER_<SECTION>_<KEY>` so that an
+operator can run the same file on several nodes (or a test can pick free ports) without editing
+it. Validation happens once, at start-up, and every error names the key and what is expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+DEFAULT_FILE = Path(__file__).parent / "callserver.toml"
+ENV_PREFIX = "CALLSERVER_"
+
+
+class SettingsError(ValueError):
+    """Raised at start-up with every problem found, one per line, each naming the key."""
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    host: str = "127.0.0.1"
+    """Address the SIP socket binds to and advertises in Contact and SDP."""
+    port: int = 5070
+    mode: str = "trusted_peer"
+    """`trusted_peer` (no REGISTER, answers the one peer) or `registered` (REGISTER to peer)."""
+    peer: str = "127.0.0.1:5060"
+    """host:port of the PBX/Kamailio/SBC in front; every response and request goes there."""
+    username: str = "callserver"
+    password: str = ""
+    rtp_port_low: int = 20000
+    rtp_port_high: int = 20999
+    outbound_timeout_s: float = 45.0
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: str = "var"
+    """Recordings, generated prompts and the SQLite database live here."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+    """SQLAlchemy URL; empty means SQLite at <data_dir>/callserver.db."""
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    max_seconds: float = 120.0
+    silence_seconds: float = 4.0
+    min_seconds: float = 2.0
+    fsync_interval_s: float = 1.0
+    silence_threshold_dbfs: float = -45.0
+
+
+@dataclass(frozen=True)
+class SttSettings:
+    model_path: str = ""
+
+
+@dataclass(frozen=True)
+class ClinicsSettings:
+    dir: str = str(Path(__file__).parent / "clinics")
+    timezone: str = "Europe/Stockholm"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Settings:
+    sip: SipSettings = field(default_factory=SipSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    stt: SttSettings = field(default_factory=SttSettings)
+    clinics: ClinicsSettings = field(default_factory=ClinicsSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir).resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'callserver.db'}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.data_dir / "prompts"
+
+    @property
+    def sip_peer(self) -> tuple[str, int]:
+        host, _, port = self.sip.peer.rpartition(":")
+        return host, int(port)
+
+
+def _coerce(key: str, value: Any, target: type, errors: list[str]) -> Any:
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true or false")
+        if target is int:
+            if isinstance(value, bool):
+                raise ValueError("expected a whole number")
+            return int(value)
+        if target is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        errors.append(f"{key}: {value!r} is not a valid {target.__name__} ({exc})")
+        return None
+
+
+def _validate(s: Settings, errors: list[str]) -> None:
+    if s.sip.mode not in {"trusted_peer", "registered"}:
+        errors.append(f"sip.mode: {s.sip.mode!r} must be 'trusted_peer' or 'registered'")
+    host, sep, port = s.sip.peer.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        errors.append(f"sip.peer: {s.sip.peer!r} must be host:port, e.g. 127.0.0.1:5060")
+    for key, port_value in (
+        ("sip.port", s.sip.port),
+        ("http.port", s.http.port),
+        ("sip.rtp_port_low", s.sip.rtp_port_low),
+        ("sip.rtp_port_high", s.sip.rtp_port_high),
+    ):
+        if not 0 < port_value < 65536:
+            errors.append(f"{key}: {port_value} is not a UDP/TCP port (1-65535)")
+    if s.sip.rtp_port_high - s.sip.rtp_port_low < 2:
+        errors.append(
+            f"sip.rtp_port_low/high: range {s.sip.rtp_port_low}-{s.sip.rtp_port_high} "
+            "must hold at least two ports (one per call)"
+        )
+    if s.sip.mode == "registered" and not s.sip.password:
+        errors.append("sip.password: required when sip.mode = 'registered'")
+    if not 0 < s.recording.min_seconds < s.recording.max_seconds:
+        errors.append("recording.min_seconds must be > 0 and below recording.max_seconds")
+    if s.recording.silence_seconds <= 0:
+        errors.append("recording.silence_seconds must be > 0")
+    if s.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        errors.append(f"log.level: {s.log.level!r} must be DEBUG, INFO, WARNING or ERROR")
+
+
+def load_settings(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file, apply CALLSERVER_* overrides, validate, and return Settings.
+
+    Raises SettingsError listing every bad key, so an operator fixes them all in one go.
+    """
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get("CALLSERVER_CONFIG") or DEFAULT_FILE)
+    errors: list[str] = []
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from exc
+    if not path.exists() and path != DEFAULT_FILE:
+        raise SettingsError(f"settings file {path} does not exist (set CALLSERVER_CONFIG)")
+
+    sections: dict[str, Any] = {}
+    for sec_field in dataclasses.fields(Settings):
+        sec_type = get_type_hints(Settings)[sec_field.name]
+        file_values = raw.pop(sec_field.name, {})
+        if not isinstance(file_values, dict):
+            errors.append(f"{sec_field.name}: must be a [{sec_field.name}] table")
+            file_values = {}
+        hints = get_type_hints(sec_type)
+        values: dict[str, Any] = {}
+        for key_field in dataclasses.fields(sec_type):
+            name = f"{sec_field.name}.{key_field.name}"
+            env_name = f"{ENV_PREFIX}{sec_field.name.upper()}_{key_field.name.upper()}"
+            in_file = key_field.name in file_values
+            file_value = file_values.pop(key_field.name, None)
+            if env_name in environ:
+                value = _coerce(env_name, environ[env_name], hints[key_field.name], errors)
+            elif in_file:
+                value = _coerce(name, file_value, hints[key_field.name], errors)
+            else:
+                continue
+            if value is not None:
+                values[key_field.name] = value
+        for unknown in file_values:
+            errors.append(f"{sec_field.name}.{unknown}: unknown setting (check the spelling)")
+        sections[sec_field.name] = sec_type(**values)
+    for unknown in raw:
+        errors.append(f"{unknown}: unknown section")
+    settings = Settings(**sections)
+    _validate(settings, errors)
+    if errors:
+        raise SettingsError(f"invalid settings in {path}:\n  " + "\n  ".join(errors))
+    return settings
