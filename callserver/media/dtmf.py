@@ -1,0 +1,75 @@
+"""DTMF digits from RFC 4733 (formerly RFC 2833) telephone-event packets.
+
+One key press is one *event*: all its packets share the RTP timestamp of the event's start, the
+sender repeats them while the key is held and sends the final ("end") packet three times. Any of
+them may be lost, including the first, so a digit is taken from whichever packet of a new event
+arrives first and every later packet with that timestamp is ignored. Events we do not map to a
+key (flash, tones, >= 16) are skipped: a caller's odd phone must never end the call.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from callserver.media.rtp import RtpPacket
+
+DIGITS = "0123456789*#ABCD"
+"""Event codes 0-15 in order (RFC 4733 section 3.2)."""
+
+_RECENT_EVENTS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class TelephoneEvent:
+    """One telephone-event payload block."""
+
+    event: int
+    end: bool
+    volume: int
+    duration: int
+
+    @property
+    def digit(self) -> str | None:
+        """The key this event stands for, or None for events that are not DTMF keys."""
+        return DIGITS[self.event] if self.event < len(DIGITS) else None
+
+
+def parse_event(payload: bytes) -> TelephoneEvent | None:
+    """Parse the first event block of a telephone-event payload; None if it is malformed."""
+    if len(payload) < 4:
+        return None
+    return TelephoneEvent(
+        event=payload[0],
+        end=bool(payload[1] & 0x80),
+        volume=payload[1] & 0x3F,
+        duration=int.from_bytes(payload[2:4], "big"),
+    )
+
+
+class DtmfReceiver:
+    """Turns the telephone-event packets of one stream into digits, each key press exactly once.
+
+    Events are identified by (SSRC, RTP timestamp). A short history rather than only the last
+    event is kept, so that end-packet repeats arriving after the next key's first packet
+    (reordering) are not taken as a new press.
+    """
+
+    def __init__(self) -> None:
+        self._recent: deque[tuple[int, int]] = deque(maxlen=_RECENT_EVENTS)
+        self.digits = 0
+        self.ignored = 0
+        """Packets that were malformed or carried an event that is not a key."""
+
+    def feed(self, packet: RtpPacket) -> str | None:
+        """Return the digit if this packet starts a new key press, otherwise None."""
+        event = parse_event(packet.payload)
+        if event is None or event.digit is None:
+            self.ignored += 1
+            return None
+        key = (packet.ssrc, packet.timestamp)
+        if key in self._recent:
+            return None
+        self._recent.append(key)
+        self.digits += 1
+        return event.digit

@@ -1,0 +1,51 @@
+"""The small, engine-neutral Call API that every flow is written against.
+
+Flows never see SIP or RTP. callserver/ implements this protocol over pyVoIP signalling and our
+own media; tests implement it with a scripted fake to check flow logic in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class CallEnded(Exception):
+    """Raised inside a flow by any Call operation once the caller has hung up."""
+
+
+@dataclass(frozen=True)
+class RecordingResult:
+    path: Path | None
+    duration_s: float
+    ended_by: str  # "key" | "silence" | "max" | "hangup"
+
+
+@dataclass
+class CallInfo:
+    caller: str | None
+    called: str
+    clinic_id: str
+    language: str = "sv"
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class Call(Protocol):
+    info: CallInfo
+
+    async def play(self, *prompts: str, interruptible: bool = True) -> None:
+        """Play prompts by name in the call's language; a key press stops an interruptible
+        prompt and stays buffered for the next gather (barge-in)."""
+
+    async def gather(self, max_digits: int, terminator: str = "#", timeout: float = 6.0) -> str:
+        """Digits typed since the last gather (including during prompts), up to max_digits or
+        the terminator (not included), or what was typed when `timeout` s pass without a key."""
+
+    async def record(
+        self, max_s: float, silence_s: float, beep: bool = True, finish_key: str = "#"
+    ) -> RecordingResult:
+        """Record the caller to durable storage; what is known about the call so far
+        (`info.facts`) is stored beside the audio so a crash cannot orphan it."""
+
+    async def hangup(self) -> None: ...

@@ -1,0 +1,86 @@
+"""Engine, sessions and schema migrations.
+
+The call server and the staff UI share one process and one database. With SQLite that means
+concurrent writers from worker threads, so every connection gets WAL (readers do not block the
+writer), enforced foreign keys (SQLite ignores them by default) and a busy timeout (a writer
+waits for the lock instead of failing with "database is locked").
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL, or None for in-memory and non-SQLite URLs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine; for SQLite also create the file's directory and set the pragmas."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    db_file = _sqlite_file(url)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    event.listen(engine, "connect", _on_sqlite_connect)
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit.
+
+    expire_on_commit=False because results are handed from a worker thread back to the event
+    loop after the session is closed; expired attributes would try to reload and fail there.
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at the migrations shipped inside this package (no .ini)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation would eat a '%' in a URL-encoded password.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (Alembic `upgrade head`).
+
+    Run at start-up, before anything opens sessions; it is a no-op on an up-to-date database.
+    """
+    db_file = _sqlite_file(url)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), "head")
+    log.info("database schema is at the newest revision")

@@ -1,0 +1,248 @@
+"""The one place for the database models: calls, recordings, tickets, staff and the access log.
+
+Data flows one way (call -> recording -> ticket -> staff action); the models mirror that, and
+every timestamp is stored and returned as timezone-aware UTC so that nothing downstream has to
+guess which clock a value came from.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    false,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+ROLES = ("staff", "switchboard", "admin")
+"""`staff` sees only their clinics; `switchboard` and `admin` see every clinic."""
+
+TICKET_STATUSES = ("new", "confirmed", "rejected")
+PERSONNUMMER_SOURCES = ("keypad", "speech")
+ACCESS_ACTIONS = (
+    "list_tickets",
+    "view_ticket",
+    "play_audio",
+    "confirm",
+    "reject",
+    "login",
+    "login_failed",
+)
+
+
+def utcnow() -> datetime:
+    """Aware UTC now; the single default for every timestamp column."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime that only accepts aware values and always returns aware UTC.
+
+    SQLite has no time zone type and hands back naive datetimes; without this, a value written
+    as aware UTC would come back naive and compare/format wrongly (e.g. in Europe/Stockholm).
+    Naive input is refused rather than guessed, so a caller using local time fails loudly.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value!r} given to the database: use an aware UTC value "
+                "(storage.models.utcnow() or datetime.now(UTC))"
+            )
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Named constraints, because Alembic's SQLite batch mode can only alter what has a name."""
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Clinic(Base):
+    __tablename__ = "clinic"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Clinic(id={self.id!r}, name={self.name!r})"
+
+
+class Call(Base):
+    __tablename__ = "call"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sip_call_id: Mapped[str] = mapped_column(String(255), index=True)
+    clinic_id: Mapped[str | None] = mapped_column(ForeignKey("clinic.id"), index=True)
+    caller_number: Mapped[str | None] = mapped_column(String(64))
+    called_number: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="sv", server_default="sv")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    """Free text: ticket, too_short, menu_hangup, unknown_number, cancelled, closed, partial..."""
+
+    clinic: Mapped[Clinic | None] = relationship()
+    recordings: Mapped[list[Recording]] = relationship(back_populates="call")
+
+    def __repr__(self) -> str:
+        return f"Call(id={self.id!r}, sip_call_id={self.sip_call_id!r}, outcome={self.outcome!r})"
+
+
+class Recording(Base):
+    __tablename__ = "recording"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("call.id"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    """Absolute path of the WAV file; the file may be removed by retention while the row stays."""
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="recordings")
+
+    def __repr__(self) -> str:
+        return f"Recording(id={self.id!r}, path={self.path!r}, complete={self.complete!r})"
+
+
+staff_user_clinic = Table(
+    "staff_user_clinic",
+    Base.metadata,
+    Column(
+        "staff_user_id",
+        ForeignKey("staff_user.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("clinic_id", ForeignKey("clinic.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="staff")
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    clinics: Mapped[list[Clinic]] = relationship(secondary=staff_user_clinic)
+
+    @property
+    def sees_all_clinics(self) -> bool:
+        """Switchboard and admin work across clinics; staff only within their own."""
+        return self.role in ("switchboard", "admin")
+
+    def __repr__(self) -> str:
+        return f"StaffUser(id={self.id!r}, username={self.username!r}, role={self.role!r})"
+
+
+class Ticket(Base):
+    __tablename__ = "ticket"
+    __table_args__ = (
+        Index("ix_ticket_clinic_status_created", "clinic_id", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("call.id"), index=True)
+    recording_id: Mapped[int | None] = mapped_column(ForeignKey("recording.id"))
+    kind: Mapped[str] = mapped_column(
+        String(32), default="cancellation", server_default="cancellation"
+    )
+    status: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
+    partial: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """True when the recording was cut short (e.g. a crash); staff should call back."""
+    personnummer: Mapped[str | None] = mapped_column(String(12), index=True)
+    """12 digits, no dash. Indexed so a patient's log extract and tickets are cheap to find."""
+    personnummer_source: Mapped[str | None] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200))
+    free_text: Mapped[str | None] = mapped_column(Text)
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    acted_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    acted_at: Mapped[datetime | None]
+
+    clinic: Mapped[Clinic] = relationship()
+    call: Mapped[Call | None] = relationship()
+    recording: Mapped[Recording | None] = relationship()
+    acted_by: Mapped[StaffUser | None] = relationship()
+
+    def __repr__(self) -> str:
+        # No personnummer here: reprs end up in logs and tracebacks.
+        return f"Ticket(id={self.id!r}, clinic_id={self.clinic_id!r}, status={self.status!r})"
+
+
+class AccessLogEntry(Base):
+    """One row per access to patient data (Patientdatalagen / HSLF-FS 2016:40).
+
+    Who (user_id + username, kept as text so the row survives a renamed or removed account),
+    what (action, ticket_id), when (at), which patient (personnummer) and which care unit
+    (clinic_id). Rows are only ever inserted.
+    """
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    username: Mapped[str] = mapped_column(String(150))
+    action: Mapped[str] = mapped_column(String(32))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    clinic_id: Mapped[str | None] = mapped_column(String(64))
+    personnummer: Mapped[str | None] = mapped_column(String(12), index=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[StaffUser | None] = relationship()
+
+    def __repr__(self) -> str:
+        return (
+            f"AccessLogEntry(id={self.id!r}, username={self.username!r}, "
+            f"action={self.action!r}, ticket_id={self.ticket_id!r})"
+        )

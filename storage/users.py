@@ -1,0 +1,118 @@
+"""Staff accounts: argon2id password hashes, creation rules and authentication.
+
+Usernames are stored in lower case so that "Anna" and "anna" cannot become two accounts that
+look the same in the access log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import ROLES, Clinic, StaffUser
+
+MIN_PASSWORD_LENGTH = 8
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# Verified against when the username does not exist, so that a login attempt takes the same
+# time whether or not the account exists (no username probing by timing).
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def normalize_username(username: str) -> str:
+    """The stored form of a username: trimmed and lower case."""
+    return username.strip().lower()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash string ($argon2id$...) carrying its own salt and parameters."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True if `password` matches `password_hash` (argument order as in argon2's verify)."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def create_user(
+    session: Session,
+    username: str,
+    role: str,
+    clinic_ids: Iterable[str],
+    password: str,
+    *,
+    must_change_password: bool = False,
+) -> StaffUser:
+    """Add a staff account; raises ValueError naming the problem if the request is invalid.
+
+    Flushes but does not commit: the caller owns the transaction.
+    """
+    name = normalize_username(username)
+    if not name:
+        raise ValueError("username must not be empty")
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"password for {name!r} must be at least {MIN_PASSWORD_LENGTH} characters")
+    wanted = list(dict.fromkeys(clinic_ids))
+    if role == "staff" and not wanted:
+        raise ValueError(
+            f"user {name!r} has role 'staff' but no clinic: give at least one clinic id "
+            "(or use role 'switchboard'/'admin' for access to every clinic)"
+        )
+    clinics = list(session.scalars(select(Clinic).where(Clinic.id.in_(wanted)))) if wanted else []
+    missing = sorted(set(wanted) - {clinic.id for clinic in clinics})
+    if missing:
+        raise ValueError(
+            f"unknown clinic id(s) {', '.join(missing)} for user {name!r}: "
+            "add the clinic file first or check the spelling"
+        )
+    if session.scalar(select(StaffUser.id).where(StaffUser.username == name)) is not None:
+        raise ValueError(f"username {name!r} is already taken")
+    user = StaffUser(
+        username=name,
+        password_hash=hash_password(password),
+        role=role,
+        must_change_password=must_change_password,
+        active=True,
+        clinics=clinics,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_password(session: Session, user: StaffUser, password: str) -> None:
+    """Replace the password and clear must_change_password; flushes, does not commit."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    user.password_hash = hash_password(password)
+    user.must_change_password = False
+    session.flush()
+
+
+def authenticate(session: Session, username: str, password: str) -> StaffUser | None:
+    """The active user with this username and password, or None.
+
+    Upgrades the stored hash in place when argon2's recommended parameters have changed since
+    it was made (the caller commits).
+    """
+    user = session.scalar(
+        select(StaffUser).where(StaffUser.username == normalize_username(username))
+    )
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+        return None
+    if not verify_password(user.password_hash, password) or not user.active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+        session.flush()
+    return user
