@@ -20,7 +20,7 @@ STATIC_PAYLOAD_TYPES: dict[str, int] = {"PCMU": 0, "PCMA": 8}
 """RFC 3551 static payload types, the defaults when the SDP has no rtpmap for them."""
 
 SILENCE_BYTE: dict[str, int] = {"PCMU": 0xFF, "PCMA": 0xD5}
-"""The code each law uses for silence: μ-law 0, A-law's smallest positive step (+8; A-law has no 0)."""
+"""Each law's code for silence: μ-law 0; A-law has no 0, so its smallest step (+8)."""
 
 
 def _build_ulaw_decode() -> np.ndarray:
@@ -103,6 +103,6 @@ def silence_pcm16(samples: int) -> bytes:
 
 
 def silence_payload(codec: str, samples: int) -> bytes:
-    """The G.711 payload for silence, sent while nothing plays to keep the stream (and NAT) alive."""
+    """G.711 silence, sent while nothing plays to keep the stream (and NAT) alive."""
     _table(_ENCODE, codec)
     return bytes([SILENCE_BYTE[codec]]) * samples

@@ -1,0 +1,115 @@
+"""What the call server writes to the database: calls, recordings and the tickets they become.
+
+Plain synchronous functions over a Session; the server runs them in a worker thread so the
+event loop that carries RTP is never blocked by the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import Call, Recording, Ticket, utcnow
+from storage.personnummer import mask_personnummer
+
+log = logging.getLogger(__name__)
+
+SessionFactory = Callable[[], Session]
+
+
+def call_started(
+    factory: SessionFactory,
+    *,
+    sip_call_id: str,
+    clinic_id: str | None,
+    caller: str | None,
+    called: str,
+) -> int:
+    with factory() as session, session.begin():
+        call = Call(
+            sip_call_id=sip_call_id, clinic_id=clinic_id, caller_number=caller, called_number=called
+        )
+        session.add(call)
+        session.flush()
+        return call.id
+
+
+def call_updated(factory: SessionFactory, call_id: int, **fields: Any) -> None:
+    with factory() as session, session.begin():
+        call = session.get(Call, call_id)
+        if call is not None:
+            for key, value in fields.items():
+                setattr(call, key, value)
+
+
+def store_recording(
+    factory: SessionFactory,
+    *,
+    path: Path,
+    duration_s: float,
+    metadata: dict[str, Any],
+    min_seconds: float,
+    partial: bool,
+    complete: bool = True,
+) -> int | None:
+    """Record the recording and, unless it is too short (and not a crash leftover), its ticket.
+
+    Idempotent by path: the start-up sweep may meet a recording that was already stored.
+    Returns the ticket id or None.
+    """
+    with factory() as session, session.begin():
+        existing = session.scalar(select(Recording).where(Recording.path == str(path)))
+        if existing is not None:
+            return None
+        call_id = metadata.get("call_db_id")
+        if call_id is None or session.get(Call, call_id) is None:
+            call = Call(
+                sip_call_id=metadata.get("sip_call_id", "unknown"),
+                clinic_id=metadata.get("clinic_id"),
+                caller_number=metadata.get("caller"),
+                called_number=metadata.get("called", ""),
+                outcome="recovered",
+            )
+            session.add(call)
+            session.flush()
+            call_id = call.id
+        recording = Recording(
+            call_id=call_id, path=str(path), duration_s=duration_s, complete=complete
+        )
+        session.add(recording)
+        session.flush()
+        if duration_s < min_seconds and not (partial and duration_s > 0):
+            log.info(
+                "message of %.1f s on call %s is under %.1f s: logged, no ticket",
+                duration_s, call_id, min_seconds,
+            )  # fmt: skip
+            return None
+        pnr = metadata.get("personnummer")
+        ticket = Ticket(
+            clinic_id=metadata["clinic_id"],
+            call_id=call_id,
+            recording_id=recording.id,
+            kind="cancellation",
+            status="new",
+            partial=partial,
+            personnummer=pnr,
+            personnummer_source=metadata.get("personnummer_source") if pnr else None,
+        )
+        session.add(ticket)
+        session.flush()
+        log.info(
+            "ticket %d for clinic %s: %.1f s message, personnummer %s%s",
+            ticket.id, ticket.clinic_id, duration_s, mask_personnummer(pnr),
+            " (partial, recovered after a crash)" if partial else "",
+        )  # fmt: skip
+        return ticket.id
+
+
+def now() -> datetime:
+    return utcnow()

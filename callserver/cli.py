@@ -1,0 +1,185 @@
+"""`callserver` command line: serve, migrate, set up, manage users, list tickets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from config.settings import Settings, SettingsError, load_settings
+
+
+def _setup_logging(settings: Settings) -> None:
+    from storage.personnummer import RedactPersonnummerFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactPersonnummerFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log.level.upper(), handlers=[handler], force=True)
+
+
+def _sync_clinics(settings: Settings) -> None:
+    from config.clinics import load_clinics
+    from storage.clinics import upsert_clinic
+    from storage.db import make_engine, make_session_factory
+
+    clinics = load_clinics(Path(settings.clinics.dir), settings.clinics.timezone)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            for clinic in clinics.values():
+                upsert_clinic(session, clinic.id, clinic.name)
+    finally:
+        engine.dispose()
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.database_url)
+    _sync_clinics(settings)
+    print(f"database ready: {settings.database_url.split('@')[-1]}")
+    return 0
+
+
+def cmd_generate_prompts(settings: Settings, args: argparse.Namespace) -> int:
+    from callserver.prompts import generate_prompts
+
+    count = generate_prompts(settings.prompts_dir)
+    print(f"prompts ready in {settings.prompts_dir} ({count} generated)")
+    return 0
+
+
+def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import make_engine, make_session_factory
+    from storage.users import create_user
+
+    if not args.password_stdin:
+        print(
+            "error: pass --password-stdin and give the password on standard input", file=sys.stderr
+        )
+        return 2
+    password = sys.stdin.readline().rstrip("\r\n")
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            user = create_user(session, args.username, args.role, args.clinic or [], password)
+            print(f"created {user.role} user {user.username!r}")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the admin account once, with a one-time password printed for the operator."""
+    from sqlalchemy import select
+
+    from storage.db import make_engine, make_session_factory
+    from storage.models import StaffUser
+    from storage.users import create_user
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            if session.scalar(select(StaffUser.id).where(StaffUser.username == "admin")):
+                print("admin user exists already (reset with create-user under a new name)")
+                return 0
+            password = secrets.token_urlsafe(12)
+            create_user(session, "admin", "admin", [], password, must_change_password=True)
+    finally:
+        engine.dispose()
+    print(f"created user 'admin' with one-time password: {password}")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from callserver.server import serve
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from storage.db import make_engine, make_session_factory
+    from storage.models import Ticket
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            tickets = session.scalars(
+                select(Ticket).options(selectinload(Ticket.recording)).order_by(Ticket.id)
+            )
+            for t in tickets:
+                row = {
+                    "id": t.id,
+                    "clinic": t.clinic_id,
+                    "status": t.status,
+                    "partial": t.partial,
+                    "personnummer": t.personnummer,
+                    "personnummer_source": t.personnummer_source,
+                    "name": t.name,
+                    "recording_path": t.recording.path if t.recording else None,
+                    "duration_s": round(t.recording.duration_s, 2) if t.recording else None,
+                    "created_at": t.created_at.isoformat(),
+                }
+                if args.json:
+                    print(json.dumps(row, ensure_ascii=False))
+                else:
+                    print(
+                        f"{t.id:6d} {t.clinic_id:10s} {t.status:10s} "
+                        f"{row['duration_s'] or 0:6.1f}s {t.created_at:%Y-%m-%d %H:%M}"
+                    )
+    finally:
+        engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callserver", description=__doc__)
+    parser.add_argument("--config", help="settings file (default config/callserver.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the SIP server and the staff UI").set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="create/upgrade the database").set_defaults(func=cmd_migrate)
+    sub.add_parser("generate-prompts", help="(re)generate prompt WAVs with espeak-ng").set_defaults(
+        func=cmd_generate_prompts
+    )
+    sub.add_parser("seed-demo", help="create the admin user once").set_defaults(func=cmd_seed_demo)
+    user = sub.add_parser("create-user", help="add a staff, switchboard or admin account")
+    user.add_argument("username")
+    user.add_argument("--role", required=True, choices=["staff", "switchboard", "admin"])
+    user.add_argument("--clinic", action="append", help="clinic id (repeat for several)")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user.set_defaults(func=cmd_create_user)
+    tickets = sub.add_parser("tickets", help="cancellation tickets")
+    tsub = tickets.add_subparsers(dest="tickets_command", required=True)
+    tlist = tsub.add_parser("list", help="list tickets")
+    tlist.add_argument("--json", action="store_true", help="one JSON object per line")
+    tlist.set_defaults(func=cmd_tickets_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    return args.func(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The Call API of ivr_flows, implemented over a SIP dialog and our RTP media session.
+
+Digits are buffered from the moment the call is answered, so a caller who knows the menu can
+type through a prompt (barge-in): the prompt stops and the digits wait for the next gather.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from callserver.prompts import PromptLibrary
+from callserver.pyvoip_engine import Dialog, SipEngine
+from callserver.recording import DurableRecording
+from config.settings import RecordingSettings
+from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
+
+log = logging.getLogger(__name__)
+
+RecordingHook = Callable[[RecordingResult, dict[str, Any]], Awaitable[None]]
+
+
+def frame_dbfs(frame: bytes) -> float:
+    samples = np.frombuffer(frame, dtype="<i2").astype(np.float64)
+    if samples.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(samples * samples)))
+    return 20 * np.log10(max(rms, 1e-9) / 32768)
+
+
+class LiveCall:
+    def __init__(
+        self,
+        *,
+        info: CallInfo,
+        dialog: Dialog,
+        engine: SipEngine,
+        media: Any,
+        prompts: PromptLibrary,
+        recordings_dir: Path,
+        recording: RecordingSettings,
+        on_recording: RecordingHook,
+        base_metadata: dict[str, Any],
+    ) -> None:
+        self.info = info
+        self.dialog = dialog
+        self.engine = engine
+        self.media = media
+        self.prompts = prompts
+        self.recordings_dir = recordings_dir
+        self.recording = recording
+        self.on_recording = on_recording
+        self.base_metadata = base_metadata
+        self._digits: list[str] = []
+        self._digit_event = asyncio.Event()
+        self._interruptible = False
+        media.on_dtmf = self._on_dtmf
+
+    # -------------------------------------------------------------- events
+    def _on_dtmf(self, digit: str) -> None:
+        log.debug("call %s: key %s", self.dialog.call_id, "*" if digit.isdigit() else digit)
+        self._digits.append(digit)
+        self._digit_event.set()
+        if self._interruptible:
+            self.media.stop_playback()
+
+    def _check(self) -> None:
+        if self.dialog.ended.is_set():
+            raise CallEnded(self.dialog.end_reason or "ended")
+
+    async def _wait_any(self, *aws: Awaitable[Any], timeout: float | None = None) -> set:
+        tasks = {asyncio.ensure_future(a) for a in aws}
+        try:
+            done, _ = await asyncio.wait(
+                tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            return done
+        finally:
+            for t in tasks:
+                if not t.done():
+                    t.cancel()
+
+    # -------------------------------------------------------------- Call API
+    async def play(self, *prompts: str, interruptible: bool = True) -> None:
+        self._check()
+        if interruptible and self._digits:
+            return  # the caller is already typing: don't make them listen
+        lang, clinic = self.info.language, self.info.clinic_id
+        pcm = b"".join(self.prompts.get(name, lang, clinic) for name in prompts)
+        await self._play_pcm(pcm, interruptible)
+
+    async def _play_pcm(self, pcm: bytes, interruptible: bool) -> None:
+        self._interruptible = interruptible
+        self._digit_event.clear()
+        done_playing = self.media.play(pcm)
+        try:
+            # shield: giving up waiting must not cancel the media session's own future
+            waits: list[Awaitable[Any]] = [asyncio.shield(done_playing), self.dialog.ended.wait()]
+            if interruptible:
+                waits.append(self._digit_event.wait())
+            await self._wait_any(*waits)
+        finally:
+            self._interruptible = False
+            if not done_playing.done():
+                self.media.stop_playback()
+        self._check()
+
+    async def gather(self, max_digits: int, terminator: str = "#", timeout: float = 6.0) -> str:
+        self._check()
+        while True:
+            if terminator and terminator in self._digits:
+                idx = self._digits.index(terminator)
+                got = self._digits[:idx]
+                del self._digits[: idx + 1]
+                return "".join(got)
+            if len(self._digits) >= max_digits:
+                got = self._digits[:max_digits]
+                del self._digits[:max_digits]
+                return "".join(got)
+            self._digit_event.clear()
+            done = await self._wait_any(
+                self._digit_event.wait(), self.dialog.ended.wait(), timeout=timeout
+            )
+            self._check()
+            if not done:  # no key for `timeout` seconds
+                got = self._digits[:]
+                self._digits.clear()
+                return "".join(got)
+
+    async def record(
+        self, max_s: float, silence_s: float, beep: bool = True, finish_key: str = "#"
+    ) -> RecordingResult:
+        self._check()
+        self._digits.clear()
+        if beep:
+            await self._play_pcm(self.prompts.beep, interruptible=False)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = (
+            self.recordings_dir
+            / (self.info.clinic_id or "unknown")
+            / datetime.now().strftime("%Y-%m")
+            / f"{stamp}-{uuid.uuid4().hex[:12]}.wav"
+        )
+        metadata = {**self.base_metadata, **self.info.facts, "language": self.info.language}
+        rec = await asyncio.to_thread(
+            DurableRecording, path, metadata, self.recording.fsync_interval_s
+        )
+        threshold = self.recording.silence_threshold_dbfs
+        start = time.monotonic()
+        last_voice = start
+
+        def sink(frame: bytes) -> None:
+            nonlocal last_voice
+            rec.write(frame)
+            if frame_dbfs(frame) > threshold:
+                last_voice = time.monotonic()
+
+        self.media.add_audio_sink(sink)
+        ended_by = "max"
+        try:
+            while True:
+                now = time.monotonic()
+                if self.dialog.ended.is_set():
+                    ended_by = "hangup"
+                    break
+                if finish_key in self._digits:
+                    self._digits.clear()
+                    ended_by = "key"
+                    break
+                if now - start >= max_s:
+                    break
+                if now - last_voice >= silence_s:
+                    ended_by = "silence"
+                    break
+                self._digit_event.clear()
+                await self._wait_any(
+                    self._digit_event.wait(), self.dialog.ended.wait(), timeout=0.1
+                )
+        finally:
+            if ended_by == "hangup":
+                self.media.flush_audio()  # the packets still held for reordering
+            self.media.remove_audio_sink(sink)
+            final = await rec.finish()
+            result = RecordingResult(final, rec.duration_s, ended_by)
+            log.info(
+                "call %s: recorded %.1f s (%s) to %s",
+                self.dialog.call_id, rec.duration_s, ended_by, final,
+            )  # fmt: skip
+            await self.on_recording(result, metadata)
+        return result
+
+    async def hangup(self) -> None:
+        self.engine.hangup(self.dialog)

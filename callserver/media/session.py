@@ -1,0 +1,396 @@
+"""One call's RTP endpoint: receive, de-jitter and decode the caller's audio; send ours.
+
+pyVoIP keeps the SIP side; this session owns the media, so the SIP engine only has to open one
+with the addresses and payload types from the SDP offer/answer and close it at BYE.
+
+Receiving is driven by datagrams: packets from anywhere but the address in the peer's SDP are
+dropped (pyVoIP mixed injected audio into recordings, notes/pyvoip.md defect 10), audio goes
+through the jitter buffer to the attached sinks, telephone-events become digits. Whatever a
+datagram contains, it costs at most a counter: the session never dies of its input.
+
+Sending is driven by the shared ``MediaClock``: every tick the session sends the next queued
+frame of played audio, or silence when nothing plays so that the peer's jitter buffer and any
+NAT binding stay alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from callserver.media import g711
+from callserver.media.clock import MediaClock
+from callserver.media.dtmf import DtmfReceiver
+from callserver.media.jitterbuffer import JitterBuffer
+from callserver.media.ports import PortPool
+from callserver.media.rtp import RtpPacket, RtpParseError, build_rtp, parse_rtp
+
+log = logging.getLogger(__name__)
+
+FRAME_SAMPLES = 160
+"""Samples per sent frame: 20 ms at 8 kHz, the ptime every G.711 peer accepts."""
+
+AudioSink = Callable[[bytes], None]
+"""Receives the caller's audio as 16-bit little-endian PCM chunks; must not block."""
+DtmfHandler = Callable[[str], None]
+"""Receives one key ('0'-'9', '*', '#', 'A'-'D') per press; must not block."""
+
+
+@dataclass
+class MediaStats:
+    """Counters of one session (a snapshot; read ``MediaSession.stats`` again for fresh ones).
+
+    ``received`` counts valid RTP packets from the peer's SDP address; ``lost``, ``late_dropped``,
+    ``duplicates`` and ``concealed_samples`` come from the jitter buffer.
+    """
+
+    received: int = 0
+    sent: int = 0
+    foreign_dropped: int = 0
+    unknown_pt: int = 0
+    late_dropped: int = 0
+    lost: int = 0
+    parse_errors: int = 0
+    duplicates: int = 0
+    concealed_samples: int = 0
+    dtmf_digits: int = 0
+    callback_errors: int = 0
+    send_errors: int = 0
+
+
+def _normalize_ip(host: str) -> str:
+    """The textual form the kernel reports source addresses in, so that comparison is exact."""
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        raise ValueError(
+            f"remote RTP address {host!r} is not an IP address; the SDP c= line must carry one"
+        ) from None
+
+
+class MediaSession(asyncio.DatagramProtocol):
+    """The RTP endpoint of one call. Create it with ``await MediaSession.open(...)``."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        pool: PortPool,
+        remote: tuple[str, int],
+        codec: str = "PCMU",
+        payload_type: int | None = None,
+        dtmf_payload_type: int | None = None,
+        on_dtmf: DtmfHandler | None = None,
+        clock: MediaClock | None = None,
+        jitter_depth: int = 4,
+    ) -> None:
+        if codec not in g711.STATIC_PAYLOAD_TYPES:
+            raise ValueError(f"unsupported codec {codec!r}: the media session speaks PCMU or PCMA")
+        self.codec = codec
+        self.payload_type = (
+            g711.STATIC_PAYLOAD_TYPES[codec] if payload_type is None else payload_type
+        )
+        for name, pt in (("audio", self.payload_type), ("telephone-event", dtmf_payload_type)):
+            if pt is not None and not 0 <= pt <= 127:
+                raise ValueError(f"{name} payload type {pt} from the SDP is not 0-127")
+        if dtmf_payload_type == self.payload_type:
+            raise ValueError(
+                f"telephone-event and {codec} cannot share payload type {self.payload_type}"
+            )
+        self.dtmf_payload_type = dtmf_payload_type
+        self.on_dtmf = on_dtmf
+        self.local_host, self.local_port = sock.getsockname()[:2]
+        self._sock = sock
+        self._pool = pool
+        self._clock = clock
+        self._transport: asyncio.DatagramTransport | None = None
+        self._closed = False
+        self._connection_lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stats = MediaStats()
+        self._remote: tuple[str, int] = ("", 0)
+        self.set_remote(remote)
+
+        self._sinks: tuple[AudioSink, ...] = ()
+        self._jitter = JitterBuffer(depth=jitter_depth)
+        self._dtmf = DtmfReceiver()
+        self._rx_ssrc: int | None = None
+        self._error_logged = False
+
+        self._ssrc = random.getrandbits(32)
+        self._sequence = random.getrandbits(16)
+        self._timestamp = random.getrandbits(32)
+        self._marker_next = True
+        self._idle = True  # the last frame sent was silence: the next audio starts a talkspurt
+        self._queue: deque[tuple[bytes, asyncio.Future[bool] | None]] = deque()
+        self._silence = g711.silence_payload(codec, FRAME_SAMPLES)
+
+    @classmethod
+    async def open(
+        cls,
+        pool: PortPool,
+        remote: tuple[str, int],
+        codec: str = "PCMU",
+        payload_type: int | None = None,
+        dtmf_payload_type: int | None = None,
+        on_dtmf: DtmfHandler | None = None,
+        clock: MediaClock | None = None,
+        jitter_depth: int = 4,
+    ) -> MediaSession:
+        """Take a port from ``pool`` and start the endpoint; register it on ``clock`` to send.
+
+        ``remote`` is the (ip, port) of the peer's SDP: the only source accepted and where we
+        send. ``payload_type`` defaults to the codec's static one; ``dtmf_payload_type`` is the
+        negotiated telephone-event type, or None when the peer offered none.
+        Raises ``NoMediaPortError`` when the port range is exhausted.
+        """
+        sock = pool.acquire()
+        port = sock.getsockname()[1]
+        try:
+            session = cls(
+                sock,
+                pool,
+                remote,
+                codec=codec,
+                payload_type=payload_type,
+                dtmf_payload_type=dtmf_payload_type,
+                on_dtmf=on_dtmf,
+                clock=clock,
+                jitter_depth=jitter_depth,
+            )
+            loop = asyncio.get_running_loop()
+            await loop.create_datagram_endpoint(lambda: session, sock=sock)
+        except BaseException:
+            sock.close()
+            pool.release(port)
+            raise
+        if clock is not None:
+            clock.register(session)
+        return session
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def remote(self) -> tuple[str, int]:
+        """Where we send and the only source we accept, from the peer's SDP."""
+        return self._remote
+
+    def set_remote(self, remote: tuple[str, int]) -> None:
+        """Follow a re-INVITE that moved the peer's media to another address."""
+        host, port = remote
+        if not 0 < port < 65536:
+            raise ValueError(f"remote RTP port {port} from the SDP is not a UDP port")
+        self._remote = (_normalize_ip(host), port)
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran (or the socket was lost)."""
+        return self._closed
+
+    @property
+    def stats(self) -> MediaStats:
+        """A snapshot of the counters, the jitter buffer's included."""
+        jitter = self._jitter
+        return replace(
+            self._stats,
+            late_dropped=jitter.late_dropped,
+            lost=jitter.lost,
+            duplicates=jitter.duplicates,
+            concealed_samples=jitter.concealed_samples,
+            dtmf_digits=self._dtmf.digits,
+        )
+
+    def add_audio_sink(self, sink: AudioSink) -> None:
+        """Deliver the caller's audio to ``sink`` too (the recorder attaches here)."""
+        if sink not in self._sinks:
+            self._sinks = (*self._sinks, sink)
+
+    def remove_audio_sink(self, sink: AudioSink) -> None:
+        """Stop delivering audio to ``sink``; unknown sinks are ignored."""
+        self._sinks = tuple(s for s in self._sinks if s != sink)
+
+    def play(self, pcm16: bytes) -> asyncio.Future[bool]:
+        """Queue 8 kHz 16-bit PCM for sending; the future tells when its last frame went out.
+
+        The future's result is True when everything was sent and False when ``stop_playback``
+        or ``close`` discarded it (barge-in), so a flow can tell the two apart. Queued prompts
+        play one after another.
+        """
+        if len(pcm16) % 2:
+            raise ValueError(f"16-bit PCM must have an even number of bytes, got {len(pcm16)}")
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            done.set_result(False)
+            return done
+        samples = len(pcm16) // 2
+        if samples == 0:
+            done.set_result(True)
+            return done
+        padding = -samples % FRAME_SAMPLES
+        payload = g711.encode(self.codec, pcm16 + g711.silence_pcm16(padding))
+        last = len(payload) - FRAME_SAMPLES
+        queue = self._queue
+        for offset in range(0, last, FRAME_SAMPLES):
+            queue.append((payload[offset : offset + FRAME_SAMPLES], None))
+        queue.append((payload[last:], done))
+        return done
+
+    def stop_playback(self) -> None:
+        """Discard all queued audio now (the caller pressed a key or started talking)."""
+        queue = self._queue
+        while queue:
+            _, done = queue.popleft()
+            if done is not None and not done.done():
+                done.set_result(False)
+
+    @property
+    def playing(self) -> bool:
+        """Whether queued audio is still waiting to be sent."""
+        return bool(self._queue)
+
+    def send_next_frame(self) -> None:
+        """Send the next queued frame, or silence; the clock calls this every 20 ms."""
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        done = None
+        if self._queue:
+            payload, done = self._queue.popleft()
+            marker = self._marker_next or self._idle
+            self._idle = False
+        else:
+            payload = self._silence
+            marker = self._marker_next
+            self._idle = True
+        self._marker_next = False
+        transport.sendto(
+            build_rtp(
+                self.payload_type, self._sequence, self._timestamp, self._ssrc, payload, marker
+            ),
+            self._remote,
+        )
+        self._sequence = (self._sequence + 1) & 0xFFFF
+        self._timestamp = (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        self._stats.sent += 1
+        if done is not None and not done.done():
+            done.set_result(True)
+
+    def skip_frames(self, frames: int) -> None:
+        """Keep the RTP timestamp on real time when the clock skipped ticks under load.
+
+        The peer then sees a timestamp gap (a pause) rather than audio that drifts later and
+        later; the marker bit tells it to resynchronise.
+        """
+        self._timestamp = (self._timestamp + frames * FRAME_SAMPLES) & 0xFFFFFFFF
+        self._marker_next = True
+
+    def close(self) -> None:
+        """End the call's media: flush the last audio to the sinks, free the port. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._clock is not None:
+            self._clock.unregister(self)
+        self.stop_playback()
+        self._deliver(self._jitter.flush())
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self._sock.close()
+        # Safe before the socket is really closed (next loop iteration): the pool binds to test
+        # a port, so it can not hand this one out while the old socket still holds it.
+        self._pool.release(self.local_port)
+
+    async def wait_closed(self) -> None:
+        """Wait until the socket is really closed (after ``close()``)."""
+        if self._transport is None:
+            return
+        await asyncio.shield(self._connection_lost)
+
+    # -- asyncio.DatagramProtocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport for sending."""
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Release everything if the socket went away without ``close()``."""
+        if exc is not None:
+            log.warning("RTP socket on port %s lost: %s", self.local_port, exc)
+        self.close()
+        if not self._connection_lost.done():
+            self._connection_lost.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        """Count ICMP errors (peer port not open yet, unreachable) instead of failing."""
+        self._stats.send_errors += 1
+        log.debug("RTP send to %s:%s failed: %s", *self._remote, exc)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Filter, parse and dispatch one datagram; never raise."""
+        # addr[:2]: IPv6 source addresses come as (host, port, flowinfo, scope_id).
+        if addr[0] != self._remote[0] or addr[1] != self._remote[1]:
+            self._stats.foreign_dropped += 1
+            return
+        try:
+            packet = parse_rtp(data)
+        except RtpParseError:
+            self._stats.parse_errors += 1
+            return
+        try:
+            self._stats.received += 1
+            if packet.payload_type == self.payload_type:
+                self._on_audio(packet)
+            elif packet.payload_type == self.dtmf_payload_type:
+                self._on_telephone_event(packet)
+            else:
+                self._stats.unknown_pt += 1
+        except Exception:
+            self._stats.parse_errors += 1
+            self._log_once("RTP packet from %s:%s could not be processed", *self._remote)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _on_audio(self, packet: RtpPacket) -> None:
+        if packet.ssrc != self._rx_ssrc:
+            # A new SSRC is a new stream (PBX transfer, re-INVITE) whose sequence numbers and
+            # timestamps are unrelated to the old one's.
+            if self._rx_ssrc is not None:
+                self._deliver(self._jitter.reset())
+            self._rx_ssrc = packet.ssrc
+        pcm16 = g711.decode(self.codec, packet.payload)
+        self._deliver(self._jitter.push(packet.sequence, packet.timestamp, pcm16))
+
+    def _on_telephone_event(self, packet: RtpPacket) -> None:
+        if packet.ssrc == self._rx_ssrc:
+            # Events share the audio's sequence numbers: tell the jitter buffer they are not lost.
+            self._deliver(self._jitter.push(packet.sequence, packet.timestamp, b""))
+        digit = self._dtmf.feed(packet)
+        if digit is not None and self.on_dtmf is not None:
+            try:
+                self.on_dtmf(digit)
+            except Exception:
+                self._stats.callback_errors += 1
+                log.exception("DTMF handler failed on digit %r", digit)
+
+    def _deliver(self, chunks: list[bytes]) -> None:
+        if not chunks:
+            return
+        for sink in self._sinks:
+            for chunk in chunks:
+                try:
+                    sink(chunk)
+                except Exception:
+                    self._stats.callback_errors += 1
+                    self._log_once("audio sink %r failed", sink)
+
+    def _log_once(self, message: str, *args: object) -> None:
+        # A peer that sends something we choke on sends it 50 times a second: log the first.
+        if not self._error_logged:
+            self._error_logged = True
+            log.exception(message, *args)

@@ -1,0 +1,239 @@
+"""The running call server: SIP engine, media, flows, storage and the staff UI in one process.
+
+Data flows one way: a call (engine + media) runs a flow (ivr_flows), the flow's recordings are
+stored durably (recording.py) and become tickets (call_log.py), which staff handle (staff_ui).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from staff_ui.app import create_app, load_or_create_secret
+
+from callserver import call_log
+from callserver.live_call import LiveCall
+from callserver.media.clock import MediaClock
+from callserver.media.ports import NoMediaPortError, PortPool
+from callserver.media.session import MediaSession
+from callserver.prompts import PromptLibrary
+from callserver.pyvoip_engine import Dialog, SipEngine
+from callserver.recording import sweep
+from config.clinics import Clinic, clinic_for_number, load_clinics
+from config.settings import Settings
+from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
+from ivr_flows.cancellation import RecordingLimits
+from ivr_flows.main_menu import MenuOptions, main_menu
+from storage.clinics import upsert_clinic
+from storage.db import make_engine, make_session_factory, migrate
+
+log = logging.getLogger(__name__)
+
+ANSWER_DELAY_S = 0.3  # a short ring, so a caller's CANCEL can still win the race
+
+
+class CallServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clinics: dict[str, Clinic] = load_clinics(
+            Path(settings.clinics.dir), settings.clinics.timezone
+        )
+        self.prompts = PromptLibrary(settings.prompts_dir)
+        for clinic in self.clinics.values():
+            self.prompts.add_clinic_overrides(clinic.id, clinic.prompt_overrides)
+        self.db_engine = make_engine(settings.database_url)
+        self.db = make_session_factory(self.db_engine)
+        self.pool = PortPool(
+            settings.sip.host, settings.sip.rtp_port_low, settings.sip.rtp_port_high
+        )
+        self.clock = MediaClock()
+        self.engine = SipEngine(
+            host=settings.sip.host,
+            port=settings.sip.port,
+            peer=settings.sip_peer,
+            on_invite=self.handle_invite,
+            mode=settings.sip.mode,
+            username=settings.sip.username,
+            password=settings.sip.password,
+        )
+        self.limits = RecordingLimits(
+            settings.recording.max_seconds,
+            settings.recording.silence_seconds,
+            settings.recording.min_seconds,
+        )
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await asyncio.to_thread(self._sync_clinics)
+        await self.recover_recordings()
+        self.clock.start()
+        await self.engine.start()
+        app = create_app(self.db, load_or_create_secret(self.settings.data_dir))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+        await site.start()
+        log.info(
+            "staff UI on http://%s:%d/ ; clinics: %s",
+            self.settings.http.host,
+            self.settings.http.port,
+            ", ".join(f"{c.id} ({'/'.join(c.numbers)})" for c in self.clinics.values()),
+        )
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        await self.clock.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.db_engine.dispose()
+
+    def _sync_clinics(self) -> None:
+        with self.db() as session, session.begin():
+            for clinic in self.clinics.values():
+                upsert_clinic(session, clinic.id, clinic.name)
+
+    async def recover_recordings(self) -> None:
+        """Turn recordings a crash left behind into tickets: nothing answered is ever lost."""
+        leftovers = await asyncio.to_thread(sweep, self.settings.recordings_dir)
+        for item in leftovers:
+            if not item.metadata.get("clinic_id"):
+                log.error("recording %s has no clinic in its metadata: left for an operator",
+                          item.wav_path)  # fmt: skip
+                continue
+            ticket = await asyncio.to_thread(
+                call_log.store_recording,
+                self.db,
+                path=item.wav_path,
+                duration_s=item.duration_s,
+                metadata=item.metadata,
+                min_seconds=self.limits.min_s,
+                partial=item.partial,
+                complete=not item.partial,
+            )
+            if ticket is not None:
+                log.warning("recovered recording %s as ticket %d", item.wav_path.name, ticket)
+
+    # ------------------------------------------------------------------ calls
+    async def handle_invite(self, dialog: Dialog) -> None:
+        clinic = clinic_for_number(self.clinics, dialog.called)
+        call_db_id = await asyncio.to_thread(
+            call_log.call_started,
+            self.db,
+            sip_call_id=dialog.call_id,
+            clinic_id=clinic.id if clinic else None,
+            caller=dialog.caller,
+            called=dialog.called,
+        )
+        outcome = "error"
+        media: MediaSession | None = None
+        try:
+            assert dialog.offer is not None
+            codec, pt = dialog.offer.choose_codec() or ("PCMU", 0)
+            try:
+                media = await self._open_media(dialog, codec, pt)
+            except (NoMediaPortError, ValueError) as exc:
+                log.error("call %s refused: %s", dialog.call_id, exc)
+                self.engine.reject(dialog, 503, "Service Unavailable")
+                outcome = "no_media_port"
+                return
+            await asyncio.sleep(ANSWER_DELAY_S)
+            if dialog.ended.is_set() or not self.engine.answer(dialog, media.local_port, pt):
+                outcome = "cancelled"
+                return
+            await asyncio.to_thread(
+                call_log.call_updated, self.db, call_db_id, answered_at=call_log.now()
+            )
+            info = CallInfo(
+                caller=dialog.caller, called=dialog.called, clinic_id=clinic.id if clinic else ""
+            )
+            call = LiveCall(
+                info=info,
+                dialog=dialog,
+                engine=self.engine,
+                media=media,
+                prompts=self.prompts,
+                recordings_dir=self.settings.recordings_dir,
+                recording=self.settings.recording,
+                on_recording=self._store_recording,
+                base_metadata={
+                    "call_db_id": call_db_id,
+                    "sip_call_id": dialog.call_id,
+                    "clinic_id": clinic.id if clinic else None,
+                    "caller": dialog.caller,
+                    "called": dialog.called,
+                    "started_at": datetime.now(UTC).isoformat(),
+                },
+            )
+            try:
+                if clinic is None:
+                    log.warning("call to unknown number %s: told so and hung up", dialog.called)
+                    await call.play("unknown_number", interruptible=False)
+                    outcome = "unknown_number"
+                else:
+                    outcome = await main_menu(call, self._menu_options(clinic))
+            except CallEnded:
+                outcome = "caller_hangup"
+            if not dialog.ended.is_set():
+                await asyncio.sleep(0.2)  # let the last prompt frames leave
+        finally:
+            if media is not None:
+                media.close()
+            self.engine.hangup(dialog)
+            await asyncio.to_thread(
+                call_log.call_updated, self.db, call_db_id, ended_at=call_log.now(),
+                outcome=outcome,
+            )  # fmt: skip
+
+    def _menu_options(self, clinic: Clinic) -> MenuOptions:
+        open_now = clinic.is_open(datetime.now(UTC))
+        return MenuOptions(
+            open_now=open_now,
+            callback=clinic.callback,
+            switchboard=clinic.switchboard_number is not None,
+            limits=self.limits,
+        )
+
+    async def _open_media(self, dialog: Dialog, codec: str, pt: int) -> MediaSession:
+        assert dialog.offer is not None
+        return await MediaSession.open(
+            self.pool,
+            (dialog.offer.address, dialog.offer.port),
+            codec=codec,
+            payload_type=pt,
+            dtmf_payload_type=dialog.offer.dtmf_payload_type,
+            clock=self.clock,
+        )
+
+    async def _store_recording(self, result: RecordingResult, metadata: dict[str, Any]) -> None:
+        if result.path is None or not metadata.get("clinic_id"):
+            return
+        await asyncio.to_thread(
+            call_log.store_recording,
+            self.db,
+            path=result.path,
+            duration_s=result.duration_s,
+            metadata=metadata,
+            min_seconds=self.limits.min_s,
+            partial=False,
+        )
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT; migrations must have run (`callserver migrate`)."""
+    await asyncio.to_thread(migrate, settings.database_url)
+    server = CallServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"callserver ready: SIP {settings.sip.host}:{settings.sip.port}", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
