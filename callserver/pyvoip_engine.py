@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyVoIP
+import pyVoIP.VoIP  # noqa: F401 - must come first: importing pyVoIP.SIP alone is circular
 from pyVoIP import SIP
 from pyVoIP.RTP import PayloadType, TransmitType
 

@@ -45,13 +45,17 @@ def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine; for SQLite also create the file's directory and set the pragmas."""
+    """Create the engine; for SQLite also create the file's directory and set the pragmas.
+
+    hide_parameters=True keeps SQL parameters (personnummer, names) out of exception messages,
+    which end up in logs and tracebacks.
+    """
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     db_file = _sqlite_file(url)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    engine = create_engine(url, hide_parameters=True)
     event.listen(engine, "connect", _on_sqlite_connect)
     return engine
 

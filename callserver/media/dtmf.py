@@ -56,20 +56,34 @@ class DtmfReceiver:
     """
 
     def __init__(self) -> None:
-        self._recent: deque[tuple[int, int]] = deque(maxlen=_RECENT_EVENTS)
+        self._recent: deque[tuple[int, int, int]] = deque(maxlen=_RECENT_EVENTS)
+        self._last: tuple[tuple[int, int, int], bool] | None = None  # (event, end seen)
         self.digits = 0
         self.ignored = 0
         """Packets that were malformed or carried an event that is not a key."""
 
     def feed(self, packet: RtpPacket) -> str | None:
-        """Return the digit if this packet starts a new key press, otherwise None."""
+        """Return the digit if this packet starts a new key press, otherwise None.
+
+        An event is (SSRC, timestamp, event code). Some senders (sipp's play_dtmf) give every
+        key of a string the same timestamp; the event code then tells two keys apart, and a
+        marker bit after that event's end packet starts a repeated press of the same key.
+        """
         event = parse_event(packet.payload)
         if event is None or event.digit is None:
             self.ignored += 1
             return None
-        key = (packet.ssrc, packet.timestamp)
-        if key in self._recent:
+        key = (packet.ssrc, packet.timestamp, event.event)
+        new_press = key not in self._recent
+        if not new_press and packet.marker and not event.end:
+            # The marker starts an event: a known key again after another key or after its
+            # own end packet is a new press (sipp reuses one timestamp for a whole string).
+            new_press = self._last is None or self._last[0] != key or self._last[1]
+        if not new_press:
+            if self._last is not None and self._last[0] == key and event.end:
+                self._last = (key, True)
             return None
         self._recent.append(key)
+        self._last = (key, event.end)
         self.digits += 1
         return event.digit

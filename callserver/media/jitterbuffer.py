@@ -66,8 +66,9 @@ class JitterBuffer:
     def push(self, sequence: int, timestamp: int, pcm16: bytes) -> list[bytes]:
         """Add one packet's audio and return whatever can now be released in order.
 
-        Push an empty payload for packets of the stream that carry no audio (telephone-events
-        share the audio's sequence numbers): that keeps their sequence numbers from looking lost.
+        Push an empty payload for packets of the stream that carry no audio (telephone-events,
+        comfort noise): they share the audio's sequence numbers, and must not look lost. Their
+        timestamp is ignored.
         """
         self.received += 1
         out: list[bytes] = []
@@ -153,18 +154,21 @@ class JitterBuffer:
 
     def _emit(self, timestamp: int, pcm16: bytes, out: list[bytes]) -> None:
         samples = len(pcm16) // 2
+        if not samples:
+            # A placeholder: its timestamp may use another clock (a payload type we do not
+            # know), and the next audio packet's timestamp tells the timeline anyway.
+            return
         if self._next_ts is None:
             self._next_ts = timestamp
         gap = _signed32(timestamp - self._next_ts)
         if gap > 0:
             self._emit_silence(min(gap, self.max_gap_samples), out)
-        # Only move forward: a packet whose timestamp lies in the past (a telephone-event keeps
-        # its start timestamp while audio continues) must not make us repeat that time later.
+        # Only move forward: a packet that overlaps audio already released must not make us
+        # insert that time again later.
         if gap + samples > 0:
             self._next_ts = (timestamp + samples) % _TS_MOD
-        if samples:
-            self._frame_samples = samples
-            out.append(pcm16)
+        self._frame_samples = samples
+        out.append(pcm16)
 
     def _emit_silence(self, samples: int, out: list[bytes]) -> None:
         self.concealed_samples += samples

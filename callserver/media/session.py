@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import random
+import secrets
 import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 from callserver.media import g711
 from callserver.media.clock import MediaClock
@@ -121,9 +122,10 @@ class MediaSession(asyncio.DatagramProtocol):
         self._rx_ssrc: int | None = None
         self._error_logged = False
 
-        self._ssrc = random.getrandbits(32)
-        self._sequence = random.getrandbits(16)
-        self._timestamp = random.getrandbits(32)
+        # Unpredictable, as RFC 3550 asks, so off-path senders cannot guess our stream.
+        self._ssrc = secrets.randbits(32)
+        self._sequence = secrets.randbits(16)
+        self._timestamp = secrets.randbits(32)
         self._marker_next = True
         self._idle = True  # the last frame sent was silence: the next audio starts a talkspurt
         self._queue: deque[tuple[bytes, asyncio.Future[bool] | None]] = deque()
@@ -315,8 +317,9 @@ class MediaSession(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport for sending."""
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # cast, not isinstance: CPython's selector datagram transport does not subclass
+        # asyncio.DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Release everything if the socket went away without ``close()``."""
@@ -350,6 +353,7 @@ class MediaSession(asyncio.DatagramProtocol):
                 self._on_telephone_event(packet)
             else:
                 self._stats.unknown_pt += 1
+                self._hold_sequence(packet)
         except Exception:
             self._stats.parse_errors += 1
             self._log_once("RTP packet from %s:%s could not be processed", *self._remote)
@@ -366,10 +370,15 @@ class MediaSession(asyncio.DatagramProtocol):
         pcm16 = g711.decode(self.codec, packet.payload)
         self._deliver(self._jitter.push(packet.sequence, packet.timestamp, pcm16))
 
-    def _on_telephone_event(self, packet: RtpPacket) -> None:
+    def _hold_sequence(self, packet: RtpPacket) -> None:
+        # Telephone-events and e.g. comfort noise (PT 13, sent by some peers even when not
+        # negotiated) share the audio stream's sequence numbers: tell the jitter buffer they
+        # are not lost audio, or it would wait for them and count them as loss.
         if packet.ssrc == self._rx_ssrc:
-            # Events share the audio's sequence numbers: tell the jitter buffer they are not lost.
             self._deliver(self._jitter.push(packet.sequence, packet.timestamp, b""))
+
+    def _on_telephone_event(self, packet: RtpPacket) -> None:
+        self._hold_sequence(packet)
         digit = self._dtmf.feed(packet)
         if digit is not None and self.on_dtmf is not None:
             try:

@@ -1,0 +1,179 @@
+"""The staff web application: assembly, session cookie, security headers and error pages.
+
+It runs on the same event loop as the call server's real-time RTP, so every database call and
+password check is pushed to a worker thread (asyncio.to_thread) by the handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import traceback
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import session_middleware
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from sqlalchemy.orm import Session, sessionmaker
+
+from staff_ui import api, auth, views
+from staff_ui.context import IDLE_TIMEOUT_S, SESSION_FACTORY, TIMEZONE, render
+from storage.personnummer import redact_personnummer
+
+log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).parent
+SECRET_FILE_NAME = "ui_secret.key"
+SECRET_BYTES = 32
+COOKIE_SECURE = web.AppKey("cookie_secure", bool)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The 32-byte session key from data_dir/ui_secret.key, created (mode 0600) if missing.
+
+    Persisted so that restarting the server does not log every staff member out. Deleting the
+    file is the way to invalidate all sessions at once.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SECRET_FILE_NAME
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) != SECRET_BYTES:
+            raise ValueError(
+                f"{path} holds {len(key)} bytes, expected {SECRET_BYTES}: delete it and restart "
+                "to create a new key (every staff member will have to log in again)"
+            ) from None
+        if path.stat().st_mode & 0o077:
+            log.warning("%s was readable by others; restricting it to mode 0600", path)
+            path.chmod(0o600)
+        return key
+    key = secrets.token_bytes(SECRET_BYTES)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+    log.info("created a new staff UI session key at %s", path)
+    return key
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Runs for every response, including errors and files, so no page can miss them."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not request.path.startswith("/static/"):
+        # Patient data must not stay in browser or proxy caches on shared clinic computers.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    if request.app.get(COOKIE_SECURE):
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
+ERROR_TEXTS = {
+    400: ("Felaktig begäran", "Begäran kunde inte tolkas."),
+    403: ("Åtkomst nekad", "Du saknar behörighet för detta."),
+    404: ("Hittades inte", "Sidan finns inte eller så saknar du behörighet."),
+    405: ("Metoden stöds inte", "Sidan kan inte användas på det sättet."),
+    413: ("För stor begäran", "Det skickade formuläret är för stort."),
+    500: ("Något gick fel", "Ett oväntat fel inträffade. Försök igen eller kontakta IT-stöd."),
+}
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: auth.Handler) -> web.StreamResponse:
+    """Swedish error pages (JSON under /api/) and tracebacks logged without personnummer."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        status = exc.status
+    except Exception:
+        # Exception messages can carry SQL parameters, i.e. patient data: redact before logging.
+        log.error(
+            "unhandled error on %s %s\n%s",
+            request.method,
+            request.path,
+            redact_personnummer(traceback.format_exc()),
+        )
+        status = 500
+    title, message = ERROR_TEXTS.get(status, (f"Fel {status}", "Begäran kunde inte utföras."))
+    if request.path.startswith("/api/"):
+        return web.json_response({"error": f"http_{status}", "message": message}, status=status)
+    return await render(request, "error.html", {"title": title, "message": message}, status=status)
+
+
+def create_app(
+    session_factory: sessionmaker[Session],
+    secret_key: bytes,
+    cookie_secure: bool = False,
+    *,
+    timezone: str = "Europe/Stockholm",
+    idle_timeout_s: float = 30 * 60,
+) -> web.Application:
+    """Build the staff UI; mount it as the root app or add it as a sub-app.
+
+    cookie_secure=True when served over HTTPS (cookie gets Secure and the __Host- prefix, and
+    HSTS is sent); idle_timeout_s logs out a forgotten session on a shared clinic computer.
+    """
+    if len(secret_key) != SECRET_BYTES:
+        raise ValueError(
+            f"staff UI secret key must be {SECRET_BYTES} bytes, got {len(secret_key)}: "
+            "use staff_ui.app.load_or_create_secret(data_dir)"
+        )
+    storage = EncryptedCookieStorage(
+        secret_key,
+        cookie_name="__Host-staff_session" if cookie_secure else "staff_session",
+        httponly=True,
+        secure=cookie_secure,
+        samesite="Lax",
+        path="/",
+        max_age=None,
+    )
+    app = web.Application(
+        middlewares=[session_middleware(storage), _error_middleware, auth.auth_middleware],
+        client_max_size=64 * 1024,
+    )
+    app[SESSION_FACTORY] = session_factory
+    app[TIMEZONE] = ZoneInfo(timezone)
+    app[IDLE_TIMEOUT_S] = float(idle_timeout_s)
+    app[COOKIE_SECURE] = cookie_secure
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    app.on_response_prepare.append(_add_security_headers)
+    app.router.add_get("/login", auth.login_page)
+    app.router.add_post("/login", auth.login_submit)
+    app.router.add_post("/logout", auth.logout)
+    app.router.add_get("/password", auth.password_page)
+    app.router.add_post("/password", auth.password_submit)
+    app.router.add_get("/", views.ticket_list)
+    app.router.add_get("/tickets/{id}", views.ticket_page)
+    app.router.add_get("/tickets/{id}/audio", views.ticket_audio)
+    app.router.add_post("/tickets/{id}/confirm", views.ticket_confirm)
+    app.router.add_post("/tickets/{id}/reject", views.ticket_reject)
+    app.router.add_get("/api/tickets", api.api_ticket_list)
+    app.router.add_get("/api/tickets/{id}", api.api_ticket)
+    app.router.add_static("/static/", PACKAGE_DIR / "static", append_version=False)
+    return app

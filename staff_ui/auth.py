@@ -1,0 +1,177 @@
+"""Login, logout, password change and the middleware that keeps every other page behind them.
+
+The session lives in an encrypted cookie holding only the user id, the CSRF token and two
+timestamps; the user is re-read from the database on every request so that deactivating an
+account or removing a clinic takes effect immediately, not at the next login.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+
+from staff_ui import tickets
+from staff_ui.context import (
+    IDLE_TIMEOUT_S,
+    SESSION_FACTORY,
+    VIEWER,
+    csrf_ok,
+    render,
+    viewer_of,
+)
+
+PUBLIC_PATHS = frozenset({"/login"})
+PUBLIC_PREFIXES = ("/static/",)
+PASSWORD_CHANGE_PATHS = frozenset({"/password", "/logout"})
+MAX_SESSION_S = 12 * 3600
+"""A working day; after that a new login is needed even if the page was in constant use."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: '/tickets/3' yes, '//evil.example' and 'https://...' no."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a live session everywhere except /login and /static/.
+
+    HTML requests are redirected to /login (remembering where they were going), API requests
+    get 401 JSON. A user who must change password is sent to /password first.
+    """
+    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
+        return await handler(request)
+    session = await get_session(request)
+    now = time.time()
+    user_id = session.get("uid")
+    viewer = None
+    expired = False
+    if isinstance(user_id, int):
+        idle = now - float(session.get("seen", 0))
+        age = now - float(session.get("login_at", 0))
+        if idle > request.app[IDLE_TIMEOUT_S] or age > MAX_SESSION_S:
+            expired = True
+        else:
+            factory = request.app[SESSION_FACTORY]
+            viewer = await asyncio.to_thread(tickets.load_viewer, factory, user_id)
+    if viewer is None:
+        session.pop("uid", None)
+        if expired:
+            session["flash"] = "Du har loggats ut efter en tids inaktivitet. Logga in igen."
+        if _is_api(request):
+            return web.json_response(
+                {"error": "not_authenticated", "message": "Inte inloggad."}, status=401
+            )
+        target = request.path_qs if request.method == "GET" else "/"
+        location = "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
+        raise web.HTTPSeeOther(location)
+    session["seen"] = now
+    request[VIEWER] = viewer
+    if viewer.must_change_password and request.path not in PASSWORD_CHANGE_PATHS:
+        if _is_api(request):
+            return web.json_response(
+                {"error": "password_change_required", "message": "Byt lösenord först."},
+                status=403,
+            )
+        raise web.HTTPSeeOther("/password")
+    return await handler(request)
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    session = await get_session(request)
+    if isinstance(session.get("uid"), int):
+        raise web.HTTPSeeOther("/")
+    return await render(
+        request, "login.html", {"next": _safe_next(request.query.get("next")), "username": ""}
+    )
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    next_path = _safe_next(str(form.get("next") or ""))
+    username = str(form.get("username") or "")
+    password = str(form.get("password") or "")
+    if not await csrf_ok(request, form):
+        return await render(
+            request,
+            "login.html",
+            {
+                "next": next_path,
+                "username": username,
+                "error": "Sidan hade hunnit bli för gammal. Försök logga in igen.",
+            },
+            status=403,
+        )
+    if not username.strip() or not password:
+        return await render(
+            request,
+            "login.html",
+            {"next": next_path, "username": username, "error": "Fyll i användarnamn och lösenord."},
+            status=400,
+        )
+    factory = request.app[SESSION_FACTORY]
+    viewer = await asyncio.to_thread(
+        tickets.login, factory, username[:150], password[:1024], request.remote
+    )
+    if viewer is None:
+        return await render(
+            request,
+            "login.html",
+            {"next": next_path, "username": username, "error": "Fel användarnamn eller lösenord."},
+            status=401,
+        )
+    # A fresh session (new CSRF token) so nothing set before login carries over.
+    session = await new_session(request)
+    now = time.time()
+    session["uid"] = viewer.id
+    session["login_at"] = now
+    session["seen"] = now
+    raise web.HTTPSeeOther("/password" if viewer.must_change_password else next_path)
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    if not await csrf_ok(request, form):
+        raise web.HTTPSeeOther("/")
+    session = await get_session(request)
+    session.invalidate()
+    raise web.HTTPSeeOther("/login")
+
+
+async def password_page(request: web.Request) -> web.StreamResponse:
+    return await render(request, "password.html", {})
+
+
+async def password_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    if not await csrf_ok(request, form):
+        return await render(
+            request, "password.html", {"error": "Sidan var för gammal. Försök igen."}, status=403
+        )
+    current = str(form.get("current") or "")
+    new = str(form.get("new") or "")
+    if new != str(form.get("repeat") or ""):
+        return await render(
+            request, "password.html", {"error": "De nya lösenorden är inte lika."}, status=400
+        )
+    error = await asyncio.to_thread(
+        tickets.change_password, request.app[SESSION_FACTORY], viewer_of(request), current, new
+    )
+    if error:
+        return await render(request, "password.html", {"error": error}, status=400)
+    session = await get_session(request)
+    session["flash"] = "Lösenordet är bytt."
+    raise web.HTTPSeeOther("/")

@@ -1,0 +1,96 @@
+"""What every staff page needs: app keys, the viewer, CSRF tokens and Swedish rendering.
+
+Kept apart from app.py so that the handler modules (auth, views, api) can share it without
+importing the application factory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import Session as WebSession
+from aiohttp_session import get_session
+from sqlalchemy.orm import Session, sessionmaker
+
+from staff_ui.tickets import Viewer
+
+SESSION_FACTORY = web.AppKey("session_factory", sessionmaker[Session])
+TIMEZONE = web.AppKey("timezone", ZoneInfo)
+IDLE_TIMEOUT_S = web.AppKey("idle_timeout_s", float)
+if hasattr(web, "RequestKey"):
+    VIEWER: Any = web.RequestKey("viewer", Viewer)
+else:  # aiohttp < 3.13 has no RequestKey; a plain string key works the same there
+    VIEWER = "viewer"
+"""request[VIEWER] holds the logged-in Viewer, set by the auth middleware."""
+
+CSRF_FIELD = "csrf_token"
+
+STATUS_LABELS = {"new": "Ny", "confirmed": "Bekräftad", "rejected": "Avvisad", "all": "Alla"}
+SOURCE_LABELS = {"keypad": "knappsats", "speech": "tal"}
+ROLE_LABELS = {"staff": "personal", "switchboard": "växel", "admin": "administratör"}
+
+
+def viewer_of(request: web.Request) -> Viewer:
+    """The logged-in viewer; only call from handlers behind the auth middleware."""
+    viewer: Viewer = request[VIEWER]
+    return viewer
+
+
+def csrf_token(session: WebSession) -> str:
+    """The session's anti-forgery token, created on first use."""
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str) or not token:
+        token = secrets.token_urlsafe(32)
+        session[CSRF_FIELD] = token
+    return token
+
+
+async def csrf_ok(request: web.Request, form: Any) -> bool:
+    """True when the posted token matches the session's (constant-time compare)."""
+    session = await get_session(request)
+    expected = session.get(CSRF_FIELD)
+    given = form.get(CSRF_FIELD)
+    if not isinstance(expected, str) or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def local_time(value: datetime | None, zone: ZoneInfo) -> str:
+    """Aware UTC -> '2024-06-01 14:30' in the clinics' time zone (Europe/Stockholm)."""
+    if value is None:
+        return ""
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def duration(seconds: float | None) -> str:
+    """12.4 -> '0:12': staff judge a message's length at a glance."""
+    if seconds is None:
+        return "–"
+    total = int(round(seconds))
+    return f"{total // 60}:{total % 60:02d}"
+
+
+async def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    """Render a page with the viewer, the CSRF token and any one-shot flash message."""
+    session = await get_session(request)
+    zone = request.app[TIMEZONE]
+    full = {
+        "viewer": request.get(VIEWER),
+        "csrf_token": csrf_token(session),
+        "flash": session.pop("flash", None),
+        "status_labels": STATUS_LABELS,
+        "source_labels": SOURCE_LABELS,
+        "role_labels": ROLE_LABELS,
+        "local_time": lambda value: local_time(value, zone),
+        "duration": duration,
+        **context,
+    }
+    return aiohttp_jinja2.render_template(template, request, full, status=status)

@@ -1,0 +1,369 @@
+"""Every read and change of patient data the staff UI makes, scoped and access-logged.
+
+These functions are synchronous and run in worker threads (asyncio.to_thread) because the event
+loop also carries real-time RTP. Each one opens its own session, checks that the viewer may see
+the ticket (a ticket of another clinic is treated exactly like a missing one), writes the
+AccessLogEntry in the same transaction as the read or change, and returns plain frozen
+dataclasses so that nothing lazy-loads after the session is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
+
+from storage.models import (
+    TICKET_STATUSES,
+    AccessLogEntry,
+    Recording,
+    StaffUser,
+    Ticket,
+    utcnow,
+)
+from storage.personnummer import mask_personnummer, redact_personnummer
+from storage.users import authenticate, normalize_username, set_password, verify_password
+
+log = logging.getLogger(__name__)
+
+STATUS_FILTERS = (*TICKET_STATUSES, "all")
+LIST_LIMIT = 500
+"""The list is a work queue, not an archive: older tickets are reached by status filter."""
+AUDIO_LOG_WINDOW = timedelta(minutes=1)
+"""A browser fetches one recording in several Range requests (play, seek); they are logged as
+one play_audio per user, ticket and minute instead of one row per chunk."""
+
+Decision = Literal["confirm", "reject"]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The logged-in staff member as the UI needs it, re-read from the database per request so
+    that a deactivated account or a removed clinic takes effect at once."""
+
+    id: int
+    username: str
+    role: str
+    clinic_ids: frozenset[str]
+    must_change_password: bool
+
+    @property
+    def sees_all_clinics(self) -> bool:
+        return self.role in ("switchboard", "admin")
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    """One line of the list: the personnummer is masked, the list is not a patient view."""
+
+    id: int
+    clinic_id: str
+    clinic_name: str
+    created_at: datetime
+    personnummer_masked: str
+    name: str | None
+    status: str
+    partial: bool
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class TicketDetail:
+    id: int
+    clinic_id: str
+    clinic_name: str
+    kind: str
+    status: str
+    partial: bool
+    personnummer: str | None
+    personnummer_source: str | None
+    name: str | None
+    free_text: str | None
+    reject_reason: str | None
+    created_at: datetime
+    caller_number: str | None
+    called_number: str | None
+    has_recording: bool
+    recording_path: str | None
+    duration_s: float | None
+    acted_by: str | None
+    acted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """Outcome of confirm/reject: `changed` is False when someone else got there first."""
+
+    ticket: TicketDetail
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Where a recording is; `path` is None when the row exists but the file is gone."""
+
+    ticket_id: int
+    path: Path | None
+
+
+def _viewer(user: StaffUser) -> Viewer:
+    return Viewer(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        clinic_ids=frozenset(clinic.id for clinic in user.clinics),
+        must_change_password=user.must_change_password,
+    )
+
+
+def _log(
+    session: Session,
+    viewer: Viewer | None,
+    action: str,
+    remote_addr: str | None,
+    *,
+    ticket: Ticket | None = None,
+    username: str | None = None,
+) -> None:
+    session.add(
+        AccessLogEntry(
+            at=utcnow(),
+            user_id=viewer.id if viewer else None,
+            username=(viewer.username if viewer else username or "")[:150],
+            action=action,
+            ticket_id=ticket.id if ticket else None,
+            clinic_id=ticket.clinic_id if ticket else None,
+            personnummer=ticket.personnummer if ticket else None,
+            remote_addr=remote_addr,
+        )
+    )
+
+
+def _scoped(viewer: Viewer, query: Select[tuple[Ticket]]) -> Select[tuple[Ticket]]:
+    if viewer.sees_all_clinics:
+        return query
+    return query.where(Ticket.clinic_id.in_(viewer.clinic_ids))
+
+
+def _load_ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | None:
+    query = select(Ticket).where(Ticket.id == ticket_id)
+    query = query.options(
+        joinedload(Ticket.clinic),
+        joinedload(Ticket.call),
+        joinedload(Ticket.recording),
+        joinedload(Ticket.acted_by),
+    )
+    return session.scalars(_scoped(viewer, query)).unique().one_or_none()
+
+
+def _detail(ticket: Ticket) -> TicketDetail:
+    recording: Recording | None = ticket.recording
+    return TicketDetail(
+        id=ticket.id,
+        clinic_id=ticket.clinic_id,
+        clinic_name=ticket.clinic.name,
+        kind=ticket.kind,
+        status=ticket.status,
+        partial=ticket.partial,
+        personnummer=ticket.personnummer,
+        personnummer_source=ticket.personnummer_source,
+        name=ticket.name,
+        free_text=ticket.free_text,
+        reject_reason=ticket.reject_reason,
+        created_at=ticket.created_at,
+        caller_number=ticket.call.caller_number if ticket.call else None,
+        called_number=ticket.call.called_number if ticket.call else None,
+        has_recording=recording is not None,
+        recording_path=recording.path if recording else None,
+        duration_s=recording.duration_s if recording else None,
+        acted_by=ticket.acted_by.username if ticket.acted_by else None,
+        acted_at=ticket.acted_at,
+    )
+
+
+def login(
+    factory: sessionmaker[Session], username: str, password: str, remote_addr: str | None
+) -> Viewer | None:
+    """Check the password (argon2, slow on purpose: hence a thread) and log the attempt."""
+    with factory.begin() as session:
+        user = authenticate(session, username, password)
+        if user is None:
+            known = session.scalar(
+                select(StaffUser).where(StaffUser.username == normalize_username(username))
+            )
+            session.add(
+                AccessLogEntry(
+                    at=utcnow(),
+                    user_id=known.id if known else None,
+                    username=username.strip()[:150],
+                    action="login_failed",
+                    remote_addr=remote_addr,
+                )
+            )
+            log.warning(
+                "failed staff login for %r from %s", redact_personnummer(username), remote_addr
+            )
+            return None
+        viewer = _viewer(user)
+        _log(session, viewer, "login", remote_addr)
+    log.info("staff login: %s from %s", viewer.username, remote_addr)
+    return viewer
+
+
+def load_viewer(factory: sessionmaker[Session], user_id: int) -> Viewer | None:
+    """The active user with this id, or None (account removed or deactivated)."""
+    with factory() as session:
+        user = session.scalar(
+            select(StaffUser)
+            .where(StaffUser.id == user_id, StaffUser.active.is_(True))
+            .options(selectinload(StaffUser.clinics))
+        )
+        return _viewer(user) if user else None
+
+
+def change_password(
+    factory: sessionmaker[Session], viewer: Viewer, current: str, new: str
+) -> str | None:
+    """Set a new password; returns a Swedish error message for the form, or None on success."""
+    with factory.begin() as session:
+        user = session.get(StaffUser, viewer.id)
+        if user is None or not verify_password(user.password_hash, current):
+            return "Nuvarande lösenord är fel."
+        if new == current:
+            return "Det nya lösenordet måste skilja sig från det gamla."
+        try:
+            set_password(session, user, new)
+        except ValueError:
+            return "Det nya lösenordet måste ha minst 8 tecken."
+    log.info("staff user %s changed password", viewer.username)
+    return None
+
+
+def list_tickets(
+    factory: sessionmaker[Session], viewer: Viewer, status: str, remote_addr: str | None
+) -> list[TicketRow]:
+    """Newest first, only the viewer's clinics; logs one list_tickets entry per listing."""
+    if status not in STATUS_FILTERS:
+        raise ValueError(f"unknown status filter {status!r}")
+    query = (
+        select(Ticket)
+        .options(joinedload(Ticket.clinic), joinedload(Ticket.recording))
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .limit(LIST_LIMIT)
+    )
+    if status != "all":
+        query = query.where(Ticket.status == status)
+    with factory.begin() as session:
+        tickets = session.scalars(_scoped(viewer, query)).unique().all()
+        _log(session, viewer, "list_tickets", remote_addr)
+        return [
+            TicketRow(
+                id=t.id,
+                clinic_id=t.clinic_id,
+                clinic_name=t.clinic.name,
+                created_at=t.created_at,
+                personnummer_masked=mask_personnummer(t.personnummer),
+                name=t.name,
+                status=t.status,
+                partial=t.partial,
+                duration_s=t.recording.duration_s if t.recording else None,
+            )
+            for t in tickets
+        ]
+
+
+def view_ticket(
+    factory: sessionmaker[Session], viewer: Viewer, ticket_id: int, remote_addr: str | None
+) -> TicketDetail | None:
+    """The full ticket, logged as view_ticket with the patient's personnummer; None if the
+    ticket does not exist or belongs to a clinic the viewer does not work for."""
+    with factory.begin() as session:
+        ticket = _load_ticket(session, viewer, ticket_id)
+        if ticket is None:
+            return None
+        _log(session, viewer, "view_ticket", remote_addr, ticket=ticket)
+        return _detail(ticket)
+
+
+def find_audio(
+    factory: sessionmaker[Session], viewer: Viewer, ticket_id: int, remote_addr: str | None
+) -> Audio | None:
+    """The recording's file if the viewer may hear it; logs play_audio only when it exists.
+
+    The file check runs here, in the worker thread, to keep disk access off the event loop.
+    """
+    with factory.begin() as session:
+        ticket = _load_ticket(session, viewer, ticket_id)
+        if ticket is None or ticket.recording is None:
+            return None
+        path = Path(ticket.recording.path)
+        if not path.is_file():
+            return Audio(ticket_id=ticket.id, path=None)
+        recent = session.scalar(
+            select(AccessLogEntry.id).where(
+                AccessLogEntry.user_id == viewer.id,
+                AccessLogEntry.ticket_id == ticket.id,
+                AccessLogEntry.action == "play_audio",
+                AccessLogEntry.at > utcnow() - AUDIO_LOG_WINDOW,
+            )
+        )
+        if recent is None:
+            _log(session, viewer, "play_audio", remote_addr, ticket=ticket)
+        return Audio(ticket_id=ticket.id, path=path)
+
+
+def decide(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    ticket_id: int,
+    decision: Decision,
+    reason: str | None,
+    remote_addr: str | None,
+) -> Decided | None:
+    """Confirm or reject a new ticket, exactly once.
+
+    The status change is a conditional UPDATE (... WHERE status = 'new'), so when two staff
+    press the button at the same moment only one wins; the other gets changed=False and the
+    ticket as the winner left it (logged as a view, since the page shows it again).
+    """
+    if decision == "reject" and not (reason and reason.strip()):
+        raise ValueError("a rejection needs a reason")
+    with factory.begin() as session:
+        ticket = _load_ticket(session, viewer, ticket_id)
+        if ticket is None:
+            return None
+        now = utcnow()
+        values: dict[str, object] = {
+            "status": "confirmed" if decision == "confirm" else "rejected",
+            "acted_by_id": viewer.id,
+            "acted_at": now,
+            "updated_at": now,
+        }
+        if decision == "reject":
+            values["reject_reason"] = (reason or "").strip()
+        result = session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket.id, Ticket.status == "new")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        changed = result.rowcount == 1  # type: ignore[attr-defined]
+        session.expire(ticket)  # reload status/acted_by as the database has them now
+        _log(session, viewer, decision if changed else "view_ticket", remote_addr, ticket=ticket)
+        detail = _detail(ticket)
+    if changed:
+        log.info("ticket %d %s by %s", ticket_id, detail.status, viewer.username)
+    else:
+        log.info(
+            "ticket %d: %s by %s refused, already %s",
+            ticket_id,
+            decision,
+            viewer.username,
+            detail.status,
+        )
+    return Decided(ticket=detail, changed=changed)

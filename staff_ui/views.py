@@ -1,0 +1,166 @@
+"""The HTML pages staff work in: the ticket list, one ticket, its recording, confirm/reject."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from aiohttp_session import get_session
+
+from staff_ui import tickets
+from staff_ui.context import SESSION_FACTORY, STATUS_LABELS, csrf_ok, render, viewer_of
+from staff_ui.tickets import Decision, TicketDetail
+
+MAX_REASON_CHARS = 2000
+
+
+def ticket_id_of(request: web.Request) -> int:
+    """The {id} of the path; anything that is not a positive number is simply not found."""
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPNotFound()
+    return int(raw)
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """Same answer for a missing ticket and another clinic's ticket: existence is not revealed."""
+    return await render(
+        request,
+        "error.html",
+        {
+            "title": "Hittades inte",
+            "message": "Avbokningen finns inte eller så saknar du behörighet.",
+        },
+        status=404,
+    )
+
+
+async def ticket_list(request: web.Request) -> web.Response:
+    status = request.query.get("status", "new")
+    if status not in tickets.STATUS_FILTERS:
+        status = "new"
+    rows = await asyncio.to_thread(
+        tickets.list_tickets,
+        request.app[SESSION_FACTORY],
+        viewer_of(request),
+        status,
+        request.remote,
+    )
+    return await render(
+        request,
+        "tickets.html",
+        {"rows": rows, "status": status, "status_filters": tickets.STATUS_FILTERS},
+    )
+
+
+async def _ticket_page(
+    request: web.Request, ticket: TicketDetail, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    return await render(
+        request, "ticket.html", {"ticket": ticket, "error": error, "reason": ""}, status=status
+    )
+
+
+async def ticket_page(request: web.Request) -> web.Response:
+    ticket = await asyncio.to_thread(
+        tickets.view_ticket,
+        request.app[SESSION_FACTORY],
+        viewer_of(request),
+        ticket_id_of(request),
+        request.remote,
+    )
+    if ticket is None:
+        return await not_found(request)
+    return await _ticket_page(request, ticket)
+
+
+async def ticket_audio(request: web.Request) -> web.StreamResponse:
+    audio = await asyncio.to_thread(
+        tickets.find_audio,
+        request.app[SESSION_FACTORY],
+        viewer_of(request),
+        ticket_id_of(request),
+        request.remote,
+    )
+    if audio is None:
+        return await not_found(request)
+    if audio.path is None:
+        return await render(
+            request,
+            "error.html",
+            {
+                "title": "Inspelningen finns inte längre",
+                "message": "Ljudfilen har gallrats eller saknas. Uppgifterna i avbokningen "
+                "finns kvar; ring upp patienten om något är oklart.",
+            },
+            status=410,
+        )
+    # FileResponse answers Range requests (seeking in the player) and streams from disk
+    # without loading the file into memory.
+    return web.FileResponse(
+        audio.path,
+        headers={
+            "Content-Type": "audio/wav",
+            "Content-Disposition": f'inline; filename="avbokning-{audio.ticket_id}.wav"',
+        },
+    )
+
+
+async def _decide(request: web.Request, decision: Decision) -> web.Response:
+    ticket_id = ticket_id_of(request)
+    form = await request.post()
+    factory = request.app[SESSION_FACTORY]
+    viewer = viewer_of(request)
+    if not await csrf_ok(request, form):
+        ticket = await asyncio.to_thread(
+            tickets.view_ticket, factory, viewer, ticket_id, request.remote
+        )
+        if ticket is None:
+            return await not_found(request)
+        return await _ticket_page(
+            request,
+            ticket,
+            error="Sidan hade hunnit bli för gammal. Försök igen.",
+            status=403,
+        )
+    reason = str(form.get("reason") or "").strip()[:MAX_REASON_CHARS]
+    if decision == "reject" and not reason:
+        ticket = await asyncio.to_thread(
+            tickets.view_ticket, factory, viewer, ticket_id, request.remote
+        )
+        if ticket is None:
+            return await not_found(request)
+        return await _ticket_page(
+            request,
+            ticket,
+            error="Skriv en anledning till att avbokningen avvisas.",
+            status=400,
+        )
+    result = await asyncio.to_thread(
+        tickets.decide, factory, viewer, ticket_id, decision, reason or None, request.remote
+    )
+    if result is None:
+        return await not_found(request)
+    if not result.changed:
+        done = result.ticket
+        label = STATUS_LABELS.get(done.status, done.status).lower()
+        who = f" av {done.acted_by}" if done.acted_by else ""
+        return await _ticket_page(
+            request,
+            done,
+            error=f"Avbokningen är redan hanterad: {label}{who}. Ingen ändring gjordes.",
+            status=409,
+        )
+    session = await get_session(request)
+    session["flash"] = (
+        "Avbokningen är bekräftad." if decision == "confirm" else "Avbokningen är avvisad."
+    )
+    raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
+
+
+async def ticket_confirm(request: web.Request) -> web.Response:
+    return await _decide(request, "confirm")
+
+
+async def ticket_reject(request: web.Request) -> web.Response:
+    return await _decide(request, "reject")

@@ -1,0 +1,1 @@
+"""Alembic migrations for storage/, run by storage.db.migrate()."""

@@ -1,0 +1,72 @@
+"""A patient calls with sipp: menu 1, keypad personnummer, confirm, voicemail → ticket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from callserver.prompts import PromptLibrary
+from tests.peers import Sipp, decode_g711_wav, have, read_pcm16, speech_wav, xcorr_peak
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
+]
+
+SCENARIO = Path(__file__).parent / "scenarios" / "cancellation_uac.xml"
+VOICE_TEXT = "Hej, jag heter Anna Svensson. Jag vill avboka min tid på tisdag klockan tio."
+
+
+def cancellation_scenario(
+    tmp: Path, prompts: PromptLibrary, voice: Path, voice_s: float, *, pnr_keys: str,
+    codec: str = "PCMU", confirm_wait_s: float = 1.0,
+) -> Path:  # fmt: skip
+    """Fill in the scenario; the waits follow the generated prompt lengths."""
+    before_voice = prompts.duration("record_instructions") + prompts.duration("pnr_readback")
+    text = SCENARIO.read_text().format(
+        caller="0701234567",
+        codec_pt={"PCMU": 0, "PCMA": 8}[codec],
+        codec_name=codec,
+        pnr_keys=pnr_keys,
+        # sipp sends a key every 400 ms and a new play_dtmf cuts the previous one short
+        readback_wait_ms=400 * len(pnr_keys) + int(confirm_wait_s * 1000),
+        before_voice_ms=int(before_voice * 1000) + 1500,
+        voice_file=voice.name,
+        voice_ms=int(voice_s * 1000) + 300,
+    )
+    path = tmp / "uac.xml"
+    path.write_text(text)
+    (tmp / voice.name).write_bytes(voice.read_bytes()) if voice.parent != tmp else None
+    return path
+
+
+def test_sipp_call_with_keypad_personnummer_becomes_ticket(
+    tmp_path: Path, server_factory, prompt_library: PromptLibrary
+) -> None:
+    voice = speech_wav(tmp_path, VOICE_TEXT, codec="PCMU")
+    reference = decode_g711_wav(voice)
+    voice_s = len(reference) / 8000
+    scenario = cancellation_scenario(
+        tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121238#"
+    )
+    sipp = Sipp(scenario, remote="")
+    server = server_factory(peer_port=sipp.local_port).start()
+    sipp.remote = f"127.0.0.1:{server.sip_port}"
+    sipp.start()
+    code, output = sipp.wait(timeout=120)
+    assert code == 0, f"sipp failed ({code}):\n{output[-4000:]}\n--- server\n{server.log()[-6000:]}"
+
+    tickets = server.wait_for_tickets(1)
+    assert len(tickets) == 1, server.log()[-6000:]
+    ticket = tickets[0]
+    assert ticket["clinic"] == "demo"
+    assert ticket["status"] == "new"
+    assert ticket["personnummer"] == "198506121238"
+    assert ticket["personnummer_source"] == "keypad"
+    assert ticket["partial"] is False
+
+    recorded = read_pcm16(Path(ticket["recording_path"]))
+    assert abs(ticket["duration_s"] - voice_s) < 0.6, (ticket["duration_s"], voice_s)
+    assert xcorr_peak(reference, recorded) > 0.9
+    assert "198506121238" not in server.log(), "full personnummer leaked into the log"

@@ -1,0 +1,86 @@
+"""One clock paces every session at 20 ms against absolute deadlines and skips, not bursts."""
+
+import asyncio
+import time
+
+from callserver.media.clock import MediaClock
+
+
+class FakeSession:
+    def __init__(self, block_once_for: float = 0.0) -> None:
+        self.sends: list[float] = []
+        self.skipped: list[int] = []
+        self.block_once_for = block_once_for
+
+    def send_next_frame(self) -> None:
+        self.sends.append(time.monotonic())
+        if self.block_once_for and len(self.sends) == 5:
+            time.sleep(self.block_once_for)  # a stall of the whole event loop
+
+    def skip_frames(self, frames: int) -> None:
+        self.skipped.append(frames)
+
+
+class BrokenSession(FakeSession):
+    def send_next_frame(self) -> None:
+        raise RuntimeError("bug in one call")
+
+
+async def run_clock(clock: MediaClock, seconds: float) -> None:
+    clock.start()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await clock.stop()
+
+
+async def test_every_registered_session_gets_one_frame_per_20_ms():
+    clock = MediaClock()
+    sessions = [FakeSession() for _ in range(3)]
+    for s in sessions:
+        clock.register(s)
+    await run_clock(clock, 0.5)
+    counts = [len(s.sends) for s in sessions]
+    assert len(set(counts)) == 1
+    assert 15 <= counts[0] <= 27  # 25 expected; generous for a loaded test machine
+    assert not clock.running
+    assert clock.stats.ticks == counts[0]
+    assert len(clock.lateness) == counts[0]
+
+
+async def test_unregistered_session_is_no_longer_ticked():
+    clock = MediaClock()
+    session = FakeSession()
+    clock.register(session)
+    clock.start()
+    await asyncio.sleep(0.1)
+    clock.unregister(session)
+    clock.unregister(session)  # idempotent
+    sent = len(session.sends)
+    await asyncio.sleep(0.1)
+    await clock.stop()
+    assert sent > 0 and len(session.sends) == sent
+
+
+async def test_stall_is_skipped_not_burst_and_sessions_told_how_many_frames():
+    clock = MediaClock(max_behind_frames=3)
+    session = FakeSession(block_once_for=0.25)
+    clock.register(session)
+    await run_clock(clock, 0.6)
+    assert clock.stats.max_lateness >= 0.2
+    assert clock.stats.skipped_frames >= 8
+    assert session.skipped == [clock.stats.skipped_frames]
+    stall_end = session.sends[4] + 0.25
+    after_stall = [t for t in session.sends if stall_end <= t < stall_end + 0.015]
+    assert len(after_stall) <= 2, "a 12-frame backlog must not be sent back to back"
+
+
+async def test_failing_session_is_dropped_and_others_keep_their_pace():
+    clock = MediaClock()
+    healthy, broken = FakeSession(), BrokenSession()
+    clock.register(broken)
+    clock.register(healthy)
+    await run_clock(clock, 0.2)
+    assert clock.sessions == 1
+    assert clock.stats.session_errors == 1
+    assert len(healthy.sends) >= 5

@@ -1,0 +1,302 @@
+"""A call's RTP endpoint against real UDP peers on 127.0.0.1 (ports chosen at run time)."""
+
+import asyncio
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from callserver.media import g711
+from callserver.media.clock import MediaClock
+from callserver.media.ports import NoMediaPortError, PortPool
+from callserver.media.rtp import build_rtp, parse_rtp
+from callserver.media.session import FRAME_SAMPLES, MediaSession
+
+HOST = "127.0.0.1"
+PCMU, DTMF_PT = 0, 101
+
+
+class Peer(asyncio.DatagramProtocol):
+    """A UDP socket standing in for the caller's phone; records what it receives, and when."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, bytes]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.received.append((time.monotonic(), data))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.transport.get_extra_info("sockname")[:2]
+
+    def send(self, data: bytes, session: MediaSession) -> None:
+        self.transport.sendto(data, (HOST, session.local_port))
+
+
+async def open_peer() -> Peer:
+    _, peer = await asyncio.get_running_loop().create_datagram_endpoint(Peer, local_addr=(HOST, 0))
+    return peer
+
+
+def free_even_port() -> int:
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1] & ~1
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind((HOST, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free even UDP port on 127.0.0.1")
+
+
+@pytest.fixture
+def pool() -> PortPool:
+    low = free_even_port()
+    return PortPool(HOST, low, min(low + 200, 65535))
+
+
+@pytest.fixture
+async def peer():
+    peer = await open_peer()
+    yield peer
+    peer.transport.close()
+
+
+@pytest.fixture
+async def clock():
+    clock = MediaClock()
+    clock.start()
+    yield clock
+    await clock.stop()
+
+
+async def wait_for(condition, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+def random_payloads(count: int, seed: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, FRAME_SAMPLES, dtype=np.uint8).tobytes() for _ in range(count)]
+
+
+def audio_packet(seq: int, payload: bytes, ssrc: int = 0x1234, pt: int = PCMU) -> bytes:
+    return build_rtp(pt, seq, 1000 + seq * FRAME_SAMPLES, ssrc, payload)
+
+
+def event_packet(seq: int, event: int, timestamp: int, end: bool = False) -> bytes:
+    payload = bytes([event, 0x80 if end else 0, 0, 160])
+    return build_rtp(DTMF_PT, seq, timestamp, 0x1234, payload)
+
+
+async def test_stream_sent_in_order_is_received_sample_exactly(pool, peer):
+    session = await MediaSession.open(pool, peer.address, codec="PCMU")
+    chunks: list[bytes] = []
+    session.add_audio_sink(chunks.append)
+    payloads = random_payloads(50, seed=1)
+    for seq, payload in enumerate(payloads):
+        peer.send(audio_packet(seq, payload), session)
+    expected = g711.decode("PCMU", b"".join(payloads))
+    await wait_for(lambda: sum(map(len, chunks)) >= len(expected))
+    session.close()
+    assert b"".join(chunks) == expected
+    stats = session.stats
+    assert (stats.received, stats.lost, stats.concealed_samples) == (50, 0, 0)
+
+
+async def test_pcma_session_decodes_a_law(pool, peer):
+    session = await MediaSession.open(pool, peer.address, codec="PCMA")
+    chunks: list[bytes] = []
+    session.add_audio_sink(chunks.append)
+    payloads = random_payloads(5, seed=2)
+    for seq, payload in enumerate(payloads):
+        peer.send(audio_packet(seq, payload, pt=8), session)
+    expected = g711.decode("PCMA", b"".join(payloads))
+    await wait_for(lambda: sum(map(len, chunks)) >= len(expected))
+    session.close()
+    assert b"".join(chunks) == expected
+
+
+async def test_packets_from_a_foreign_port_are_dropped_and_counted(pool, peer):
+    intruder = await open_peer()
+    session = await MediaSession.open(pool, peer.address)
+    chunks: list[bytes] = []
+    session.add_audio_sink(chunks.append)
+    payloads = random_payloads(20, seed=3)
+    forged = random_payloads(20, seed=4)
+    for seq in range(20):
+        # The intruder sends the same sequence numbers first: if it were accepted, its audio
+        # would take the slots and the real packets would be dropped as duplicates.
+        intruder.send(audio_packet(seq, forged[seq]), session)
+        peer.send(audio_packet(seq, payloads[seq]), session)
+    expected = g711.decode("PCMU", b"".join(payloads))
+    await wait_for(
+        lambda: session.stats.foreign_dropped == 20 and sum(map(len, chunks)) >= len(expected)
+    )
+    session.close()
+    intruder.transport.close()
+    assert b"".join(chunks) == expected
+    assert session.stats.received == 20
+
+
+async def test_dtmf_unknown_events_foreign_payload_types_and_junk_do_not_break_the_call(pool, peer):
+    digits: list[str] = []
+    session = await MediaSession.open(
+        pool, peer.address, dtmf_payload_type=DTMF_PT, on_dtmf=digits.append
+    )
+    chunks: list[bytes] = []
+    session.add_audio_sink(chunks.append)
+    payloads = random_payloads(20, seed=5)
+    for seq in range(10):
+        peer.send(audio_packet(seq, payloads[seq]), session)
+    ts = 1000 + 10 * FRAME_SAMPLES
+    peer.send(event_packet(10, 16, ts), session)  # flash/tone events: not keys
+    peer.send(event_packet(11, 200, ts, end=True), session)
+    peer.send(audio_packet(12, b"\x7f" * 160, pt=96), session)  # not negotiated
+    peer.send(audio_packet(13, b"\x7f" * 1, pt=13), session)  # comfort noise, not negotiated
+    peer.send(b"\x00junk that is not RTP", session)
+    peer.send(build_rtp(DTMF_PT, 14, ts, 0x1234, b"\x05"), session)  # truncated event
+    for seq in (15, 16, 17):  # key 5: start lost, end packet sent three times
+        peer.send(event_packet(seq, 5, ts + 800, end=True), session)
+    for seq in range(18, 28):
+        peer.send(audio_packet(seq, payloads[seq - 8]), session)
+    # The phone sent no audio for 8 packet times (seq 10-17): that time is kept as silence.
+    expected = g711.decode("PCMU", b"".join(payloads[:10]))
+    expected += bytes(2 * 8 * FRAME_SAMPLES) + g711.decode("PCMU", b"".join(payloads[10:]))
+    await wait_for(lambda: sum(map(len, chunks)) >= len(expected))
+    await asyncio.sleep(0.05)
+    session.close()
+    assert digits == ["5"]
+    assert b"".join(chunks) == expected
+    stats = session.stats
+    assert (stats.unknown_pt, stats.parse_errors, stats.dtmf_digits) == (2, 1, 1)
+    assert (stats.lost, stats.callback_errors) == (0, 0)
+    assert stats.concealed_samples == 8 * FRAME_SAMPLES
+
+
+async def test_failing_sink_does_not_stop_other_sinks(pool, peer):
+    session = await MediaSession.open(pool, peer.address)
+    chunks: list[bytes] = []
+
+    def broken(chunk: bytes) -> None:
+        raise RuntimeError("recorder bug")
+
+    session.add_audio_sink(broken)
+    session.add_audio_sink(chunks.append)
+    peer.send(audio_packet(0, random_payloads(1, seed=6)[0]), session)
+    await wait_for(lambda: chunks)
+    session.remove_audio_sink(chunks.append)
+    peer.send(audio_packet(1, random_payloads(1, seed=7)[0]), session)
+    await wait_for(lambda: session.stats.received == 2)
+    session.close()
+    assert len(chunks) == 1, "a removed sink gets no more audio"
+    assert session.stats.callback_errors == 2
+
+
+async def test_play_resolves_after_its_last_frame_at_20_ms_pace(pool, peer, clock):
+    session = await MediaSession.open(pool, peer.address, clock=clock)
+    await wait_for(lambda: session.stats.sent >= 2)  # silence flows while nothing plays
+    rng = np.random.default_rng(8)
+    pcm = rng.integers(-20000, 20000, 10 * FRAME_SAMPLES + 50, dtype="<i2").tobytes()
+    sent_before = session.stats.sent
+    started = time.monotonic()
+    done = session.play(pcm)
+    assert await asyncio.wait_for(done, 3) is True
+    elapsed = time.monotonic() - started
+    assert session.stats.sent - sent_before == 11, "10 full frames + 1 padded frame"
+    assert elapsed > 0.1
+    await wait_for(lambda: len(peer.received) >= sent_before + 12)
+    session.close()
+
+    packets = [(t, parse_rtp(data)) for t, data in peer.received]
+    silence = g711.silence_payload("PCMU", FRAME_SAMPLES)
+    audio = [(t, p) for t, p in packets if p.payload != silence]
+    assert len(audio) == 11
+    padded = pcm + bytes(2 * (11 * FRAME_SAMPLES - len(pcm) // 2))
+    assert b"".join(p.payload for _, p in audio) == g711.encode("PCMU", padded)
+    assert [p.marker for _, p in audio] == [True] + [False] * 10
+    first = audio[0][1]
+    for i, (_, p) in enumerate(audio):
+        assert p.sequence == (first.sequence + i) & 0xFFFF
+        assert p.timestamp == (first.timestamp + i * FRAME_SAMPLES) & 0xFFFFFFFF
+        assert p.ssrc == first.ssrc and p.payload_type == PCMU
+    pace = (audio[-1][0] - audio[0][0]) / 10
+    assert 0.010 < pace < 0.060
+
+
+async def test_stop_playback_resolves_pending_plays_and_silence_resumes(pool, peer, clock):
+    session = await MediaSession.open(pool, peer.address, clock=clock)
+    first = session.play(b"\x10\x20" * 8000)  # one second
+    second = session.play(b"\x10\x20" * 8000)
+    await asyncio.sleep(0.1)
+    session.stop_playback()
+    assert await asyncio.wait_for(first, 0.5) is False
+    assert await asyncio.wait_for(second, 0.5) is False
+    assert not session.playing
+    sent = session.stats.sent
+    await wait_for(lambda: session.stats.sent >= sent + 3)
+    await asyncio.sleep(0.05)
+    session.close()
+    last = parse_rtp(peer.received[-1][1])
+    assert last.payload == g711.silence_payload("PCMU", FRAME_SAMPLES)
+
+
+async def test_close_frees_the_port_and_is_idempotent(pool, peer, clock):
+    session = await MediaSession.open(pool, peer.address, clock=clock)
+    port = session.local_port
+    pending = session.play(b"\x00\x01" * 4000)
+    assert pool.in_use == 1 and clock.sessions == 1
+    session.close()
+    session.close()
+    await session.wait_closed()
+    assert pool.in_use == 0 and clock.sessions == 0
+    assert pending.result() is False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((HOST, port))  # would raise EADDRINUSE if the session still held it
+    assert (await session.play(b"\x00\x00")) is False
+
+
+async def test_exhausted_pool_raises_no_media_port_error_until_a_call_ends(peer):
+    low = free_even_port()
+    pool = PortPool(HOST, low, low + 1)
+    first = await MediaSession.open(pool, peer.address)
+    with pytest.raises(NoMediaPortError, match="widen sip.rtp_port_low/high"):
+        await MediaSession.open(pool, peer.address)
+    first.close()
+    await first.wait_closed()
+    second = await MediaSession.open(pool, peer.address)
+    assert second.local_port == low
+    second.close()
+
+
+async def test_remote_must_be_an_ip_address(pool):
+    with pytest.raises(ValueError, match="not an IP address"):
+        await MediaSession.open(pool, ("pbx.example.org", 4000))
+    assert pool.in_use == 0
+
+
+async def test_close_delivers_audio_still_waiting_in_the_jitter_buffer(pool, peer):
+    session = await MediaSession.open(pool, peer.address)
+    chunks: list[bytes] = []
+    session.add_audio_sink(chunks.append)
+    payloads = random_payloads(3, seed=9)
+    peer.send(audio_packet(0, payloads[0]), session)
+    peer.send(audio_packet(2, payloads[2]), session)  # packet 1 lost: packet 2 waits behind it
+    await wait_for(lambda: session.stats.received == 2)
+    assert b"".join(chunks) == g711.decode("PCMU", payloads[0])
+    session.close()
+    assert b"".join(chunks) == g711.decode("PCMU", payloads[0]) + bytes(
+        2 * FRAME_SAMPLES
+    ) + g711.decode("PCMU", payloads[2])
+    assert session.stats.lost == 1

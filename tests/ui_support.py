@@ -1,0 +1,241 @@
+"""Real databases and a running staff UI for tests: seeded clinics, users, tickets and WAVs.
+
+Shared by the staff UI tests and the end-to-end tests, so that they all talk about the same
+people ("anna" works at demo, "bertil" at norr) and the same patients.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from staff_ui.app import create_app
+from storage.clinics import upsert_clinic
+from storage.db import make_engine, make_session_factory, migrate
+from storage.models import AccessLogEntry, Call, Recording, Ticket
+from storage.users import create_user
+
+PASSWORD = "correct horse 1"
+"""Every seeded user's password."""
+SECRET_KEY = b"0123456789abcdef0123456789abcdef"
+
+CLINICS = {"demo": "Vårdcentralen Demo", "norr": "Vårdcentralen Norr"}
+USERS = {
+    # username: (role, clinic ids)
+    "anna": ("staff", ["demo"]),
+    "bertil": ("staff", ["norr"]),
+    "vaxel": ("switchboard", []),
+    "admin": ("admin", []),
+}
+
+
+@dataclass
+class SeededUi:
+    """A migrated SQLite database with the seeded rows, and where everything is."""
+
+    url: str
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    data_dir: Path
+    tickets: dict[str, int] = field(default_factory=dict)
+    """Seed name -> ticket id: demo_keypad, demo_speech, demo_missing_audio, demo_confirmed,
+    norr_new."""
+    wavs: dict[str, Path] = field(default_factory=dict)
+    """Seed name -> WAV file of that ticket (demo_missing_audio's path does not exist)."""
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def access_log(self) -> list[AccessLogEntry]:
+        """Every access-log row, oldest first."""
+        with self.session_factory() as session:
+            return list(session.scalars(select(AccessLogEntry).order_by(AccessLogEntry.id)))
+
+    def ticket(self, name: str) -> Ticket:
+        with self.session_factory() as session:
+            ticket = session.get(Ticket, self.tickets[name])
+            assert ticket is not None
+            return ticket
+
+
+def write_wav(path: Path, seconds: float, rate: int = 8000, tone_hz: float = 440.0) -> Path:
+    """A 16-bit mono sine WAV (what the call server records after G.711 decoding)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = int(seconds * rate)
+    samples = (
+        int(8000 * math.sin(2 * math.pi * tone_hz * index / rate)) for index in range(frames)
+    )
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+    return path
+
+
+def add_ticket(
+    session: Session,
+    *,
+    clinic_id: str,
+    wav_path: Path | None,
+    seconds: float = 2.0,
+    created_at: datetime | None = None,
+    caller_number: str | None = "0701234567",
+    write_file: bool = True,
+    **ticket_fields: object,
+) -> Ticket:
+    """A call, its recording (WAV written unless write_file=False) and the ticket; flushed."""
+    call = Call(
+        sip_call_id=f"seed-{clinic_id}-{wav_path.name if wav_path else 'none'}",
+        clinic_id=clinic_id,
+        caller_number=caller_number,
+        called_number="0811122233",
+        outcome="ticket",
+    )
+    recording = None
+    if wav_path is not None:
+        if write_file:
+            write_wav(wav_path, seconds)
+        recording = Recording(call=call, path=str(wav_path), duration_s=seconds, complete=True)
+    ticket = Ticket(clinic_id=clinic_id, call=call, recording=recording, **ticket_fields)
+    if created_at is not None:
+        ticket.created_at = created_at
+        ticket.updated_at = created_at
+    session.add(ticket)
+    session.flush()
+    return ticket
+
+
+def seed_ui_db(tmp_path: Path) -> SeededUi:
+    """Migrate a fresh SQLite under tmp_path and fill it with the standard staff-UI scene."""
+    data_dir = tmp_path / "var"
+    url = f"sqlite:///{data_dir / 'callserver.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    seeded = SeededUi(
+        url=url, engine=engine, session_factory=make_session_factory(engine), data_dir=data_dir
+    )
+    recordings = data_dir / "recordings"
+    with seeded.session_factory.begin() as session:
+        for clinic_id, name in CLINICS.items():
+            upsert_clinic(session, clinic_id, name)
+        users = {
+            username: create_user(session, username, role, clinics, PASSWORD)
+            for username, (role, clinics) in USERS.items()
+        }
+        specs: dict[str, dict[str, object]] = {
+            "demo_keypad": dict(
+                clinic_id="demo",
+                seconds=2.0,
+                created_at=datetime(2024, 6, 3, 8, 15, tzinfo=UTC),
+                personnummer="198506121234",
+                personnummer_source="keypad",
+                name="Karin Andersson",
+                free_text="Jag vill avboka min tid på tisdag klockan nio.",
+            ),
+            "demo_speech": dict(
+                clinic_id="demo",
+                seconds=1.0,
+                created_at=datetime(2024, 6, 2, 7, 0, tzinfo=UTC),
+                personnummer="197001015555",
+                personnummer_source="speech",
+                name="Olle Berg",
+                partial=True,
+            ),
+            "demo_missing_audio": dict(
+                clinic_id="demo",
+                seconds=3.0,
+                created_at=datetime(2024, 6, 1, 9, 0, tzinfo=UTC),
+                write_file=False,
+                personnummer="196203034444",
+                personnummer_source="keypad",
+                name="Greta Gallrad",
+            ),
+            "demo_confirmed": dict(
+                clinic_id="demo",
+                seconds=1.5,
+                created_at=datetime(2024, 5, 20, 9, 0, tzinfo=UTC),
+                personnummer="200001017777",
+                personnummer_source="keypad",
+                name="Redan Klar",
+                status="confirmed",
+                acted_by_id=users["anna"].id,
+                acted_at=datetime(2024, 5, 20, 10, 0, tzinfo=UTC),
+            ),
+            "norr_new": dict(
+                clinic_id="norr",
+                seconds=2.5,
+                created_at=datetime(2024, 6, 3, 9, 0, tzinfo=UTC),
+                personnummer="199912319876",
+                personnummer_source="keypad",
+                name="Nils Norrman",
+                free_text="Avbokar tandläkartiden.",
+            ),
+        }
+        for seed_name, spec in specs.items():
+            wav = recordings / f"{seed_name}.wav"
+            ticket = add_ticket(session, wav_path=wav, **spec)  # type: ignore[arg-type]
+            seeded.tickets[seed_name] = ticket.id
+            seeded.wavs[seed_name] = wav
+    return seeded
+
+
+def make_ui_app(seeded: SeededUi, **options: object) -> web.Application:
+    """The staff UI over the seeded database (options go to create_app)."""
+    return create_app(seeded.session_factory, SECRET_KEY, **options)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def running_ui(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve `app` on a free port (chosen by the OS) and yield its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    try:
+        bound_host, port = runner.addresses[0][:2]
+        yield f"http://{bound_host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    """The anti-forgery token of the first form on a page."""
+    match = _CSRF.search(html)
+    assert match, "no csrf_token field on the page"
+    return match.group(1)
+
+
+async def login(client: TestClient | ClientSession, username: str, password: str = PASSWORD) -> str:
+    """Log in through the real form (GET for the token, POST); returns the Location header."""
+    page = await client.get("/login")
+    token = csrf_from(await page.text())
+    response = await client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert response.status == 303, f"login as {username} failed with {response.status}"
+    return response.headers["Location"]
+
+
+async def page_token(client: TestClient | ClientSession, path: str = "/password") -> str:
+    """A CSRF token for posting forms; /password by default because it shows no patient data
+    and so adds nothing to the access log."""
+    response = await client.get(path)
+    return csrf_from(await response.text())
