@@ -185,16 +185,18 @@ class LiveCall:
                     self._digit_event.wait(), self.dialog.ended.wait(), timeout=0.1
                 )
         finally:
-            if ended_by == "hangup":
-                self.media.flush_audio()  # the packets still held for reordering
-            self.media.remove_audio_sink(sink)
-            final = await rec.finish()
-            result = RecordingResult(final, rec.duration_s, ended_by)
-            log.info(
-                "call %s: recorded %.1f s (%s) to %s",
-                self.dialog.call_id, rec.duration_s, ended_by, final,
-            )  # fmt: skip
-            await self.on_recording(result, metadata)
+            try:
+                if ended_by == "hangup":
+                    self.media.flush_audio()  # the packets still held for reordering
+            finally:
+                self.media.remove_audio_sink(sink)
+                final = await rec.finish()
+                result = RecordingResult(final, rec.duration_s, ended_by)
+                log.info(
+                    "call %s: recorded %.1f s (%s) to %s",
+                    self.dialog.call_id, rec.duration_s, ended_by, final,
+                )  # fmt: skip
+                await self.on_recording(result, metadata)
         return result
 
     async def hangup(self) -> None:

@@ -290,6 +290,10 @@ class MediaSession(asyncio.DatagramProtocol):
         self._timestamp = (self._timestamp + frames * FRAME_SAMPLES) & 0xFFFFFFFF
         self._marker_next = True
 
+    def flush_audio(self) -> None:
+        """Deliver the audio the jitter buffer still holds for reordering (the caller hung up)."""
+        self._deliver(self._jitter.flush())
+
     def close(self) -> None:
         """End the call's media: flush the last audio to the sinks, free the port. Idempotent."""
         if self._closed:
@@ -298,7 +302,7 @@ class MediaSession(asyncio.DatagramProtocol):
         if self._clock is not None:
             self._clock.unregister(self)
         self.stop_playback()
-        self._deliver(self._jitter.flush())
+        self.flush_audio()
         if self._transport is not None:
             self._transport.close()
         else:
