@@ -1,0 +1,80 @@
+"""kill -9 of the server mid-recording: after restart the message is a `partial` ticket."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from callserver.prompts import PromptLibrary
+from tests.peers import Sipp, decode_g711_wav, have, read_pcm16, speech_wav, xcorr_peak
+from tests.test_call_sipp_cancellation import cancellation_scenario
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
+]
+
+LONG_MESSAGE = (
+    "Hej, jag heter Per Andersson. Jag har en tid hos sjuksköterskan på måndag klockan nio, "
+    "men jag ligger i influensa och kan inte komma. Jag vill gärna avboka den tiden och "
+    "boka en ny tid nästa vecka om det går. Tack så mycket och hej då."
+)
+
+
+def test_kill9_mid_recording_leaves_partial_ticket_with_audio_so_far(
+    tmp_path: Path, server_factory, prompt_library: PromptLibrary
+) -> None:
+    voice = speech_wav(tmp_path, LONG_MESSAGE, codec="PCMU")
+    reference = decode_g711_wav(voice)
+    voice_s = len(reference) / 8000
+    assert voice_s > 8
+    scenario = cancellation_scenario(
+        tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121238#"
+    )
+    sipp = Sipp(scenario, remote="")
+    server = server_factory(peer_port=sipp.local_port).start()
+    sipp.remote = f"127.0.0.1:{server.sip_port}"
+    sipp.start()
+    try:
+        recordings = server.data_dir / "recordings"
+        deadline = time.monotonic() + 60
+        part = None
+        while part is None and time.monotonic() < deadline:
+            part = next(iter(recordings.rglob("*.wav.part")), None) if recordings.exists() else None
+            time.sleep(0.05)
+        assert part is not None, f"recording never started:\n{server.log()[-4000:]}"
+        # Let the caller talk for a while, then pull the plug.
+        wav_start = time.monotonic()
+        while part.stat().st_size < 44 + 2 * 8000 * 4 and time.monotonic() - wav_start < 20:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        on_disk_before_kill = (part.stat().st_size - 44) / 16000
+        server.kill9()
+        recorded_until_kill = time.monotonic() - wav_start
+    finally:
+        sipp.kill()
+
+    assert part.exists(), "the .part file must survive the crash"
+    assert not list(recordings.rglob("*.wav")), "nothing should be finalised before restart"
+
+    server.start()  # same data dir: the start-up sweep runs
+    tickets = server.wait_for_tickets(1)
+    assert len(tickets) == 1, server.log()[-4000:]
+    ticket = tickets[0]
+    assert ticket["partial"] is True
+    assert ticket["status"] == "new"
+    assert ticket["personnummer"] == "198506121238"
+    assert ticket["clinic"] == "demo"
+    assert not part.exists()
+    # At most about a second lost: fsync each second plus what sat in the write buffer.
+    assert ticket["duration_s"] >= on_disk_before_kill - 1.2
+    assert ticket["duration_s"] <= recorded_until_kill + 1.0
+    recorded = read_pcm16(Path(ticket["recording_path"]))
+    head = reference[: len(recorded)]
+    assert xcorr_peak(head, recorded) > 0.9
+
+    server.stop()
+    server.start()  # a second restart must not create a second ticket
+    assert len(server.tickets()) == 1
