@@ -62,10 +62,14 @@ class LiveCall:
         self._digits: list[str] = []
         self._digit_event = asyncio.Event()
         self._interruptible = False
+        self._late_terminator: tuple[str, float] | None = None
         media.on_dtmf = self._on_dtmf
 
     # -------------------------------------------------------------- events
     def _on_dtmf(self, digit: str) -> None:
+        pending, self._late_terminator = self._late_terminator, None
+        if pending and digit == pending[0] and time.monotonic() < pending[1]:
+            return  # the # after a complete 12-digit entry belongs to that entry
         log.debug("call %s: key %s", self.dialog.call_id, "*" if digit.isdigit() else digit)
         self._digits.append(digit)
         self._digit_event.set()
@@ -124,6 +128,12 @@ class LiveCall:
             if len(self._digits) >= max_digits:
                 got = self._digits[:max_digits]
                 del self._digits[:max_digits]
+                if terminator and self._digits[:1] == [terminator]:
+                    del self._digits[0]
+                elif terminator and max_digits > 1:
+                    # Callers told to "end with #" press it after a full entry: don't let it
+                    # answer the next question.
+                    self._late_terminator = (terminator, time.monotonic() + 3.0)
                 return "".join(got)
             self._digit_event.clear()
             done = await self._wait_any(

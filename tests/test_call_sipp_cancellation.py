@@ -70,3 +70,62 @@ def test_sipp_call_with_keypad_personnummer_becomes_ticket(
     assert abs(ticket["duration_s"] - voice_s) < 0.6, (ticket["duration_s"], voice_s)
     assert xcorr_peak(reference, recorded) > 0.9
     assert "198506121238" not in server.log(), "full personnummer leaked into the log"
+
+
+async def _staff_confirms(base_url: str, ticket_id: int, wav: Path) -> None:
+    from aiohttp import ClientSession, CookieJar
+
+    from tests.ui_support import csrf_from, login
+
+    # unsafe=True: aiohttp refuses cookies from IP-address hosts otherwise
+    async with ClientSession(base_url=base_url, cookie_jar=CookieJar(unsafe=True)) as client:
+        await login(client, "nurse", "sköterska-lösen-1")
+        listing = await (await client.get("/api/tickets")).json()
+        assert [t["id"] for t in listing["tickets"]] == [ticket_id]
+        page = await client.get(f"/tickets/{ticket_id}")
+        html = await page.text()
+        assert page.status == 200 and "19850612-1238" in html
+        audio = await client.get(f"/tickets/{ticket_id}/audio")
+        assert audio.status == 200 and await audio.read() == wav.read_bytes()
+        confirm = await client.post(
+            f"/tickets/{ticket_id}/confirm",
+            data={"csrf_token": csrf_from(html)},
+            allow_redirects=False,
+        )
+        assert confirm.status in (302, 303)
+
+
+def test_invalid_personnummer_is_reasked_then_staff_confirms_in_ui(
+    tmp_path: Path, server_factory, prompt_library: PromptLibrary
+) -> None:
+    """A wrong check digit is refused and asked again; the ticket gets the corrected number,
+    and the clinic's nurse handles it in the running UI (the whole spine)."""
+    import asyncio
+
+    voice = speech_wav(tmp_path, VOICE_TEXT, codec="PCMU")
+    voice_s = len(decode_g711_wav(voice)) / 8000
+    scenario = cancellation_scenario(
+        tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121239#198506121238#"
+    )
+    sipp = Sipp(scenario, remote="")
+    server = server_factory(peer_port=sipp.local_port).start()
+    created = server.cli(
+        "create-user", "nurse", "--role", "staff", "--clinic", "demo", "--password-stdin",
+        stdin="sköterska-lösen-1\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    sipp.remote = f"127.0.0.1:{server.sip_port}"
+    sipp.start()
+    code, output = sipp.wait(timeout=120)
+    assert code == 0, output[-3000:]
+    [ticket] = server.wait_for_tickets(1)
+    assert ticket["personnummer"] == "198506121238"
+    assert "keypad personnummer refused" in server.log()
+
+    asyncio.run(
+        _staff_confirms(
+            f"http://127.0.0.1:{server.http_port}", ticket["id"], Path(ticket["recording_path"])
+        )
+    )
+    [after] = server.tickets()
+    assert after["status"] == "confirmed"

@@ -1,0 +1,160 @@
+"""LiveCall's Call API semantics with a fake media session: barge-in, terminators, hang-up."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from callserver.live_call import LiveCall
+from callserver.pyvoip_engine import Dialog
+from config.settings import RecordingSettings
+from ivr_flows.call_api import CallEnded, CallInfo
+
+
+class FakeMedia:
+    """Plays for `play_s` seconds per play() call; keys are injected by the test."""
+
+    def __init__(self, play_s: float = 0.5) -> None:
+        self.play_s = play_s
+        self.on_dtmf = None
+        self.sinks: list = []
+        self.stopped = 0
+        self._pending: asyncio.Future | None = None
+
+    def play(self, pcm: bytes) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self._pending = fut
+        asyncio.get_running_loop().call_later(
+            self.play_s, lambda: fut.done() or fut.set_result(True)
+        )
+        return fut
+
+    def stop_playback(self) -> None:
+        self.stopped += 1
+        if self._pending and not self._pending.done():
+            self._pending.set_result(False)
+
+    def add_audio_sink(self, sink) -> None:
+        self.sinks.append(sink)
+
+    def remove_audio_sink(self, sink) -> None:
+        self.sinks.remove(sink)
+
+    def flush_audio(self) -> None:
+        pass
+
+    def press(self, keys: str) -> None:
+        for key in keys:
+            self.on_dtmf(key)
+
+
+class FakePrompts:
+    beep = b"\x00\x00" * 80
+
+    def get(self, name: str, lang: str, clinic: str | None = None) -> bytes:
+        return b"\x00\x00" * 160
+
+
+class FakeEngine:
+    def hangup(self, dialog: Dialog) -> None:
+        dialog._finish("local_bye")
+
+
+def make_call(tmp_path: Path, media: FakeMedia, stored: list) -> tuple[LiveCall, Dialog]:
+    dialog = Dialog(call_id="c1", caller="070", called="100", offer=None)
+
+    async def on_recording(result, metadata):
+        stored.append((result, metadata))
+
+    call = LiveCall(
+        info=CallInfo(caller="070", called="100", clinic_id="demo"),
+        dialog=dialog,
+        engine=FakeEngine(),
+        media=media,
+        prompts=FakePrompts(),
+        recordings_dir=tmp_path,
+        recording=RecordingSettings(fsync_interval_s=0.05),
+        on_recording=on_recording,
+        base_metadata={"clinic_id": "demo"},
+    )
+    return call, dialog
+
+
+async def test_key_during_prompt_stops_it_and_is_kept_for_gather(tmp_path: Path) -> None:
+    media = FakeMedia(play_s=5.0)
+    call, _ = make_call(tmp_path, media, [])
+    asyncio.get_running_loop().call_later(0.05, media.press, "1")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await call.play("menu")
+    assert loop.time() - started < 2.0, "barge-in did not stop the prompt"
+    assert media.stopped >= 1
+    assert await call.gather(max_digits=1, timeout=0.5) == "1"
+
+
+async def test_non_interruptible_prompt_plays_to_the_end(tmp_path: Path) -> None:
+    media = FakeMedia(play_s=0.3)
+    call, _ = make_call(tmp_path, media, [])
+    asyncio.get_running_loop().call_later(0.05, media.press, "5")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await call.play("record_instructions", interruptible=False)
+    assert loop.time() - started >= 0.25
+    assert await call.gather(max_digits=1, timeout=0.2) == "5"
+
+
+async def test_gather_stops_at_terminator_and_swallows_late_hash(tmp_path: Path) -> None:
+    media = FakeMedia()
+    call, _ = make_call(tmp_path, media, [])
+    media.press("123#45")
+    assert await call.gather(max_digits=12, timeout=0.2) == "123"
+    assert await call.gather(max_digits=12, timeout=0.2) == "45"  # inter-digit timeout
+    media.press("198506121238")
+    assert await call.gather(max_digits=12, timeout=0.2) == "198506121238"
+    media.press("#")  # the # a caller presses after a full entry
+    media.press("1")
+    assert await call.gather(max_digits=1, timeout=0.2) == "1"
+
+
+async def test_hangup_raises_call_ended(tmp_path: Path) -> None:
+    media = FakeMedia(play_s=5.0)
+    call, dialog = make_call(tmp_path, media, [])
+    asyncio.get_running_loop().call_later(0.05, dialog._finish, "remote_bye")
+    with pytest.raises(CallEnded):
+        await call.play("menu")
+    with pytest.raises(CallEnded):
+        await call.gather(1)
+
+
+async def test_record_writes_audio_and_hands_it_over_on_hangup(tmp_path: Path) -> None:
+    media = FakeMedia(play_s=0.01)
+    stored: list = []
+    call, dialog = make_call(tmp_path, media, stored)
+    call.info.facts["personnummer"] = "198506121238"
+
+    async def talk_then_hang_up() -> None:
+        await asyncio.sleep(0.1)
+        loud = b"\x00\x40" * 160  # 20 ms of a loud signal
+        for _ in range(50):
+            for sink in media.sinks:
+                sink(loud)
+        dialog._finish("remote_bye")
+
+    asyncio.get_running_loop().create_task(talk_then_hang_up())
+    result = await call.record(max_s=10, silence_s=4)
+    assert result.ended_by == "hangup"
+    assert result.duration_s == pytest.approx(1.0)
+    assert result.path is not None and result.path.exists()
+    assert not list(tmp_path.rglob("*.part"))
+    [(stored_result, metadata)] = stored
+    assert stored_result == result
+    assert metadata["personnummer"] == "198506121238" and metadata["clinic_id"] == "demo"
+
+
+async def test_record_ends_on_silence(tmp_path: Path) -> None:
+    media = FakeMedia(play_s=0.01)
+    call, _ = make_call(tmp_path, media, [])
+    result = await call.record(max_s=10, silence_s=0.3)
+    assert result.ended_by == "silence"
