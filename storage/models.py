@@ -204,6 +204,21 @@ class Ticket(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     free_text: Mapped[str | None] = mapped_column(Text)
     reject_reason: Mapped[str | None] = mapped_column(Text)
+    transcript: Mapped[str | None] = mapped_column(Text)
+    """What the recognizer heard; None until transcribed."""
+    transcript_status: Mapped[str | None] = mapped_column(String(32))
+    """"ok", "model_missing", "error" or None (not transcribed)."""
+    transcript_json: Mapped[str | None] = mapped_column(Text)
+    """Words with times and confidence, and n-best alternatives (JSON)."""
+    speech_personnummer: Mapped[str | None] = mapped_column(String(12))
+    speech_personnummer_status: Mapped[str | None] = mapped_column(String(16))
+    """Extraction status: ok / corrected / review / none."""
+    personnummer_disagreement: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    """Keypad and speech give two different valid numbers: staff must check."""
+    intent: Mapped[str | None] = mapped_column(String(16))
+    appointment: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     acted_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
