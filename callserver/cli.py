@@ -146,6 +146,51 @@ def cmd_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_callbacks_list(settings: Settings, args: argparse.Namespace) -> int:
+    from callserver.callbacks.cli import list_callbacks_json
+    from storage.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            for row in list_callbacks_json(session):
+                print(json.dumps(row, ensure_ascii=False, default=str))
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_extract(settings: Settings, args: argparse.Namespace) -> int:
+    from transcription.extract_cli import run_extract
+
+    return run_extract(sys.stdin, sys.stdout)
+
+
+def cmd_transcribe(settings: Settings, args: argparse.Namespace) -> int:
+    from transcription.transcribe_cli import run_transcribe
+
+    if not settings.stt.model_path:
+        print(
+            "error: no speech model configured: run `callserver fetch-model` and set "
+            "stt.model_path (CALLSERVER_STT_MODEL_PATH)",
+            file=sys.stderr,
+        )
+        return 2
+    return run_transcribe(Path(args.wav), Path(settings.stt.model_path), sys.stdout)
+
+
+def cmd_fetch_model(settings: Settings, args: argparse.Namespace) -> int:
+    from transcription.model_fetch import ModelFetchError, fetch_model
+
+    try:
+        path = fetch_model(settings.data_dir)
+    except ModelFetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f'model ready at {path}: set stt.model_path = "{path}" (or CALLSERVER_STT_MODEL_PATH)')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callserver", description=__doc__)
     parser.add_argument("--config", help="settings file (default config/callserver.toml)")
@@ -167,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     tlist = tsub.add_parser("list", help="list tickets")
     tlist.add_argument("--json", action="store_true", help="one JSON object per line")
     tlist.set_defaults(func=cmd_tickets_list)
+    callbacks = sub.add_parser("callbacks", help="booked callbacks")
+    csub = callbacks.add_subparsers(dest="callbacks_command", required=True)
+    clist = csub.add_parser("list", help="list callbacks")
+    clist.add_argument("--json", action="store_true", help="one JSON object per line")
+    clist.set_defaults(func=cmd_callbacks_list)
+    sub.add_parser(
+        "extract", help='fields from JSON lines {"text": ...} on stdin, one JSON line each'
+    ).set_defaults(func=cmd_extract)
+    transcribe = sub.add_parser("transcribe", help="transcribe a WAV and extract its fields")
+    transcribe.add_argument("wav")
+    transcribe.set_defaults(func=cmd_transcribe)
+    sub.add_parser(
+        "fetch-model", help="download and verify the Swedish vosk model into the data dir"
+    ).set_defaults(func=cmd_fetch_model)
     return parser
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from staff_ui.app import create_app, load_or_create_secret
 
 from callserver import call_log
 from callserver.live_call import LiveCall
@@ -29,6 +28,7 @@ from config.settings import Settings
 from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
 from ivr_flows.cancellation import RecordingLimits
 from ivr_flows.main_menu import MenuOptions, main_menu
+from staff_ui.app import create_app, load_or_create_secret
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
 
