@@ -113,3 +113,54 @@ def store_recording(
 
 def now() -> datetime:
     return utcnow()
+
+
+def transcript_fields(
+    keypad_pnr: str | None, transcript_text: str, missing_reason: str | None, extraction: Any
+) -> dict[str, Any]:
+    """Ticket columns from a transcript and its extraction, next to the keypad number.
+
+    The keypad number wins (it was validated and read back to the caller); a different valid
+    number in the speech is kept beside it and flagged, never silently dropped. Without a
+    keypad number, a speech number that is `ok` or `corrected` becomes the ticket's number.
+    """
+    if missing_reason:
+        return {"transcript": None, "transcript_status": "model_missing"
+                if "model missing" in missing_reason else "error",
+                "free_text": missing_reason}  # fmt: skip
+    speech_pnr = (extraction.personnummer or "").replace("-", "") or None
+    fields: dict[str, Any] = {
+        "transcript": transcript_text,
+        "transcript_status": "ok",
+        "speech_personnummer": speech_pnr,
+        "speech_personnummer_status": extraction.status,
+        "name": extraction.name,
+        "intent": extraction.intent,
+        "appointment": extraction.appointment,
+    }
+    if keypad_pnr and speech_pnr and speech_pnr != keypad_pnr:
+        fields["personnummer_disagreement"] = True
+    if not keypad_pnr and speech_pnr:
+        fields["personnummer"] = speech_pnr
+        fields["personnummer_source"] = "speech"
+    return fields
+
+
+def ticket_updated(factory: SessionFactory, ticket_id: int, fields: dict[str, Any]) -> None:
+    with factory() as session, session.begin():
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            return
+        for key, value in fields.items():
+            setattr(ticket, key, value)
+
+
+def tickets_without_transcript(factory: SessionFactory) -> list[tuple[int, str, str | None]]:
+    """(ticket id, WAV path, keypad personnummer) for tickets a crash left untranscribed."""
+    with factory() as session:
+        rows = session.execute(
+            select(Ticket.id, Recording.path, Ticket.personnummer, Ticket.personnummer_source)
+            .join(Recording, Ticket.recording_id == Recording.id)
+            .where(Ticket.transcript_status.is_(None))
+        ).all()
+    return [(tid, path, pnr if source == "keypad" else None) for tid, path, pnr, source in rows]

@@ -132,6 +132,14 @@ def cmd_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
                     "name": t.name,
                     "recording_path": t.recording.path if t.recording else None,
                     "duration_s": round(t.recording.duration_s, 2) if t.recording else None,
+                    "transcript": t.transcript,
+                    "transcript_status": t.transcript_status,
+                    "speech_personnummer": t.speech_personnummer,
+                    "speech_personnummer_status": t.speech_personnummer_status,
+                    "personnummer_disagreement": t.personnummer_disagreement,
+                    "intent": t.intent,
+                    "appointment": t.appointment,
+                    "note": t.free_text,
                     "created_at": t.created_at.isoformat(),
                 }
                 if args.json:

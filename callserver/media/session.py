@@ -142,15 +142,19 @@ class MediaSession(asyncio.DatagramProtocol):
         on_dtmf: DtmfHandler | None = None,
         clock: MediaClock | None = None,
         jitter_depth: int = 4,
+        sock: socket.socket | None = None,
     ) -> MediaSession:
         """Take a port from ``pool`` and start the endpoint; register it on ``clock`` to send.
+
+        ``sock`` is a socket already taken from ``pool``: an outbound call must put its port in
+        the SDP offer before it knows the peer's address and codec.
 
         ``remote`` is the (ip, port) of the peer's SDP: the only source accepted and where we
         send. ``payload_type`` defaults to the codec's static one; ``dtmf_payload_type`` is the
         negotiated telephone-event type, or None when the peer offered none.
         Raises ``NoMediaPortError`` when the port range is exhausted.
         """
-        sock = pool.acquire()
+        sock = sock if sock is not None else pool.acquire()
         port = sock.getsockname()[1]
         try:
             session = cls(
@@ -240,6 +244,22 @@ class MediaSession(asyncio.DatagramProtocol):
             queue.append((payload[offset : offset + FRAME_SAMPLES], None))
         queue.append((payload[last:], done))
         return done
+
+    def push_audio(self, pcm16: bytes, max_queued_frames: int = 10) -> None:
+        """Queue live audio from another call (a bridge), keeping at most ``max_queued_frames``.
+
+        Two calls' clocks drift apart; dropping the oldest frames keeps the mouth-to-ear delay
+        bounded instead of letting it grow for the length of the conversation.
+        """
+        if self._closed or not pcm16:
+            return
+        padding = -(len(pcm16) // 2) % FRAME_SAMPLES
+        payload = g711.encode(self.codec, pcm16 + g711.silence_pcm16(padding))
+        queue = self._queue
+        for offset in range(0, len(payload), FRAME_SAMPLES):
+            queue.append((payload[offset : offset + FRAME_SAMPLES], None))
+        while len(queue) > max_queued_frames and queue[0][1] is None:
+            queue.popleft()
 
     def stop_playback(self) -> None:
         """Discard all queued audio now (the caller pressed a key or started talking)."""
