@@ -11,12 +11,15 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from callserver.callbacks.phone_numbers import speakable_groups
+from callserver.dialer import Dialer, DialFailed, bridge
 from callserver.prompts import PromptLibrary
 from callserver.pyvoip_engine import Dialog, SipEngine
 from callserver.recording import DurableRecording
@@ -53,6 +56,8 @@ class LiveCall:
         on_recording: RecordingHook,
         base_metadata: dict[str, Any],
         transcriber_factory: Callable[[], Transcriber] = NullTranscriber,
+        dialer: Dialer | None = None,
+        timezone: str = "Europe/Stockholm",
     ) -> None:
         self.info = info
         self.dialog = dialog
@@ -64,6 +69,8 @@ class LiveCall:
         self.on_recording = on_recording
         self.base_metadata = base_metadata
         self.transcriber_factory = transcriber_factory
+        self.dialer = dialer
+        self.timezone = ZoneInfo(timezone)
         self._digits: list[str] = []
         self._digit_event = asyncio.Event()
         self._interruptible = False
@@ -216,5 +223,60 @@ class LiveCall:
                 await self.on_recording(result, metadata, transcriber)
         return result
 
+    async def say_time(self, when: datetime, end: datetime | None = None) -> None:
+        local = when.astimezone(self.timezone)
+        today = datetime.now(self.timezone).date()
+        if local.date() == today:
+            day = "today"
+        elif local.date() == today + timedelta(days=1):
+            day = "tomorrow"
+        else:
+            day = f"weekday_{local.weekday()}"
+        parts = [day]
+        if end is not None:
+            parts += ["between", *_clock(local), "and", *_clock(end.astimezone(self.timezone))]
+        else:
+            parts += ["at", *_clock(local)]
+        await self.play(*parts, interruptible=False)
+
+    async def say_number(self, number: str) -> None:
+        parts: list[str] = []
+        for group in speakable_groups(number):
+            parts += [f"digit_{d}" for d in group if d.isdigit()] + ["pause"]
+        await self.play(*parts, interruptible=False)
+
+    async def bridge_to(
+        self,
+        number: str,
+        *,
+        caller_id: str | None,
+        timeout: float = 30.0,
+        whisper: tuple[str, ...] = (),
+    ) -> str:
+        self._check()
+        if self.dialer is None:
+            return "failed"
+        try:
+            leg = await self.dialer.dial(number, caller_id=caller_id, timeout=timeout)
+        except DialFailed as exc:
+            return exc.outcome
+        try:
+            if whisper:
+                pcm = b"".join(self.prompts.get(n, self.info.language) for n in whisper)
+                await self._wait_any(leg.media.play(pcm), leg.dialog.ended.wait())
+            if self.dialog.ended.is_set() or leg.dialog.ended.is_set():
+                return "completed" if not leg.dialog.ended.is_set() else "failed"
+            ended_by = await bridge(self.dialog, self.media, leg.dialog, leg.media)
+            log.info("call %s: bridge to %s ended by %s", self.dialog.call_id,
+                     "the other party" if ended_by == "b" else "this side", ended_by)  # fmt: skip
+            return "completed"
+        finally:
+            self.dialer.release(leg)
+
     async def hangup(self) -> None:
         self.engine.hangup(self.dialog)
+
+
+def _clock(t: datetime) -> list[str]:
+    return [f"num_{t.hour}"] + ([f"num_{t.minute}"] if t.minute else [])
+

@@ -151,6 +151,8 @@ class PromptLibrary:
                 self._overrides[(clinic_id, lang, name)] = read_wav_pcm16(path)
 
     def get(self, name: str, lang: str, clinic_id: str | None = None) -> bytes:
+        if name == "pause":  # between digit groups of a phone number
+            return b"\x00\x00" * int(RATE * 0.25)
         override = self._overrides.get((clinic_id or "", lang, name))
         if override is not None:
             return override

@@ -7,6 +7,7 @@ own media; tests implement it with a scripted fake to check flow logic in millis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,5 +48,22 @@ class Call(Protocol):
     ) -> RecordingResult:
         """Record the caller to durable storage; what is known about the call so far
         (`info.facts`) is stored beside the audio so a crash cannot orphan it."""
+
+    async def bridge_to(
+        self,
+        number: str,
+        *,
+        caller_id: str | None,
+        timeout: float = 30.0,
+        whisper: tuple[str, ...] = (),
+    ) -> str:
+        """Dial `number`, play `whisper` prompts to whoever answers, then connect both ways
+        until either side hangs up. Returns "completed", "no_answer", "busy" or "failed"."""
+
+    async def say_time(self, when: datetime, end: datetime | None = None) -> None:
+        """Speak a time ("today between 14.30 and 14.45") in the call's language."""
+
+    async def say_number(self, number: str) -> None:
+        """Speak a phone number in groups ("070 - 123 45 67")."""
 
     async def hangup(self) -> None: ...

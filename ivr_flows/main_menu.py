@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ivr_flows.call_api import Call
+from ivr_flows.callback_booking import BookingService, callback_booking
 from ivr_flows.cancellation import RecordingLimits, cancellation_flow
 
 MENU_TRIES = 3
@@ -22,6 +23,8 @@ class MenuOptions:
     callback: bool
     switchboard: bool
     limits: RecordingLimits
+    booking: BookingService | None = None
+    switchboard_number: str | None = None
 
 
 async def main_menu(call: Call, options: MenuOptions) -> str:
@@ -39,10 +42,21 @@ async def main_menu(call: Call, options: MenuOptions) -> str:
                 return "menu_hangup"
             return "ticket" if result.duration_s >= options.limits.min_s else "too_short"
         if options.open_now and choice == "2":
+            if options.callback and options.booking is not None:
+                return await callback_booking(call, options.booking)
             await call.play("no_callback", interruptible=False)
             break
         if options.open_now and choice == "0":
-            await call.play("no_switchboard", interruptible=False)
+            if options.switchboard_number:
+                await call.play("transferring", interruptible=False)
+                result = await call.bridge_to(
+                    options.switchboard_number, caller_id=call.info.caller, timeout=30.0
+                )
+                if result == "completed":
+                    return "transferred"
+                await call.play("transfer_failed", interruptible=False)
+            else:
+                await call.play("no_switchboard", interruptible=False)
             break
         if choice:
             await call.play("invalid_choice")

@@ -86,6 +86,122 @@ PROMPTS: dict[str, dict[str, str]] = {
     },
 }
 
+PROMPTS.update(
+    {
+        # --- callback booking (caller side)
+        "callback_offer": {"sv": "Vi kan ringa upp dig", "en": "We can call you back"},
+        "callback_offer_keys": {
+            "sv": "Tryck 1 för att boka den tiden, eller 2 för nästa lediga tid.",
+            "en": "Press 1 to book that time, or 2 for the next free time.",
+        },
+        "callback_none_free": {
+            "sv": "Tyvärr finns inga lediga tider för återuppringning just nu. Ring gärna igen.",
+            "en": "Sorry, there are no free callback times right now. Please call again.",
+        },
+        "callback_existing": {
+            "sv": "Du har redan en bokad återuppringning",
+            "en": "You already have a callback booked",
+        },
+        "callback_existing_keys": {
+            "sv": "Tryck 1 för att behålla tiden, eller 2 för att byta tid.",
+            "en": "Press 1 to keep that time, or 2 to change it.",
+        },
+        "callback_kept": {"sv": "Din tid ligger kvar.", "en": "Your time is kept."},
+        "callback_number_is": {"sv": "Vi ringer till", "en": "We will call"},
+        "callback_number_keys": {
+            "sv": "Tryck 1 om det stämmer, "
+            "eller knappa in ett annat nummer och avsluta med fyrkant.",
+            "en": "Press 1 if that is correct, or key in another number and end with hash.",
+        },
+        "callback_enter_number": {
+            "sv": "Knappa in det telefonnummer vi ska ringa, och avsluta med fyrkant.",
+            "en": "Key in the phone number we should call, and end with hash.",
+        },
+        "callback_number_invalid": {
+            "sv": "Vi kan bara ringa svenska telefonnummer. Försök igen.",
+            "en": "We can only call Swedish phone numbers. Please try again.",
+        },
+        "callback_slot_taken": {
+            "sv": "Den tiden hann just bli full.",
+            "en": "That time has just been taken.",
+        },
+        "callback_booked": {"sv": "Du är bokad för återuppringning", "en": "You are booked"},
+        "callback_from_number": {
+            "sv": "Samtalet kommer från nummer",
+            "en": "The call will come from number",
+        },
+        # --- time phrases
+        "today": {"sv": "idag", "en": "today"},
+        "tomorrow": {"sv": "imorgon", "en": "tomorrow"},
+        "between": {"sv": "mellan", "en": "between"},
+        "and": {"sv": "och", "en": "and"},
+        "at": {"sv": "klockan", "en": "at"},
+        # --- staff side of a callback
+        "staff_callback_announce": {
+            "sv": "Återuppringning bokad",
+            "en": "Callback booked",
+        },
+        "staff_callback_keys": {
+            "sv": "Tryck 1 för att ringa patienten nu, eller 2 för att skjuta upp tio minuter.",
+            "en": "Press 1 to call the patient now, or 2 to postpone ten minutes.",
+        },
+        "staff_postponed": {"sv": "Uppskjutet tio minuter.", "en": "Postponed ten minutes."},
+        "staff_patient_no_answer": {
+            "sv": "Patienten svarade inte. Vi försöker igen senare.",
+            "en": "The patient did not answer. We will try again later.",
+        },
+        "staff_connecting": {"sv": "Ringer patienten.", "en": "Calling the patient."},
+        "patient_intro": {
+            "sv": "Hej, det här är vårdcentralen som ringer upp dig enligt din bokning. "
+            "Du kopplas nu till en sjuksköterska.",
+            "en": "Hello, this is the clinic calling you back as booked. "
+            "You are now connected to a nurse.",
+        },
+        # --- switchboard
+        "transferring": {
+            "sv": "Du kopplas till växeln.",
+            "en": "Connecting you to the switchboard.",
+        },
+        "transfer_failed": {
+            "sv": "Växeln svarar inte just nu. Försök igen senare.",
+            "en": "The switchboard is not answering right now. Please try again later.",
+        },
+    }
+)
+
+WEEKDAYS = {
+    "sv": ["på måndag", "på tisdag", "på onsdag", "på torsdag", "på fredag", "på lördag",
+           "på söndag"],
+    "en": ["on Monday", "on Tuesday", "on Wednesday", "on Thursday", "on Friday",
+           "on Saturday", "on Sunday"],
+}  # fmt: skip
+for _d in range(7):
+    PROMPTS[f"weekday_{_d}"] = {lang: days[_d] for lang, days in WEEKDAYS.items()}
+
+NUMBER_WORDS_SV = (
+    "noll ett två tre fyra fem sex sju åtta nio tio elva tolv tretton fjorton femton sexton "
+    "sjutton arton nitton"
+).split()
+TENS_SV = {2: "tjugo", 3: "trettio", 4: "fyrtio", 5: "femtio"}
+NUMBER_WORDS_EN = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
+TENS_EN = {2: "twenty", 3: "thirty", 4: "forty", 5: "fifty"}
+
+
+def _number_word(n: int, words: list[str], tens: dict[int, str], sep: str) -> str:
+    if n < 20:
+        return words[n]
+    return tens[n // 10] + (sep + words[n % 10] if n % 10 else "")
+
+
+for _n in range(60):
+    PROMPTS[f"num_{_n}"] = {
+        "sv": _number_word(_n, NUMBER_WORDS_SV, TENS_SV, ""),
+        "en": _number_word(_n, NUMBER_WORDS_EN, TENS_EN, "-"),
+    }
+
 DIGIT_WORDS = {
     "sv": ["noll", "ett", "två", "tre", "fyra", "fem", "sex", "sju", "åtta", "nio"],
     "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],

@@ -1,0 +1,113 @@
+"""Outbound legs and bridges: dial a number through the SIP peer, connect two calls' audio.
+
+Used by the callback dispatcher (staff first, then the patient) and by the switchboard
+transfer. The port for our media is taken before the INVITE (it goes in the SDP offer); the
+codec and the peer's address are known only from the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+
+from callserver.media.clock import MediaClock
+from callserver.media.ports import PortPool
+from callserver.media.session import MediaSession
+from callserver.pyvoip_engine import Dialog, SipEngine, SipError
+
+log = logging.getLogger(__name__)
+
+_BUSY = {486, 600, 603}
+_NO_ANSWER = {408, 480, 487}
+
+
+class DialFailed(Exception):
+    """The number could not be reached; `outcome` is "no_answer", "busy" or "failed"."""
+
+    def __init__(self, outcome: str, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+def classify(exc: SipError) -> str:
+    """Map a failed INVITE to the outcome a retry policy cares about (busy ≠ no answer ≠ error)."""
+    code = getattr(exc, "code", None)
+    if code is None:
+        match = re.search(r": (\d{3}) ", str(exc) + " ")
+        code = int(match.group(1)) if match else None
+    if code is None:
+        return "no_answer" if "no answer" in str(exc) else "failed"
+    if code in _BUSY:
+        return "busy"
+    if code in _NO_ANSWER:
+        return "no_answer"
+    return "failed"
+
+
+@dataclass
+class OutboundLeg:
+    dialog: Dialog
+    media: MediaSession
+
+
+class Dialer:
+    def __init__(self, engine: SipEngine, pool: PortPool, clock: MediaClock) -> None:
+        self.engine, self.pool, self.clock = engine, pool, clock
+
+    async def dial(self, number: str, *, caller_id: str | None, timeout: float) -> OutboundLeg:
+        """Call `number`; returns the answered leg with media running, or raises DialFailed."""
+        sock = self.pool.acquire()
+        port = sock.getsockname()[1]
+        try:
+            dialog = await self.engine.dial(number, port, caller_id=caller_id, timeout=timeout)
+        except SipError as exc:
+            sock.close()
+            self.pool.release(port)
+            outcome = classify(exc)
+            log.info("dial %s: %s (%s)", number, outcome, exc)
+            raise DialFailed(outcome, str(exc)) from exc
+        except BaseException:
+            sock.close()
+            self.pool.release(port)
+            raise
+        assert dialog.offer is not None
+        codec, pt = dialog.offer.choose_codec() or ("PCMU", 0)
+        try:
+            media = await MediaSession.open(
+                self.pool,
+                (dialog.offer.address, dialog.offer.port),
+                codec=codec,
+                payload_type=pt,
+                dtmf_payload_type=dialog.offer.dtmf_payload_type,
+                clock=self.clock,
+                sock=sock,
+            )
+        except Exception as exc:
+            self.engine.hangup(dialog)
+            raise DialFailed("failed", f"media for {number}: {exc}") from exc
+        return OutboundLeg(dialog, media)
+
+    def release(self, leg: OutboundLeg) -> None:
+        self.engine.hangup(leg.dialog)
+        leg.media.close()
+
+
+async def bridge(a: Dialog, a_media: MediaSession, b: Dialog, b_media: MediaSession) -> str:
+    """Connect audio both ways until either side hangs up; returns which side ended it."""
+    a_media.add_audio_sink(b_media.push_audio)
+    b_media.add_audio_sink(a_media.push_audio)
+    try:
+        waits = {
+            asyncio.ensure_future(a.ended.wait()): "a",
+            asyncio.ensure_future(b.ended.wait()): "b",
+        }
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return waits[next(iter(done))]
+    finally:
+        a_media.remove_audio_sink(b_media.push_audio)
+        b_media.remove_audio_sink(a_media.push_audio)

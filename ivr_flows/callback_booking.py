@@ -1,0 +1,136 @@
+"""Booking a timed callback by keypad (menu option 2), Callme style.
+
+The caller is offered the first free slot and may step to the next; confirms or keys in the
+number to call; hears the booking read back and which number the call will come from. One open
+callback per number per clinic: a caller who already has one may keep or move it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from ivr_flows.call_api import Call
+
+MAX_OFFERS = 6
+MAX_NUMBER_TRIES = 3
+
+
+@dataclass(frozen=True)
+class OfferedSlot:
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class ExistingBooking:
+    id: int
+    slot: OfferedSlot
+    number: str
+
+
+class BookingService(Protocol):
+    """What the flow needs from the callback store (implemented by the server)."""
+
+    caller_id: str | None  # the number our callbacks come from
+
+    def normalize(self, number: str) -> str | None:
+        """National form of a number we may call, or None (foreign, premium, invalid)."""
+
+    async def existing(self, number: str) -> ExistingBooking | None: ...
+
+    async def next_free(self, after: datetime | None) -> OfferedSlot | None: ...
+
+    async def book(self, slot: OfferedSlot, number: str, move_id: int | None) -> str:
+        """ "booked", "slot_full" or "duplicate"."""
+
+
+async def _choose_slot(call: Call, service: BookingService) -> OfferedSlot | None:
+    after = None
+    for _ in range(MAX_OFFERS):
+        slot = await service.next_free(after)
+        if slot is None:
+            break
+        await call.play("callback_offer")
+        await call.say_time(slot.start, slot.end)
+        await call.play("callback_offer_keys")
+        choice = await call.gather(max_digits=1, timeout=8.0)
+        if choice == "1":
+            return slot
+        if choice not in ("2", ""):
+            await call.play("invalid_choice")
+            continue
+        after = slot.start
+    await call.play("callback_none_free", interruptible=False)
+    return None
+
+
+async def _choose_number(call: Call, service: BookingService) -> str | None:
+    presented = service.normalize(call.info.caller or "") if call.info.caller else None
+    for _ in range(MAX_NUMBER_TRIES):
+        if presented:
+            await call.play("callback_number_is")
+            await call.say_number(presented)
+            await call.play("callback_number_keys")
+        else:
+            await call.play("callback_enter_number")
+        entry = await call.gather(max_digits=15, terminator="#", timeout=10.0)
+        if entry == "1" and presented:
+            return presented
+        number = service.normalize(entry) if entry else None
+        if number:
+            return number
+        await call.play("callback_number_invalid")
+    return None
+
+
+async def callback_booking(call: Call, service: BookingService) -> str:
+    """Run the booking; returns the outcome for the call log."""
+    presented = service.normalize(call.info.caller or "") if call.info.caller else None
+    move_id = None
+    if presented:
+        existing = await service.existing(presented)
+        if existing is not None:
+            await call.play("callback_existing")
+            await call.say_time(existing.slot.start, existing.slot.end)
+            await call.play("callback_existing_keys")
+            if await call.gather(max_digits=1, timeout=8.0) != "2":
+                await call.play("callback_kept", "goodbye", interruptible=False)
+                await call.hangup()
+                return "callback_kept"
+            move_id = existing.id
+    for _ in range(3):
+        slot = await _choose_slot(call, service)
+        if slot is None:
+            await call.hangup()
+            return "callback_none_free"
+        number = presented if move_id else await _choose_number(call, service)
+        if number is None:
+            await call.play("goodbye", interruptible=False)
+            await call.hangup()
+            return "callback_bad_number"
+        result = await service.book(slot, number, move_id)
+        if result == "slot_full":
+            await call.play("callback_slot_taken")
+            continue
+        if result == "duplicate":
+            existing = await service.existing(number)
+            if existing is not None:
+                await call.play("callback_existing")
+                await call.say_time(existing.slot.start, existing.slot.end)
+            await call.play("goodbye", interruptible=False)
+            await call.hangup()
+            return "callback_duplicate"
+        await call.play("callback_booked")
+        await call.say_time(slot.start, slot.end)
+        await call.play("callback_number_is")
+        await call.say_number(number)
+        if service.caller_id:
+            await call.play("callback_from_number")
+            await call.say_number(service.caller_id)
+        await call.play("goodbye", interruptible=False)
+        await call.hangup()
+        return "callback_moved" if move_id else "callback_booked"
+    await call.hangup()
+    return "callback_none_free"
