@@ -8,7 +8,8 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 RUN_TOOLS  := espeak-ng:espeak-ng sox:sox
-TEST_TOOLS := $(RUN_TOOLS) sipp:sip-tester baresip:baresip-core chromium:chromium
+TEST_TOOLS := $(RUN_TOOLS) sipp:sip-tester baresip:baresip-core chromium:chromium \
+              kamailio:kamailio /usr/lib/postgresql/15/bin/initdb:postgresql
 
 .PHONY: run test lint system-run system-test clean
 

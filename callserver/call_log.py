@@ -134,10 +134,11 @@ def transcript_fields(
         "transcript_status": "ok",
         "speech_personnummer": speech_pnr,
         "speech_personnummer_status": extraction.status,
-        "name": extraction.name,
         "intent": extraction.intent,
         "appointment": extraction.appointment,
     }
+    if extraction.name:  # never wipe a name staff or an earlier step put there
+        fields["name"] = extraction.name
     if keypad_pnr and speech_pnr and speech_pnr != keypad_pnr:
         fields["personnummer_disagreement"] = True
     if not keypad_pnr and speech_pnr:

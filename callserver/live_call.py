@@ -223,7 +223,9 @@ class LiveCall:
                 await self.on_recording(result, metadata, transcriber)
         return result
 
-    async def say_time(self, when: datetime, end: datetime | None = None) -> None:
+    async def say_time(
+        self, when: datetime, end: datetime | None = None, *, interruptible: bool = False
+    ) -> None:
         local = when.astimezone(self.timezone)
         today = datetime.now(self.timezone).date()
         if local.date() == today:
@@ -237,13 +239,13 @@ class LiveCall:
             parts += ["between", *_clock(local), "and", *_clock(end.astimezone(self.timezone))]
         else:
             parts += ["at", *_clock(local)]
-        await self.play(*parts, interruptible=False)
+        await self.play(*parts, interruptible=interruptible)
 
-    async def say_number(self, number: str) -> None:
+    async def say_number(self, number: str, *, interruptible: bool = False) -> None:
         parts: list[str] = []
         for group in speakable_groups(number):
             parts += [f"digit_{d}" for d in group if d.isdigit()] + ["pause"]
-        await self.play(*parts, interruptible=False)
+        await self.play(*parts, interruptible=interruptible)
 
     async def bridge_to(
         self,

@@ -21,6 +21,7 @@ import random
 import re
 import socket
 import string
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,8 @@ USER_AGENT = f"callserver (pyVoIP {pyVoIP.__version__})"
 T1 = 0.5  # RFC 3261 timer T1
 T2 = 4.0
 TIMER_H = 64 * T1  # give up on a 200 OK that is never ACKed
+REGISTER_EXPIRES = 300  # asked for; refreshed at 80 % of what the registrar grants
+REGISTER_RETRY_S = 30.0
 
 AUDIO_CODECS = {"PCMU": 0, "PCMA": 8}
 
@@ -111,6 +114,236 @@ def parse_message(data: bytes) -> SIP.SIPMessage:
     return msg
 
 
+# ----------------------------------------------------------------------------- request sanity
+# DEFECT 13: pyVoIP rings, answers and records INVITEs that are plainly malformed (PROTOS c07-sip:
+# 2,515 rang, 305 were answered) and echoes the sender's junk back in responses. Every request is
+# checked against the RFC 3261 / RFC 4566 grammar of the parts we use before anything happens;
+# like Kamailio's `sanity` module, but as strict as a voicemail server can afford to be.
+
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_HOST = rf"(?:\[[0-9A-Fa-f:.]+\]|{_LABEL}(?:\.{_LABEL})*\.?)"
+_QUOTED = r'"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"'
+_PARAM = rf"[ \t]*;[ \t]*{_TOKEN}(?:[ \t]*=[ \t]*(?:{_TOKEN}|{_HOST}|{_QUOTED}))?"
+_URI_RE = re.compile(
+    rf"(?P<scheme>sips?):(?:(?P<user>[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+)(?::[^@\s]*)?@)?"
+    rf"(?P<host>{_HOST})(?::(?P<port>\d{{1,5}}))?"
+    r"(?P<params>(?:;[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]*)?)*)"
+    r"(?:\?[A-Za-z0-9\-_.!~*'()%\[\]/:&+$=?]*)?",
+)
+# display-name: a quoted string or tokens; non-ASCII letters are allowed unquoted because phones
+# send `From: Åsa Öberg <sip:...>` although the grammar wants quotes.
+_DISPLAY = rf"(?:{_QUOTED}|(?:[A-Za-z0-9\-.!%*_+`'~ \t]|[^\x00-\x7f])*)"
+_NAME_ADDR_RE = re.compile(rf"{_DISPLAY}[ \t]*<(?P<uri>[^<>\s]+)>(?P<params>(?:{_PARAM})*)[ \t]*")
+_ADDR_SPEC_RE = re.compile(rf"(?P<uri>[^<>;\s\"]+)(?P<params>(?:{_PARAM})*)[ \t]*")
+_VIA_RE = re.compile(
+    rf"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*(?:UDP|TCP|TLS|SCTP|WSS?)[ \t]+(?P<host>{_HOST})"
+    rf"(?:[ \t]*:[ \t]*(?P<port>\d{{1,5}}))?(?P<params>(?:{_PARAM})*)[ \t]*",
+    re.IGNORECASE,
+)
+_CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?")
+_CSEQ_RE = re.compile(r"(\d{1,10})[ \t]+([A-Za-z]+)")
+_HEADER_NAME_RE = re.compile(_TOKEN)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_IPV4_RE = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+_SDP_LINE_RE = re.compile(r"([a-z])=([^\x00-\x08\x0a-\x1f\x7f]*)")
+_SDP_RES = {
+    "v": re.compile(r"0"),
+    "o": re.compile(r"\S+ \d{1,20} \d{1,20} IN IP[46] \S+"),
+    "s": re.compile(r".*"),
+    "c": re.compile(r"IN IP[46] \S+"),
+    "t": re.compile(r"\d{1,20} \d{1,20}"),
+    "m": re.compile(r"[a-z]+ (\d{1,5})(?:/\d{1,5})? [A-Za-z0-9/]+((?: \S+)+)"),
+    "a": re.compile(r"[A-Za-z0-9\-_.]+(?::.*)?"),
+}
+_RTPMAP_RE = re.compile(r"rtpmap:(\d{1,3}) [A-Za-z0-9\-_.]+/(\d{1,6})(?:/\d{1,2})?")
+MAX_CALL_ID = 255  # the call table's sip_call_id column
+MAX_NUMBER = 64  # the call table's caller/called columns
+SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Expires")
+_CANONICAL = {
+    "v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
+    "c": "Content-Type", "call-id": "Call-ID", "cseq": "CSeq", "via": "Via", "from": "From",
+    "to": "To", "contact": "Contact", "content-length": "Content-Length",
+    "content-type": "Content-Type", "max-forwards": "Max-Forwards", "expires": "Expires",
+    "record-route": "Record-Route", "route": "Route",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """Why a request was refused: `code` 0 means drop it silently (its headers are not safe to
+    echo back in a response), otherwise answer with `code`."""
+
+    code: int
+    reason: str
+
+
+def _ipv4_ok(text: str) -> bool:
+    match = _IPV4_RE.fullmatch(text)
+    return bool(match) and all(int(part) <= 255 for part in match.groups())
+
+
+def _host_ok(host: str) -> bool:
+    # A host made of digits and dots must be a real IPv4 address ("10.10.10.4095" is not).
+    if re.fullmatch(r"[\d.]+", host):
+        return _ipv4_ok(host.rstrip("."))
+    return len(host) <= 255
+
+
+def _port_ok(port: str | None) -> bool:
+    return port is None or 0 < int(port) <= 65535
+
+
+def _sip_uri_ok(uri: str) -> re.Match[str] | None:
+    match = _URI_RE.fullmatch(uri)
+    if match and _host_ok(match["host"]) and _port_ok(match["port"]):
+        return match
+    return None
+
+
+def _address_ok(value: str, *, need_tag: bool = False) -> bool:
+    """A From/To/Contact value: name-addr or addr-spec with a sip(s) URI and sane parameters."""
+    match = _NAME_ADDR_RE.fullmatch(value) or _ADDR_SPEC_RE.fullmatch(value)
+    if not match or not _sip_uri_ok(match["uri"]):
+        return False
+    if need_tag:
+        return bool(re.search(rf";[ \t]*tag[ \t]*=[ \t]*{_TOKEN}", match["params"]))
+    return True
+
+
+def _headers_of(head: str) -> dict[str, list[str]] | Malformed:
+    headers: dict[str, list[str]] = {}
+    for line in head.split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        name = name.strip()
+        if not sep or not _HEADER_NAME_RE.fullmatch(name):
+            return Malformed(0, f"bad header line {line[:30]!r}")
+        name = _CANONICAL.get(name.lower(), name)
+        values = headers.setdefault(name, [])
+        if name in ("Via", "Contact", "Record-Route", "Route"):
+            values.extend(v.strip() for v in value.split(","))
+        else:
+            values.append(value.strip())
+    return headers
+
+
+def check_request(raw: bytes) -> Malformed | None:
+    """None if the request is well-formed enough to act on, else why not."""
+    head_raw, sep, body_raw = raw.partition(b"\r\n\r\n")
+    try:
+        head = head_raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Malformed(0, "header not UTF-8")
+    if _CONTROL_RE.search(head.replace("\r\n", "")):
+        return Malformed(0, "control character in header")
+    request_line = head.split("\r\n", 1)[0]
+    parts = request_line.split(" ")
+    if len(parts) != 3 or not re.fullmatch(r"[A-Z]+", parts[0]) or parts[2] != "SIP/2.0":
+        return Malformed(0, "bad request line")
+    method, uri = parts[0], parts[1]
+    uri_match = _sip_uri_ok(uri)
+    if not uri_match:
+        return Malformed(0, "bad Request-URI")
+    headers = _headers_of(head)
+    if isinstance(headers, Malformed):
+        return headers
+    for name in SINGLE_HEADERS:
+        if len(headers.get(name, [])) > 1:
+            return Malformed(0, f"{name} header repeated")
+    vias = headers.get("Via", [])
+    for via in vias:
+        match = _VIA_RE.fullmatch(via)
+        if not match or not _host_ok(match["host"]) or not _port_ok(match["port"]):
+            return Malformed(0, "bad Via")
+    if not vias:
+        return Malformed(0, "no Via")
+    if not _address_ok(headers.get("From", [""])[0], need_tag=True):
+        return Malformed(0, "bad From")
+    if not _address_ok(headers.get("To", [""])[0]):
+        return Malformed(0, "bad To")
+    call_id = headers.get("Call-ID", [""])[0]
+    if not _CALL_ID_RE.fullmatch(call_id) or len(call_id) > MAX_CALL_ID:
+        return Malformed(0, "bad Call-ID")
+    cseq = _CSEQ_RE.fullmatch(headers.get("CSeq", [""])[0])
+    if not cseq or int(cseq[1]) >= 2**31 or cseq[2] != method:
+        return Malformed(0, "bad CSeq")
+    # From here on the headers we echo are sane: answer with an error instead of dropping.
+    for name in ("Max-Forwards", "Content-Length", "Expires"):
+        value = headers.get(name, ["0"])[0]
+        if not re.fullmatch(r"\d{1,10}", value):
+            return Malformed(400, f"Bad Request ({name})")
+    if int(headers.get("Max-Forwards", ["70"])[0]) > 255:
+        return Malformed(400, "Bad Request (Max-Forwards)")
+    if "Content-Length" in headers and int(headers["Content-Length"][0]) != len(body_raw):
+        return Malformed(400, "Bad Request (Content-Length)")
+    if not sep and body_raw:
+        return Malformed(400, "Bad Request (no blank line)")
+    if method != "INVITE":
+        return None
+    if headers.get("Max-Forwards", ["70"])[0] == "0":
+        return Malformed(483, "Too Many Hops")
+    contacts = headers.get("Contact", [])
+    if len(contacts) != 1 or not _address_ok(contacts[0]):
+        return Malformed(400, "Bad Request (Contact)")
+    from_uri = _URI_RE.search(headers["From"][0])
+    if len(uri_match["user"] or "") > MAX_NUMBER or (
+        from_uri and len(from_uri["user"] or "") > MAX_NUMBER
+    ):
+        return Malformed(400, "Bad Request (number too long)")
+    return _check_sdp(body_raw) if body_raw else None
+
+
+def _check_sdp(body_raw: bytes) -> Malformed | None:
+    try:
+        body = body_raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Malformed(400, "Bad Request (SDP not UTF-8)")
+    lines = body.split("\r\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    seen: set[str] = set()
+    for number, line in enumerate(lines):
+        match = _SDP_LINE_RE.fullmatch(line)
+        if not match or (number == 0) != (match[1] == "v"):
+            return Malformed(400, "Bad Request (SDP line)")
+        kind, value = match[1], match[2]
+        seen.add(kind)
+        pattern = _SDP_RES.get(kind)
+        if pattern is not None and not pattern.fullmatch(value):
+            return Malformed(400, f"Bad Request (SDP {kind}=)")
+        if kind == "c" and value.startswith("IN IP4 ") and not _ipv4_ok(value[7:].split("/")[0]):
+            return Malformed(400, "Bad Request (SDP c= address)")
+        if kind == "m":
+            port, formats = _SDP_RES["m"].fullmatch(value).groups()  # type: ignore[union-attr]
+            if int(port) > 65535:
+                return Malformed(400, "Bad Request (SDP m= port)")
+            if "RTP/AVP" in value and not all(
+                f.isdigit() and int(f) <= 127 for f in formats.split()
+            ):
+                return Malformed(400, "Bad Request (SDP m= formats)")
+        if kind == "a" and value.startswith("rtpmap:"):
+            rtpmap = _RTPMAP_RE.fullmatch(value)
+            if not rtpmap or int(rtpmap[1]) > 127:
+                return Malformed(400, "Bad Request (SDP rtpmap)")
+    if not {"v", "o", "s", "t", "m"} <= seen:
+        return Malformed(400, "Bad Request (SDP incomplete)")
+    return None
+
+
+def record_routes(msg: SIP.SIPMessage) -> list[str]:
+    """Every Record-Route entry in order; pyVoIP's parser keeps only the first header line."""
+    head = msg.raw.partition(b"\r\n\r\n")[0].decode("utf-8", "replace")
+    headers = _headers_of(head)
+    return [] if isinstance(headers, Malformed) else headers.get("Record-Route", [])
+
+
+def contact_uri(value: str) -> str:
+    """The URI in a Contact value (`"Bob" <sip:bob@host;transport=udp>;expires=60`)."""
+    inner = re.search(r"<([^<>]+)>", value)
+    return inner.group(1).strip() if inner else value.split(";")[0].strip()
+
+
 @dataclass(frozen=True)
 class MediaOffer:
     """What the peer's SDP offers: where to send RTP and which payload types it understands."""
@@ -135,6 +368,9 @@ def media_offer_from(msg: SIP.SIPMessage) -> MediaOffer | None:
     if not audio or not body.get("c"):
         return None
     m = audio[0]
+    connection = body["c"][0]
+    if connection.get("address_type") != "IP4" or not _ipv4_ok(connection["address"]):
+        return None  # media is IPv4 only
     codecs: dict[int, str] = {}
     dtmf_pt = None
     for pt_text in m["methods"]:
@@ -143,11 +379,13 @@ def media_offer_from(msg: SIP.SIPMessage) -> MediaOffer | None:
         pt = int(pt_text)
         rtpmap = m["attributes"].get(pt_text, {}).get("rtpmap")
         name = rtpmap["name"] if rtpmap else {0: "PCMU", 8: "PCMA"}.get(pt, "")
+        if rtpmap and rtpmap["frequency"] != "8000":
+            continue  # e.g. "PCMU/16000" is not the G.711 we speak
         if name.lower() == "telephone-event":
             dtmf_pt = pt
         else:
             codecs[pt] = name
-    return MediaOffer(body["c"][0]["address"], int(m["port"]), codecs, dtmf_pt)
+    return MediaOffer(connection["address"], int(m["port"]), codecs, dtmf_pt)
 
 
 @dataclass(eq=False)
@@ -166,12 +404,16 @@ class Dialog:
     invite: SIP.SIPMessage | None = None
     local_tag: str = ""
     remote_target: str = ""  # Contact of the peer: request-URI of in-dialog requests
+    route_set: list[str] = field(default_factory=list)  # Route headers for in-dialog requests
+    record_route: list[str] = field(default_factory=list)  # echoed in our 18x/2xx (inbound)
+    request_uri: str = ""  # of our INVITE (outbound): CANCEL and non-2xx ACK reuse it
     remote_from: str = ""  # peer's URI with tag, as it goes into our To header
     local_from: str = ""  # our URI with tag
     local_cseq: int = 0
     last_response: bytes = b""
     answer_sdp_port: int | None = None
     answer_codec_pt: int | None = None
+    answer_sess_id: str = ""
     _retransmit: asyncio.Task | None = None
 
     def _finish(self, reason: str) -> None:
@@ -216,10 +458,35 @@ class _Client(SIP.SIPClient):
         self.engine._from_thread(raw, addr)
 
     def register(self) -> bool:
-        # DEFECT 1: pyVoIP always REGISTERs and gives up after 30 s without a registrar.
-        if self.engine.mode == "trusted_peer":
-            return True
-        return super().register()
+        # DEFECT 1: pyVoIP always REGISTERs and gives up after 30 s without a registrar. In
+        # registered mode its REGISTER is no better: it reads "the next datagram" as the answer
+        # under the receive lock, so a refresh can swallow an INVITE, and after 3 such failures
+        # it stops the client for good. The engine registers on the event loop instead.
+        return True
+
+    def start(self) -> None:
+        # pyVoIP's start() begins receiving in a Timer thread one second later, so a server that
+        # says "ready" would leave the first INVITE (and its retransmission) waiting for a
+        # second and then answer both. Same steps, but the receive thread starts at once and
+        # is kept so stop() can wait for it before the socket is closed under it.
+        if self.NSD:
+            raise RuntimeError("SIP client already started")
+        self.NSD = True
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind((self.myIP, self.myPort))
+        self.out = self.s
+        self.register()
+        self._receiver = threading.Thread(target=self.recv_loop, name="SIP receive", daemon=True)
+        self._receiver.start()
+
+    def stop(self) -> None:
+        if not self.NSD:
+            return
+        self.NSD = False
+        receiver = getattr(self, "_receiver", None)
+        if receiver is not None and receiver is not threading.current_thread():
+            receiver.join(timeout=2)
+        self._close_sockets()
 
 
 class _PhoneState:
@@ -250,11 +517,15 @@ class SipEngine:
         self.username = username
         self.on_invite = on_invite
         self.dialogs: dict[str, Dialog] = {}
-        self.stats = {"parse_errors": 0, "foreign_dropped": 0, "options": 0}
+        self.stats = {"parse_errors": 0, "malformed": 0, "foreign_dropped": 0, "options": 0}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
         self._pending: dict[str, asyncio.Queue[SIP.SIPMessage]] = {}
         self._cseq = random.randint(1, 10000)
+        self.registered = 0  # seconds granted by the registrar (registered mode)
+        self._registrar: asyncio.Task | None = None
+        self._register_call_id = f"{_rand(20)}@{host}"
+        self._register_tag = _rand(12)
         self._client = _Client(
             self,
             server=peer[0],
@@ -272,18 +543,19 @@ class SipEngine:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         try:
-            # register() blocks on the socket in registered mode: keep it off the loop.
             await asyncio.to_thread(self._client.start)
         except OSError as exc:
             raise SipError(
                 f"cannot bind SIP socket on {self.host}:{self.port} ({exc}): "
                 "choose a free sip.port / CALLSERVER_SIP_PORT"
             ) from exc
-        # pyVoIP starts its receive loop 1 s later in a Timer thread; we do not need that delay
-        # but keep its thread so REGISTER refreshes and receiving share pyVoIP's lock.
         log.info(
             "SIP listening on %s:%d (%s, peer %s:%d)", self.host, self.port, self.mode, *self.peer
         )
+        if self.mode == "registered":
+            # The first REGISTER is awaited so "ready" means reachable; failures are retried.
+            self.registered = await self._register(REGISTER_EXPIRES, give_up_after=10.0)
+            self._registrar = self._spawn(self._keep_registered())
 
     async def stop(self) -> None:
         for dialog in list(self.dialogs.values()):
@@ -291,16 +563,91 @@ class SipEngine:
                 self.hangup(dialog)
             elif dialog.state == "early" and dialog.inbound and dialog.invite:
                 self._respond(dialog.invite, 503, "Service Unavailable", dialog.local_tag)
+        if self._registrar is not None:
+            self._registrar.cancel()
+            if self.registered:
+                with contextlib.suppress(Exception):
+                    await self._register(0, give_up_after=2.0)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.to_thread(self._client.stop)
 
     def _registration_failed(self) -> None:
+        """pyVoIP's fatal callback; unused since the engine registers itself (DEFECT 1)."""
+
+    # ----------------------------------------------------------------- registration
+    async def _keep_registered(self) -> None:
+        while True:
+            granted = self.registered
+            await asyncio.sleep(max(granted * 0.8, 5.0) if granted else REGISTER_RETRY_S)
+            self.registered = await self._register(REGISTER_EXPIRES)
+
+    async def _register(self, expires: int, *, give_up_after: float = 32.0) -> int:
+        """One REGISTER (with a digest answer to 401/407); returns the granted seconds, 0 on
+        failure (logged with what the operator should check)."""
+        uri = f"sip:{self.peer[0]}:{self.peer[1]}"
+        aor = f"<sip:{self.username}@{self.peer[0]}>"
+        auth = ""
+        deadline = asyncio.get_running_loop().time() + give_up_after
+        for _attempt in range(2):
+            cseq = self._next_cseq()
+            text = (
+                f"REGISTER {uri} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={_branch()};rport\r\n"
+                f"Max-Forwards: 70\r\nFrom: {aor};tag={self._register_tag}\r\nTo: {aor}\r\n"
+                f"Call-ID: {self._register_call_id}\r\nCSeq: {cseq} REGISTER\r\n"
+                f"Contact: <sip:{self.username}@{self.host}:{self.port}>\r\n"
+                f"Expires: {expires}\r\nAllow: {ALLOW}\r\nUser-Agent: {USER_AGENT}\r\n"
+                f"{auth}Content-Length: 0\r\n\r\n"
+            )
+            final = await self._transaction(text, f"{self._register_call_id} {cseq}", deadline)
+            if final is None:
+                log.error(
+                    "REGISTER to %s:%d: no answer: check sip.peer and that the registrar runs; "
+                    "no calls will arrive until it succeeds (retrying)", *self.peer,
+                )  # fmt: skip
+                return 0
+            code = int(final.status)
+            if code in (401, 407) and not auth:
+                auth = self._auth_header(final, uri, code, "REGISTER")
+                continue
+            if 200 <= code < 300:
+                granted = _granted_expires(final, f"{self.host}:{self.port}", expires)
+                if expires:
+                    log.info("registered as %s at %s:%d for %d s", self.username, *self.peer,
+                             granted)  # fmt: skip
+                return granted
+            break
         log.error(
-            "REGISTER to %s:%d failed 3 times: check sip.username/sip.password and that the "
-            "registrar is reachable; no calls will arrive until it succeeds",
-            *self.peer,
-        )
+            "REGISTER to %s:%d refused (%d %s): check sip.username and sip.password; no calls "
+            "will arrive until it succeeds (retrying)", *self.peer, code, final.status.phrase,
+        )  # fmt: skip
+        return 0
+
+    async def _transaction(self, text: str, key: str, deadline: float) -> SIP.SIPMessage | None:
+        """A non-INVITE client transaction: resend (Timer E) until a final response or
+        `deadline`; the response arrives through the one receive path."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[SIP.SIPMessage] = asyncio.Queue()
+        self._pending[key] = queue
+        interval = T1
+        try:
+            self._send(text.encode())
+            while loop.time() < deadline:
+                try:
+                    msg = await asyncio.wait_for(
+                        queue.get(), timeout=max(min(interval, deadline - loop.time()), 0.01)
+                    )
+                except TimeoutError:
+                    self._send(text.encode())
+                    interval = min(interval * 2, T2)
+                    continue
+                if int(msg.status) >= 200:
+                    return msg
+                interval = T2  # provisional: keep resending, but slowly
+            return None
+        finally:
+            self._pending.pop(key, None)
 
     # ----------------------------------------------------------------- receive path
     def _from_thread(self, raw: bytes, addr: tuple[str, int]) -> None:
@@ -314,12 +661,24 @@ class SipEngine:
             self.stats["foreign_dropped"] += 1
             log.warning("dropped SIP datagram from %s:%d (not the trusted peer)", *addr)
             return
+        # DEFECT 13: malformed input must never ring, answer, record or crash anything.
+        malformed = None if raw.startswith(b"SIP/2.0 ") else check_request(raw)
+        if malformed is not None and malformed.code == 0:
+            self.stats["malformed"] += 1
+            log.info("dropped malformed SIP request from %s:%d: %s", *addr, malformed.reason)
+            return
         try:
             msg = parse_message(raw)
         except ValueError as exc:
-            # DEFECT 13: malformed input must never ring, answer, record or crash anything.
             self.stats["parse_errors"] += 1
             log.info("ignored malformed SIP message from %s:%d: %s", *addr, exc)
+            return
+        if malformed is not None:
+            self.stats["malformed"] += 1
+            log.info("refused malformed SIP request from %s:%d: %d %s", *addr, malformed.code,
+                     malformed.reason)  # fmt: skip
+            if msg.method != "ACK":
+                self._respond(msg, malformed.code, malformed.reason)
             return
         try:
             if msg.type == SIP.SIPMessageType.RESPONSE:
@@ -390,11 +749,17 @@ class SipEngine:
             offer=offer,
             invite=msg,
             local_tag=_rand(12),
-            remote_target=msg.headers["Contact"].split(";")[0].strip().strip("<>"),
+            remote_target=contact_uri(msg.headers["Contact"]),
         )
+        # A proxy in front (Kamailio with record_route) stays in the path of in-dialog requests
+        # only if our responses carry its Record-Route and our BYE its Route (RFC 3261 12.1.1).
+        dialog.record_route = record_routes(msg)
+        dialog.route_set = list(dialog.record_route)
         self.dialogs[dialog.call_id] = dialog
         self._respond(msg, 100, "Trying")
-        dialog.last_response = self._respond(msg, 180, "Ringing", dialog.local_tag)
+        dialog.last_response = self._respond(
+            msg, 180, "Ringing", dialog.local_tag, record_route=dialog.record_route
+        )
         self._spawn(self._run_inbound(dialog))
 
     async def _run_inbound(self, dialog: Dialog) -> None:
@@ -431,11 +796,25 @@ class SipEngine:
         queue = self._pending.get(key)
         if queue is not None:
             queue.put_nowait(msg)
-        elif msg.headers["CSeq"]["method"] == "INVITE" and int(msg.status) == 200:
-            # A retransmitted 200 for an INVITE we already ACKed: ACK it again.
+        elif msg.headers["CSeq"]["method"] == "INVITE":
             dialog = self.dialogs.get(msg.headers["Call-ID"])
-            if dialog is not None:
+            code = int(msg.status)
+            if dialog is None or dialog.inbound or code < 200:
+                return
+            if code >= 300:
+                # The 487 after our CANCEL (or a retransmitted final response): ACK it, or the
+                # callee resends it for 32 s.
+                self._send(self._ack_non2xx(dialog, msg).encode())
+            elif dialog.confirmed.is_set():
+                # A retransmitted 200 for an INVITE we already ACKed: ACK it again.
                 self._send(self._ack_for(dialog, msg).encode())
+            else:
+                # A 200 that crossed our CANCEL: the callee is connected; ACK and hang up.
+                dialog.remote_target = contact_uri(msg.headers.get("Contact", dialog.request_uri))
+                dialog.remote_from = f"{msg.headers['To']['raw']};tag={msg.headers['To']['tag']}"
+                dialog.route_set = list(reversed(record_routes(msg)))
+                self._send(self._ack_for(dialog, msg).encode())
+                self._send_in_dialog(dialog, "BYE")
 
     # ----------------------------------------------------------------- inbound API
     def answer(self, dialog: Dialog, rtp_port: int, codec_pt: int) -> bool:
@@ -490,10 +869,19 @@ class SipEngine:
             # Echo the peer's telephone-event number (sipp uses 96, most phones 101).
             media[dialog.offer.dtmf_payload_type] = PayloadType.EVENT
         self._client.tagLibrary[dialog.call_id] = dialog.local_tag
+        if not dialog.answer_sess_id:
+            dialog.answer_sess_id = str(random.randint(1, 2**30))
+        # DEFECT 8: the same session id (so the same o= line) in the answer to a re-INVITE: it
+        # tells the peer nothing changed (RFC 3264 8).
         text = self._client.gen_answer(
-            request, str(random.randint(1, 2**30)), {dialog.answer_sdp_port: media},
-            TransmitType.SENDRECV,
-        )  # fmt: skip
+            request, dialog.answer_sess_id, {dialog.answer_sdp_port: media}, TransmitType.SENDRECV
+        )
+        # gen_answer advertises pyVoIP's own Allow list (no OPTIONS/INFO) and User-Agent.
+        text = re.sub(r"\r\nAllow: [^\r]*", f"\r\nAllow: {ALLOW}", text, count=1)
+        text = re.sub(r"\r\nUser-Agent: [^\r]*", f"\r\nUser-Agent: {USER_AGENT}", text, count=1)
+        if dialog.record_route:
+            routes = "".join(f"Record-Route: {route}\r\n" for route in dialog.record_route)
+            text = text.replace("\r\nFrom: ", f"\r\n{routes}From: ", 1)
         return text.encode()
 
     def _respond(
@@ -504,14 +892,17 @@ class SipEngine:
         to_tag: str | None = None,
         *,
         extra: dict[str, str] | None = None,
+        record_route: list[str] | None = None,
     ) -> bytes:
         """Build and send a response. pyVoIP's gen_ok invents a new To-tag on every call and
         has no 100/487/481/501, so responses are built here from pyVoIP's parsed headers."""
         h = request.headers
         to = h["To"]["raw"]
-        tag = h["To"]["tag"] or to_tag
+        # RFC 3261 8.2.6.2: every response but 100 carries a To-tag.
+        tag = h["To"]["tag"] or to_tag or (_rand(12) if code > 100 else None)
         lines = [f"SIP/2.0 {code} {reason}"]
         lines += self._client._gen_response_via_header(request).rstrip("\r\n").split("\r\n")
+        lines += [f"Record-Route: {route}" for route in record_route or []]
         lines.append(f"From: {h['From']['raw']};tag={h['From']['tag']}")
         lines.append(f"To: {to};tag={tag}" if tag and code != 100 else f"To: {to}")
         lines.append(f"Call-ID: {h['Call-ID']}")
@@ -551,6 +942,7 @@ class SipEngine:
         data = (
             f"{method} {dialog.remote_target} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={_branch()};rport\r\n"
+            f"{_route_lines(dialog)}"
             f"Max-Forwards: 70\r\nFrom: {frm}\r\nTo: {to}\r\nCall-ID: {dialog.call_id}\r\n"
             f"CSeq: {self._next_cseq()} {method}\r\n"
             f"Contact: <sip:{self.username}@{self.host}:{self.port}>\r\n"
@@ -559,15 +951,33 @@ class SipEngine:
         self._send(data.encode())
 
     def _ack_for(self, dialog: Dialog, response: SIP.SIPMessage) -> str:
-        # DEFECT 4: pyVoIP's gen_ack invents a new To-tag, so the callee never matches the ACK,
-        # resends 200 OK and hangs up after 32 s. Reuse the response's To-tag, send the ACK to
-        # the Contact, with a new branch (RFC 3261 13.2.2.4).
+        """ACK for a 2xx: a new transaction in the dialog.
+
+        DEFECT 4: pyVoIP's gen_ack invents a new To-tag, so the callee never matches the ACK,
+        resends 200 OK and hangs up after 32 s. Reuse the response's To-tag, send the ACK to
+        the Contact with the route set and a new branch (RFC 3261 13.2.2.4)."""
         h = response.headers
         return (
             f"ACK {dialog.remote_target} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={_branch()};rport\r\n"
+            f"{_route_lines(dialog)}"
             f"Max-Forwards: 70\r\nFrom: {dialog.local_from}\r\n"
             f"To: {h['To']['raw']};tag={h['To']['tag']}\r\nCall-ID: {dialog.call_id}\r\n"
+            f"CSeq: {h['CSeq']['check']} ACK\r\nUser-Agent: {USER_AGENT}\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+
+    def _ack_non2xx(self, dialog: Dialog, response: SIP.SIPMessage) -> str:
+        """ACK for a 3xx-6xx: part of the INVITE transaction, so the INVITE's Request-URI and
+        branch (RFC 3261 17.1.1.3); a stateful proxy matches it by that branch."""
+        h = response.headers
+        branch = h["Via"][0].get("branch", _branch()) if h["Via"] else _branch()
+        tag = f";tag={h['To']['tag']}" if h["To"]["tag"] else ""
+        return (
+            f"ACK {dialog.request_uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={branch};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: {dialog.local_from}\r\n"
+            f"To: {h['To']['raw']}{tag}\r\nCall-ID: {dialog.call_id}\r\n"
             f"CSeq: {h['CSeq']['check']} ACK\r\nUser-Agent: {USER_AGENT}\r\n"
             "Content-Length: 0\r\n\r\n"
         )
@@ -591,9 +1001,10 @@ class SipEngine:
         call_id = f"{_rand(20)}@{self.host}"
         local_tag = _rand(12)
         user = caller_id or self.username
+        uri = f"sip:{number}@{self.peer[0]}:{self.peer[1]}"
         dialog = Dialog(
             call_id=call_id, caller=user, called=number, offer=None, inbound=False,
-            local_tag=local_tag, remote_target=f"sip:{number}@{self.peer[0]}:{self.peer[1]}",
+            local_tag=local_tag, remote_target=uri, request_uri=uri,
             local_from=f"<sip:{user}@{self.host}>;tag={local_tag}",
         )  # fmt: skip
         self.dialogs[call_id] = dialog
@@ -619,27 +1030,18 @@ class SipEngine:
                     raise SipError(f"no answer from {number} within {timeout:.0f} s")
                 code = int(final.status)
                 if code in (401, 407) and not auth_header:
-                    self._send(self._ack_for(dialog, final).encode())
-                    auth_header = self._auth_header(final, number, code)
+                    self._send(self._ack_non2xx(dialog, final).encode())
+                    auth_header = self._auth_header(final, dialog.request_uri, code)
                     cseq = self._next_cseq()
                     continue
                 if 200 <= code < 300:
-                    dialog.remote_target = (
-                        final.headers.get("Contact", dialog.remote_target)
-                        .split(";")[0].strip().strip("<>")
-                    )  # fmt: skip
-                    dialog.remote_from = (
-                        f"{final.headers['To']['raw']};tag={final.headers['To']['tag']}"
-                    )
+                    self._establish(dialog, final)
                     dialog.offer = media_offer_from(final)
-                    self._send(self._ack_for(dialog, final).encode())
                     if dialog.offer is None or dialog.offer.choose_codec() is None:
                         self.hangup(dialog, reason="no_common_codec")
                         raise SipError(f"{number} answered without usable G.711 audio")
-                    dialog.state = "confirmed"
-                    dialog.confirmed.set()
                     return dialog
-                self._send(self._ack_for(dialog, final).encode())
+                self._send(self._ack_non2xx(dialog, final).encode())
                 dialog._finish(f"failed_{code}")
                 raise SipError(
                     f"{number}: {code} {final.status.phrase}",
@@ -649,6 +1051,15 @@ class SipEngine:
         finally:
             if dialog.state == "ended":
                 self._forget_later(dialog)
+
+    def _establish(self, dialog: Dialog, ok: SIP.SIPMessage) -> None:
+        """Take the dialog's target, route set and remote tag from a 2xx and ACK it."""
+        dialog.remote_target = contact_uri(ok.headers.get("Contact", dialog.remote_target))
+        dialog.remote_from = f"{ok.headers['To']['raw']};tag={ok.headers['To']['tag']}"
+        dialog.route_set = list(reversed(record_routes(ok)))
+        self._send(self._ack_for(dialog, ok).encode())
+        dialog.state = "confirmed"
+        dialog.confirmed.set()
 
     async def _invite_transaction(
         self, invite: str, queue: asyncio.Queue[SIP.SIPMessage], deadline: float
@@ -690,14 +1101,16 @@ class SipEngine:
 
     def _cancel_text(self, dialog: Dialog, number: str, cseq: int, branch: str) -> str:
         return (
-            f"CANCEL sip:{number}@{self.peer[0]}:{self.peer[1]} SIP/2.0\r\n"
+            f"CANCEL {dialog.request_uri} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={branch};rport\r\n"
             f"Max-Forwards: 70\r\nFrom: {dialog.local_from}\r\n"
             f"To: <sip:{number}@{self.peer[0]}>\r\nCall-ID: {dialog.call_id}\r\n"
             f"CSeq: {cseq} CANCEL\r\nContent-Length: 0\r\n\r\n"
         )
 
-    def _auth_header(self, challenge: SIP.SIPMessage, number: str, code: int) -> str:
+    def _auth_header(
+        self, challenge: SIP.SIPMessage, uri: str, code: int, method: str = "INVITE"
+    ) -> str:
         # pyVoIP's gen_authorization only reads WWW-Authenticate (401); a 407 carries
         # Proxy-Authenticate, which its parser leaves as a raw string. Digest MD5 without qop.
         raw = challenge.headers.get("WWW-Authenticate") or challenge.headers.get(
@@ -708,10 +1121,9 @@ class SipEngine:
             else {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|[^,\s]+)', raw)}
         )  # fmt: skip
         realm, nonce = params.get("realm", ""), params.get("nonce", "")
-        uri = f"sip:{number}@{self.peer[0]}:{self.peer[1]}"
         password = self._client.password
         ha1 = hashlib.md5(f"{self.username}:{realm}:{password}".encode()).hexdigest()
-        ha2 = hashlib.md5(f"INVITE:{uri}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
         response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
         name = "Authorization" if code == 401 else "Proxy-Authorization"
         return (
@@ -737,6 +1149,25 @@ class SipEngine:
                 self._client.tagLibrary.pop(dialog.call_id, None)
 
         self._spawn(forget())
+
+
+def _granted_expires(ok: SIP.SIPMessage, contact: str, asked: int) -> int:
+    """Seconds the registrar granted our `contact` (host:port): its expires= parameter among
+    all the AOR's bindings, else the Expires header, else what we asked for."""
+    head = ok.raw.partition(b"\r\n\r\n")[0].decode("utf-8", "replace")
+    headers = _headers_of(head)
+    if isinstance(headers, Malformed):
+        return asked
+    for binding in headers.get("Contact", []):
+        match = re.search(r";\s*expires\s*=\s*(\d+)", binding)
+        if contact in binding and match:
+            return int(match.group(1))
+    match = re.fullmatch(r"\d+", headers.get("Expires", [""])[0])
+    return int(match.group(0)) if match else asked
+
+
+def _route_lines(dialog: Dialog) -> str:
+    return "".join(f"Route: {route}\r\n" for route in dialog.route_set)
 
 
 def _sdp_body(host: str, port: int, media: dict[int, PayloadType]) -> str:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from callserver import call_log
+from callserver.callback_service import ClinicBookings
+from callserver.callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
+from callserver.dialer import Dialer, DialFailed
 from callserver.live_call import LiveCall
 from callserver.media.clock import MediaClock
 from callserver.media.ports import NoMediaPortError, PortPool
@@ -27,6 +31,7 @@ from callserver.recording import sweep
 from config.clinics import Clinic, clinic_for_number, load_clinics
 from config.settings import Settings
 from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
+from ivr_flows.callback_staff import CallbackToMake, StaffOutcome, staff_callback
 from ivr_flows.cancellation import RecordingLimits
 from ivr_flows.main_menu import MenuOptions, main_menu
 from staff_ui.app import create_app, load_or_create_secret
@@ -72,6 +77,15 @@ class CallServer:
             username=settings.sip.username,
             password=settings.sip.password,
         )
+        self.dialer = Dialer(self.engine, self.pool, self.clock)
+        self.dispatcher = CallbackDispatcher(
+            self.db,
+            self.clinics,
+            self.place_callback,
+            node_id=settings.callbacks.node_id or f"{socket.gethostname()}:{settings.sip.port}",
+            lease_s=settings.callbacks.lease_s,
+            poll_interval_s=settings.callbacks.poll_interval_s,
+        )
         self.limits = RecordingLimits(
             settings.recording.max_seconds,
             settings.recording.silence_seconds,
@@ -88,6 +102,7 @@ class CallServer:
         await self.recover_recordings()
         self.clock.start()
         await self.engine.start()
+        await self.dispatcher.start()
         app = create_app(self.db, load_or_create_secret(self.settings.data_dir))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -101,6 +116,7 @@ class CallServer:
         )
 
     async def stop(self) -> None:
+        await self.dispatcher.stop()
         await self.engine.stop()
         for task in list(self._background):
             task.cancel()
@@ -195,17 +211,11 @@ class CallServer:
             info = CallInfo(
                 caller=dialog.caller, called=dialog.called, clinic_id=clinic.id if clinic else ""
             )
-            call = LiveCall(
-                info=info,
-                dialog=dialog,
-                engine=self.engine,
-                media=media,
-                prompts=self.prompts,
-                recordings_dir=self.settings.recordings_dir,
-                recording=self.settings.recording,
-                on_recording=self._store_recording,
-                transcriber_factory=self._transcriber,
-                base_metadata={
+            call = self._live_call(
+                dialog,
+                media,
+                info,
+                {
                     "call_db_id": call_db_id,
                     "sip_call_id": dialog.call_id,
                     "clinic_id": clinic.id if clinic else None,
@@ -220,7 +230,7 @@ class CallServer:
                     await call.play("unknown_number", interruptible=False)
                     outcome = "unknown_number"
                 else:
-                    outcome = await main_menu(call, self._menu_options(clinic))
+                    outcome = await main_menu(call, self._menu_options(clinic, call_db_id))
             except CallEnded:
                 outcome = "caller_hangup"
             if not dialog.ended.is_set():
@@ -234,14 +244,60 @@ class CallServer:
                 outcome=outcome,
             )  # fmt: skip
 
-    def _menu_options(self, clinic: Clinic) -> MenuOptions:
+    def _menu_options(self, clinic: Clinic, call_db_id: int) -> MenuOptions:
         open_now = clinic.is_open(datetime.now(UTC))
+        offers_callback = clinic.callback and clinic.callbacks is not None
         return MenuOptions(
             open_now=open_now,
-            callback=clinic.callback,
+            callback=offers_callback,
             switchboard=clinic.switchboard_number is not None,
             limits=self.limits,
+            booking=ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None,
+            switchboard_number=clinic.switchboard_number,
         )
+
+    def _live_call(
+        self, dialog: Dialog, media: MediaSession, info: CallInfo, meta: dict
+    ) -> LiveCall:
+        return LiveCall(
+            info=info,
+            dialog=dialog,
+            engine=self.engine,
+            media=media,
+            prompts=self.prompts,
+            recordings_dir=self.settings.recordings_dir,
+            recording=self.settings.recording,
+            on_recording=self._store_recording,
+            base_metadata=meta,
+            transcriber_factory=self._transcriber,
+            dialer=self.dialer,
+            timezone=self.settings.clinics.timezone,
+        )
+
+    async def place_callback(self, job: CallbackJob) -> AttemptResult:
+        """One attempt of a booked callback: staff first, then the patient (the dispatcher
+        records the outcome and decides about retries)."""
+        if not job.staff_number:
+            return AttemptResult("failed", "inget personalnummer (staff_number) i mottagningsfilen")
+        try:
+            leg = await self.dialer.dial(
+                job.staff_number, caller_id=job.caller_id,
+                timeout=self.settings.sip.outbound_timeout_s,
+            )  # fmt: skip
+        except DialFailed as exc:
+            return AttemptResult("failed", f"personalen nåddes inte ({exc.outcome})")
+        info = CallInfo(caller=None, called=job.staff_number, clinic_id=job.clinic_id)
+        call = self._live_call(leg.dialog, leg.media, info, {"clinic_id": job.clinic_id})
+        try:
+            result = await staff_callback(
+                call,
+                CallbackToMake(job.number, job.slot_start, job.slot_end, job.caller_id),
+            )
+        except CallEnded:
+            result = StaffOutcome("failed", "personalen lade på innan patienten ringdes")
+        finally:
+            self.dialer.release(leg)
+        return AttemptResult(result.outcome, result.detail, result.postpone_s)  # type: ignore[arg-type]
 
     async def _open_media(self, dialog: Dialog, codec: str, pt: int) -> MediaSession:
         assert dialog.offer is not None

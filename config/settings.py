@@ -78,6 +78,16 @@ class ClinicsSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    poll_interval_s: float = 5.0
+    """How often the dispatcher looks for due callbacks besides its timers at due times."""
+    lease_s: float = 180.0
+    """How long a claimed callback stays ours; a node that dies releases it by expiry."""
+    node_id: str = ""
+    """Name of this node in leases and attempt rows; empty: hostname:sip.port."""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
 
@@ -91,6 +101,7 @@ class Settings:
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     stt: SttSettings = field(default_factory=SttSettings)
     clinics: ClinicsSettings = field(default_factory=ClinicsSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -163,6 +174,11 @@ def _validate(s: Settings, errors: list[str]) -> None:
         errors.append("recording.min_seconds must be > 0 and below recording.max_seconds")
     if s.recording.silence_seconds <= 0:
         errors.append("recording.silence_seconds must be > 0")
+    if s.callbacks.poll_interval_s <= 0 or s.callbacks.lease_s <= s.sip.outbound_timeout_s:
+        errors.append(
+            "callbacks.poll_interval_s must be > 0 and callbacks.lease_s longer than "
+            "sip.outbound_timeout_s (a lease must outlive one dialling attempt)"
+        )
     if s.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         errors.append(f"log.level: {s.log.level!r} must be DEBUG, INFO, WARNING or ERROR")
 

@@ -60,10 +60,12 @@ class Call(Protocol):
         """Dial `number`, play `whisper` prompts to whoever answers, then connect both ways
         until either side hangs up. Returns "completed", "no_answer", "busy" or "failed"."""
 
-    async def say_time(self, when: datetime, end: datetime | None = None) -> None:
+    async def say_time(
+        self, when: datetime, end: datetime | None = None, *, interruptible: bool = False
+    ) -> None:
         """Speak a time ("today between 14.30 and 14.45") in the call's language."""
 
-    async def say_number(self, number: str) -> None:
+    async def say_number(self, number: str, *, interruptible: bool = False) -> None:
         """Speak a phone number in groups ("070 - 123 45 67")."""
 
     async def hangup(self) -> None: ...

@@ -27,6 +27,8 @@ def _row_json(row: TicketRow) -> dict[str, Any]:
 def _detail_json(ticket: TicketDetail) -> dict[str, Any]:
     data = asdict(ticket)
     del data["recording_path"]  # a server path is nobody's business outside the host
+    # Per-word confidences only drive the page's highlighting; integrations get the text.
+    del data["transcript_words"]
     data["created_at"] = ticket.created_at.isoformat()
     data["acted_at"] = ticket.acted_at.isoformat() if ticket.acted_at else None
     data["audio_url"] = f"/tickets/{ticket.id}/audio" if ticket.has_recording else None

@@ -19,6 +19,7 @@ from aiohttp_session import get_session
 from sqlalchemy.orm import Session, sessionmaker
 
 from staff_ui.tickets import Viewer
+from storage.personnummer import format_personnummer
 
 SESSION_FACTORY = web.AppKey("session_factory", sessionmaker[Session])
 TIMEZONE = web.AppKey("timezone", ZoneInfo)
@@ -34,6 +35,20 @@ CSRF_FIELD = "csrf_token"
 STATUS_LABELS = {"new": "Ny", "confirmed": "Bekräftad", "rejected": "Avvisad", "all": "Alla"}
 SOURCE_LABELS = {"keypad": "knappsats", "speech": "tal"}
 ROLE_LABELS = {"staff": "personal", "switchboard": "växel", "admin": "administratör"}
+INTENT_LABELS = {"cancel": "avboka", "rebook": "omboka", "callback": "ring upp", "other": "övrigt"}
+SPEECH_PERSONNUMMER_LABELS = {
+    "ok": "säker",
+    "corrected": "rättad – kontrollera",
+    "review": "osäker – kontrollera mot inspelningen",
+    "none": "inget nummer hittat",
+}
+TRANSCRIPT_STATE_LABELS = {
+    "empty": "Inget tal kunde uppfattas i inspelningen.",
+    "pending": "Utskrift pågår…",
+    "model_missing": "Ingen utskrift: taligenkänningsmodell saknas",
+    "error": "Ingen utskrift: taligenkänningen misslyckades. Lyssna på inspelningen.",
+    "no_recording": "Ingen utskrift: det finns ingen inspelning.",
+}
 
 
 def viewer_of(request: web.Request) -> Viewer:
@@ -89,6 +104,10 @@ async def render(
         "status_labels": STATUS_LABELS,
         "source_labels": SOURCE_LABELS,
         "role_labels": ROLE_LABELS,
+        "intent_labels": INTENT_LABELS,
+        "speech_personnummer_labels": SPEECH_PERSONNUMMER_LABELS,
+        "transcript_state_labels": TRANSCRIPT_STATE_LABELS,
+        "format_personnummer": format_personnummer,
         "local_time": lambda value: local_time(value, zone),
         "duration": duration,
         **context,

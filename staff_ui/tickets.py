@@ -9,6 +9,7 @@ dataclasses so that nothing lazy-loads after the session is gone.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +39,14 @@ AUDIO_LOG_WINDOW = timedelta(minutes=1)
 """A browser fetches one recording in several Range requests (play, seek); they are logged as
 one play_audio per user, ticket and minute instead of one row per chunk."""
 
+LOW_CONFIDENCE = 0.6
+"""Words the recognizer was less sure of than this are marked on the ticket page."""
+MISSING_TRANSCRIPT_PREFIX = "no transcript:"
+"""How the call server starts the reason it writes to free_text when there is no transcript
+(callserver/call_log.py); such a reason is shown as a Swedish note, not as the message."""
+
 Decision = Literal["confirm", "reject"]
+TranscriptState = Literal["ok", "empty", "pending", "model_missing", "error", "no_recording"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,18 @@ class TicketRow:
     status: str
     partial: bool
     duration_s: float | None
+    intent: str | None
+    needs_check: bool
+    """The personnummer must be checked against the recording before acting on the ticket."""
+
+
+@dataclass(frozen=True)
+class TranscriptWord:
+    """One recognized word and whether the recognizer was unsure of it."""
+
+    text: str
+    confidence: float | None
+    uncertain: bool
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,45 @@ class TicketDetail:
     duration_s: float | None
     acted_by: str | None
     acted_at: datetime | None
+    transcript: str | None
+    transcript_status: str | None
+    transcript_words: tuple[TranscriptWord, ...]
+    """The transcript word by word with confidences; empty when the words do not add up to
+    the transcript text (then the page shows the plain text, which is what extraction read)."""
+    speech_personnummer: str | None
+    speech_personnummer_status: str | None
+    personnummer_disagreement: bool
+    intent: str | None
+    appointment: str | None
+    needs_check: bool
+
+    @property
+    def transcript_state(self) -> TranscriptState:
+        """Why there is or is not a transcript, for the page to say so in Swedish.
+
+        The call server sets transcript_status and a free_text reason in one update, but a
+        ticket written by an older version may carry only the reason, so both are read.
+        """
+        if self.transcript_status == "ok" and self.transcript is not None:
+            return "ok" if self.transcript.strip() else "empty"
+        reason = self.free_text or ""
+        if self.transcript_status == "model_missing" or (
+            reason.startswith(MISSING_TRANSCRIPT_PREFIX) and "model missing" in reason
+        ):
+            return "model_missing"
+        if self.transcript_status == "error" or reason.startswith(MISSING_TRANSCRIPT_PREFIX):
+            return "error"
+        if not self.has_recording:
+            return "no_recording"
+        return "pending"
+
+    @property
+    def message(self) -> str | None:
+        """free_text as the caller's message, unless it is the call server's missing-transcript
+        reason (English, for operators), which the page shows as transcript_state instead."""
+        if self.free_text and self.free_text.startswith(MISSING_TRANSCRIPT_PREFIX):
+            return None
+        return self.free_text
 
 
 @dataclass(frozen=True)
@@ -161,6 +220,50 @@ def _load_ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | N
     return session.scalars(_scoped(viewer, query)).unique().one_or_none()
 
 
+def needs_personnummer_check(ticket: Ticket) -> bool:
+    """True when the ticket's personnummer cannot be trusted without listening.
+
+    Keypad and speech gave two different valid numbers; or there is no number and the speech
+    held one the extractor could not settle; or the number was taken from speech only after
+    correcting a digit. A keypad number alone was read back to the caller and needs no check.
+    """
+    if ticket.personnummer_disagreement:
+        return True
+    if not ticket.personnummer and ticket.speech_personnummer_status == "review":
+        return True
+    return (
+        ticket.personnummer_source == "speech" and ticket.speech_personnummer_status == "corrected"
+    )
+
+
+def _transcript_words(ticket: Ticket) -> tuple[TranscriptWord, ...]:
+    """The words of transcript_json, if they spell out the stored transcript.
+
+    transcript_json is written by the call server; a malformed or older document is not worth
+    failing the page for, so anything unexpected simply means no per-word marking.
+    """
+    if not ticket.transcript or not ticket.transcript_json:
+        return ()
+    try:
+        raw_words = json.loads(ticket.transcript_json).get("words") or []
+        words = []
+        for raw in raw_words:
+            conf = raw.get("conf")
+            confidence = float(conf) if isinstance(conf, int | float) else None
+            words.append(
+                TranscriptWord(
+                    text=str(raw["word"]),
+                    confidence=confidence,
+                    uncertain=confidence is not None and confidence < LOW_CONFIDENCE,
+                )
+            )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return ()
+    if " ".join(word.text for word in words) != " ".join(ticket.transcript.split()):
+        return ()
+    return tuple(words)
+
+
 def _detail(ticket: Ticket) -> TicketDetail:
     recording: Recording | None = ticket.recording
     return TicketDetail(
@@ -183,6 +286,15 @@ def _detail(ticket: Ticket) -> TicketDetail:
         duration_s=recording.duration_s if recording else None,
         acted_by=ticket.acted_by.username if ticket.acted_by else None,
         acted_at=ticket.acted_at,
+        transcript=ticket.transcript,
+        transcript_status=ticket.transcript_status,
+        transcript_words=_transcript_words(ticket),
+        speech_personnummer=ticket.speech_personnummer,
+        speech_personnummer_status=ticket.speech_personnummer_status,
+        personnummer_disagreement=bool(ticket.personnummer_disagreement),
+        intent=ticket.intent,
+        appointment=ticket.appointment,
+        needs_check=needs_personnummer_check(ticket),
     )
 
 
@@ -272,6 +384,8 @@ def list_tickets(
                 status=t.status,
                 partial=t.partial,
                 duration_s=t.recording.duration_s if t.recording else None,
+                intent=t.intent,
+                needs_check=needs_personnummer_check(t),
             )
             for t in tickets
         ]

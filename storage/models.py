@@ -1,4 +1,4 @@
-"""The one place for the database models: calls, recordings, tickets, staff and the access log.
+"""The one place for the database models: calls, recordings, tickets, callbacks, staff, access log.
 
 Data flows one way (call -> recording -> ticket -> staff action); the models mirror that, and
 every timestamp is stored and returned as timezone-aware UTC so that nothing downstream has to
@@ -18,11 +18,13 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
     false,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -33,6 +35,17 @@ ROLES = ("staff", "switchboard", "admin")
 
 TICKET_STATUSES = ("new", "confirmed", "rejected")
 PERSONNUMMER_SOURCES = ("keypad", "speech")
+CALLBACK_STATES = ("booked", "due", "calling", "done", "missed", "escalated", "cancelled")
+"""booked: waiting for its slot; due: to be dialled at next_attempt_at (retry, postponed, "call
+now"); calling: leased by one dispatcher node; missed: the patient was not reached in time;
+escalated: the window passed without the system being able to try (e.g. the server was down).
+missed and escalated carry escalation_reason and wait for staff."""
+CALLBACK_OPEN_STATES = ("booked", "due", "calling")
+"""Open callbacks hold a place in their slot and block a second booking for the number."""
+CALLBACK_SOURCES = ("ivr", "switchboard", "ui")
+CALLBACK_OUTCOMES = ("done", "no_answer", "busy", "failed", "postponed")
+_OPEN_CALLBACK = text("state IN ('booked', 'due', 'calling')")
+
 ACCESS_ACTIONS = (
     "list_tickets",
     "view_ticket",
@@ -261,3 +274,110 @@ class AccessLogEntry(Base):
             f"AccessLogEntry(id={self.id!r}, username={self.username!r}, "
             f"action={self.action!r}, ticket_id={self.ticket_id!r})"
         )
+
+
+class Callback(Base):
+    """A booked callback; the row is the source of truth, the scheduler only wakes the dispatcher.
+
+    The two partial unique indexes are the duplicate policy (one open callback per number, and
+    per personnummer when known, per clinic) enforced by the database, so two simultaneous
+    bookings cannot both get through.
+    """
+
+    __tablename__ = "callback"
+    __table_args__ = (
+        Index("ix_callback_state_next_attempt", "state", "next_attempt_at"),
+        Index("ix_callback_clinic_slot", "clinic_id", "slot_start"),
+        Index(
+            "uq_callback_open_number",
+            "clinic_id",
+            "number",
+            unique=True,
+            sqlite_where=_OPEN_CALLBACK,
+            postgresql_where=_OPEN_CALLBACK,
+        ),
+        Index(
+            "uq_callback_open_personnummer",
+            "clinic_id",
+            "personnummer",
+            unique=True,
+            sqlite_where=_OPEN_CALLBACK,
+            postgresql_where=_OPEN_CALLBACK,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"))
+    number: Mapped[str] = mapped_column(String(32))
+    """National format ("0701234567"), or "+<digits>" for an allowed foreign number."""
+    personnummer: Mapped[str | None] = mapped_column(String(12), index=True)
+    slot_start: Mapped[datetime]
+    slot_end: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="booked", server_default="booked")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Finished attempts to reach the patient; a postponement (staff busy) does not count."""
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    last_outcome: Mapped[str | None] = mapped_column(String(16))
+    last_outcome_at: Mapped[datetime | None]
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
+    """Swedish, for staff: why the callback is missed or escalated."""
+    message_recording_path: Mapped[str | None] = mapped_column(String(1024))
+    source: Mapped[str] = mapped_column(String(16), default="ivr", server_default="ivr")
+    booked_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    done_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    call_db_id: Mapped[int | None] = mapped_column(ForeignKey("call.id"))
+    """The inbound call in which the callback was booked, if any."""
+
+    clinic: Mapped[Clinic] = relationship()
+    attempt_log: Mapped[list[CallbackAttempt]] = relationship(
+        back_populates="callback", order_by="CallbackAttempt.id"
+    )
+
+    def __repr__(self) -> str:
+        # No number or personnummer here: reprs end up in logs and tracebacks.
+        return (
+            f"Callback(id={self.id!r}, clinic_id={self.clinic_id!r}, state={self.state!r}, "
+            f"attempts={self.attempts!r})"
+        )
+
+
+class CallbackAttempt(Base):
+    """One dial of a callback (or a staff action that settled it); outcome None while running."""
+
+    __tablename__ = "callback_attempt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    callback_id: Mapped[int] = mapped_column(ForeignKey("callback.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    node: Mapped[str] = mapped_column(String(64))
+
+    callback: Mapped[Callback] = relationship(back_populates="attempt_log")
+
+    def __repr__(self) -> str:
+        return (
+            f"CallbackAttempt(id={self.id!r}, callback_id={self.callback_id!r}, "
+            f"outcome={self.outcome!r})"
+        )
+
+
+class CallbackSlot(Base):
+    """One row per clinic and slot that has been booked: the lock that makes capacity atomic.
+
+    Booking updates this row before counting the slot's open callbacks, which serializes
+    bookings of one slot on PostgreSQL (row lock) and SQLite (write lock); see
+    callserver/callbacks/booking.py.
+    """
+
+    __tablename__ = "callback_slot"
+
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"), primary_key=True)
+    slot_start: Mapped[datetime] = mapped_column(primary_key=True)
+    touched_at: Mapped[datetime] = mapped_column(default=utcnow)

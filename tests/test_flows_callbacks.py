@@ -22,10 +22,10 @@ class Call(ScriptedCall):
         self.bridge_result = bridge_result
         self.bridged: list[tuple[str, str | None]] = []
 
-    async def say_time(self, when, end=None):
+    async def say_time(self, when, end=None, *, interruptible=False):
         self.played.append(f"time:{when:%H%M}")
 
-    async def say_number(self, number):
+    async def say_number(self, number, *, interruptible=False):
         self.played.append(f"number:{number}")
 
     async def bridge_to(self, number, *, caller_id, timeout=30.0, whisper=()):

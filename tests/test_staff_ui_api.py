@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,14 +21,19 @@ from staff_ui.app import load_or_create_secret
 from storage.models import StaffUser
 from storage.users import create_user
 from tests.ui_support import (
+    DEMO_KEYPAD_TEXT,
     PASSWORD,
     SeededUi,
     csrf_from,
     login,
     make_ui_app,
     page_token,
+    seed_transcript_scene,
     seed_ui_db,
 )
+
+SCENE_NUMBERS = ("197803041230", "197803041289", "199111112349", "196402294562")
+"""Every full personnummer of the transcript scene, keypad and speech."""
 
 
 @pytest.fixture
@@ -35,6 +41,20 @@ def seeded(tmp_path: Path) -> Iterator[SeededUi]:
     seeded = seed_ui_db(tmp_path)
     yield seeded
     seeded.close()
+
+
+@pytest.fixture
+def scene(seeded: SeededUi) -> SeededUi:
+    """The standard scene plus transcribed tickets (see ui_support.TRANSCRIPT_SCENE)."""
+    seed_transcript_scene(seeded)
+    return seeded
+
+
+def row_of(html: str, ticket_id: int) -> str:
+    """The ticket list's table row for one ticket."""
+    match = re.search(rf'<tr data-ticket-id="{ticket_id}".*?</tr>', html, re.DOTALL)
+    assert match, f"ticket {ticket_id} is not in the list"
+    return match.group()
 
 
 @asynccontextmanager
@@ -363,6 +383,160 @@ async def test_json_api_is_scoped_masked_and_logged(seeded: SeededUi) -> None:
         assert (await client.get("/api/tickets/abc")).status == 404
         assert (await client.get("/api/tickets?status=bogus")).status == 400
     assert actions(seeded) == ["login", "list_tickets", "view_ticket"]
+
+
+async def test_list_marks_rows_whose_personnummer_needs_checking(scene: SeededUi) -> None:
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        html = await (await client.get("/")).text()
+    for name in ("demo_disagreement", "demo_review", "demo_corrected"):
+        assert "Kontrollera personnummer" in row_of(html, scene.tickets[name]), name
+    for name in ("demo_keypad", "demo_model_missing", "demo_speech"):
+        assert "Kontrollera personnummer" not in row_of(html, scene.tickets[name]), name
+    assert "19780304-****" in row_of(html, scene.tickets["demo_disagreement"])
+    assert "19911111-****" in row_of(html, scene.tickets["demo_corrected"])
+    for number in SCENE_NUMBERS:
+        assert number not in html and f"{number[:8]}-{number[8:]}" not in html
+
+
+async def test_list_shows_what_the_caller_wants_in_swedish(scene: SeededUi) -> None:
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        html = await (await client.get("/")).text()
+    assert '<th scope="col">Ärende</th>' in html
+    expected = {
+        "demo_keypad": "avboka",
+        "demo_disagreement": "omboka",
+        "demo_review": "ring upp",
+        "demo_corrected": "övrigt",
+        "demo_model_missing": "–",
+    }
+    for name, label in expected.items():
+        assert f'<td class="intent">{label}</td>' in row_of(html, scene.tickets[name]), name
+
+
+async def test_ticket_page_warns_with_both_numbers_when_keypad_and_speech_disagree(
+    scene: SeededUi,
+) -> None:
+    ticket_id = scene.tickets["demo_disagreement"]
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        html = await (await client.get(f"/tickets/{ticket_id}")).text()
+    assert "Kontrollera personnummer: knappsats och tal skiljer sig" in html
+    warning = html[html.index('class="notice notice-check"') : html.index("</section>")]
+    assert "Knappsats" in warning and "19780304-1230" in warning
+    assert "Tal" in warning and "19780304-1289" in warning
+    assert "omboka" in html
+    entry = scene.access_log()[-1]
+    assert (entry.action, entry.ticket_id, entry.personnummer) == (
+        "view_ticket",
+        ticket_id,
+        "197803041230",
+    )
+
+
+async def test_ticket_page_shows_the_transcript_and_what_was_found_in_it(
+    scene: SeededUi,
+) -> None:
+    ticket_id = scene.tickets["demo_keypad"]
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        html = await (await client.get(f"/tickets/{ticket_id}")).text()
+    transcript = re.search(r'<p class="transcript">(.*?)</p>', html, re.DOTALL)
+    assert transcript, "no transcript on the page"
+    assert re.sub(r"<[^>]+>", "", transcript.group(1)) == DEMO_KEYPAD_TEXT
+    assert '<span class="uncertain" title="Osäkert ord, säkerhet 42 %">tisdag</span>' in html
+    for expected in (
+        '<h2 id="transcript-heading">Utskrift</h2>',
+        "Namn (från tal)",
+        "Karin Andersson",
+        '<dd class="intent">avboka</dd>',
+        "Besök som nämns",
+        "tisdag klockan nio",
+        '19850612-1234</span> – <span class="speech-status speech-status-ok">säker</span>',
+    ):
+        assert expected in html, expected
+    assert "Kontrollera personnummer" not in html
+
+
+async def test_ticket_page_names_the_speech_number_status_in_swedish(scene: SeededUi) -> None:
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        review = await (await client.get(f"/tickets/{scene.tickets['demo_review']}")).text()
+        corrected = await (await client.get(f"/tickets/{scene.tickets['demo_corrected']}")).text()
+    assert "osäker – kontrollera mot inspelningen" in review
+    assert "inte kunde avgöras säkert" in review and "ring upp" in review
+    assert "19911111-2349</span> – " in corrected and "rättad – kontrollera" in corrected
+    assert "en siffra har rättats" in corrected and "(från tal)" in corrected
+
+
+async def test_ticket_page_says_why_there_is_no_transcript(scene: SeededUi) -> None:
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        missing = await (await client.get(f"/tickets/{scene.tickets['demo_model_missing']}")).text()
+        pending = await (await client.get(f"/tickets/{scene.tickets['demo_speech']}")).text()
+    assert "Ingen utskrift: taligenkänningsmodell saknas" in missing
+    assert "no transcript" not in missing  # the operator's English reason is not the message
+    assert "Namn (från tal)" not in missing
+    assert "Utskrift pågår…" in pending
+
+
+async def test_json_api_carries_transcription_fields_and_keeps_the_list_masked(
+    scene: SeededUi,
+) -> None:
+    disagreement_id = scene.tickets["demo_disagreement"]
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        listing = await client.get("/api/tickets")
+        rows = {row["id"]: row for row in (await listing.json())["tickets"]}
+        listing_text = await listing.text()
+        detail = await (await client.get(f"/api/tickets/{disagreement_id}")).json()
+        missing = await (
+            await client.get(f"/api/tickets/{scene.tickets['demo_model_missing']}")
+        ).json()
+    for number in SCENE_NUMBERS:
+        assert number not in listing_text
+    expected = {
+        "demo_keypad": ("cancel", False),
+        "demo_disagreement": ("rebook", True),
+        "demo_review": ("callback", True),
+        "demo_corrected": ("other", True),
+        "demo_model_missing": (None, False),
+    }
+    for name, (intent, needs_check) in expected.items():
+        row = rows[scene.tickets[name]]
+        assert (row["intent"], row["needs_check"]) == (intent, needs_check), name
+    assert rows[disagreement_id]["personnummer_masked"] == "19780304-****"
+    assert "speech_personnummer" not in rows[disagreement_id]
+    assert {
+        key: detail[key]
+        for key in (
+            "personnummer",
+            "transcript",
+            "transcript_status",
+            "speech_personnummer",
+            "speech_personnummer_status",
+            "personnummer_disagreement",
+            "intent",
+            "appointment",
+            "name",
+            "needs_check",
+        )
+    } == {
+        "personnummer": "197803041230",
+        "transcript": "det är sven svensson jag vill boka om min tid",
+        "transcript_status": "ok",
+        "speech_personnummer": "197803041289",
+        "speech_personnummer_status": "ok",
+        "personnummer_disagreement": True,
+        "intent": "rebook",
+        "appointment": None,
+        "name": "Sven Svensson",
+        "needs_check": True,
+    }
+    assert "transcript_words" not in detail and "transcript_json" not in detail
+    assert (missing["transcript"], missing["transcript_status"]) == (None, "model_missing")
+    assert missing["personnummer_disagreement"] is False
 
 
 async def test_logout_ends_the_session(seeded: SeededUi) -> None:

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from tests.ui_support import PASSWORD, SeededUi, make_ui_app, running_ui, seed_ui_db
+from tests.ui_support import (
+    DEMO_KEYPAD_TEXT,
+    DEMO_KEYPAD_TRANSCRIPT,
+    PASSWORD,
+    SeededUi,
+    make_ui_app,
+    running_ui,
+    seed_ui_db,
+    transcribe,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -39,6 +48,7 @@ pytestmark = [
 @pytest.fixture
 def seeded(tmp_path: Path) -> Iterator[SeededUi]:
     seeded = seed_ui_db(tmp_path)
+    transcribe(seeded, "demo_keypad", **DEMO_KEYPAD_TRANSCRIPT)
     yield seeded
     seeded.close()
 
@@ -76,6 +86,7 @@ async def test_staff_member_confirms_a_ticket_and_another_clinic_cannot_see_it(
             await expect(page).to_have_url(f"{base_url}/tickets/{ticket_id}")
             await expect(page.locator(".pnr")).to_contain_text("19850612-1234")
             await expect(page.locator(".pnr")).to_contain_text("knappsats")
+            await expect(page.locator("p.transcript")).to_have_text(DEMO_KEYPAD_TEXT)
 
             audio = page.locator("audio")
             await expect(audio).to_have_attribute("src", f"/tickets/{ticket_id}/audio")

@@ -6,6 +6,7 @@ people ("anna" works at demo, "bertil" at norr) and the same patients.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import struct
@@ -51,7 +52,7 @@ class SeededUi:
     data_dir: Path
     tickets: dict[str, int] = field(default_factory=dict)
     """Seed name -> ticket id: demo_keypad, demo_speech, demo_missing_audio, demo_confirmed,
-    norr_new."""
+    norr_new (and the TRANSCRIPT_SCENE names after seed_transcript_scene)."""
     wavs: dict[str, Path] = field(default_factory=dict)
     """Seed name -> WAV file of that ticket (demo_missing_audio's path does not exist)."""
 
@@ -190,6 +191,112 @@ def seed_ui_db(tmp_path: Path) -> SeededUi:
             seeded.tickets[seed_name] = ticket.id
             seeded.wavs[seed_name] = wav
     return seeded
+
+
+def transcript_json(text: str, uncertain: dict[str, float] | None = None) -> str:
+    """transcript_json as the call server stores it: every word 0.4 s long with confidence
+    0.95, except the words named in `uncertain` (word -> confidence)."""
+    uncertain = uncertain or {}
+    words = [
+        {
+            "word": word,
+            "start": round(index * 0.4, 2),
+            "end": round(index * 0.4 + 0.4, 2),
+            "conf": uncertain.get(word, 0.95),
+        }
+        for index, word in enumerate(text.split())
+    ]
+    confidence = sum(word["conf"] for word in words) / len(words) if words else 0.0
+    return json.dumps(
+        {"text": text, "words": words, "alternatives": [text], "confidence": confidence},
+        ensure_ascii=False,
+    )
+
+
+DEMO_KEYPAD_TEXT = "hej det är karin andersson jag vill avboka min tid på tisdag klockan nio tack"
+DEMO_KEYPAD_TRANSCRIPT: dict[str, object] = dict(
+    transcript=DEMO_KEYPAD_TEXT,
+    transcript_status="ok",
+    transcript_json=transcript_json(DEMO_KEYPAD_TEXT, {"tisdag": 0.42}),
+    speech_personnummer="198506121234",
+    speech_personnummer_status="ok",
+    intent="cancel",
+    appointment="tisdag klockan nio",
+)
+"""What recognition adds to demo_keypad: the same number as the keypad, one unsure word."""
+
+TRANSCRIPT_SCENE: dict[str, dict[str, object]] = {
+    "demo_disagreement": dict(
+        clinic_id="demo",
+        created_at=datetime(2024, 6, 3, 7, 0, tzinfo=UTC),
+        personnummer="197803041230",
+        personnummer_source="keypad",
+        name="Sven Svensson",
+        transcript="det är sven svensson jag vill boka om min tid",
+        transcript_status="ok",
+        speech_personnummer="197803041289",
+        speech_personnummer_status="ok",
+        personnummer_disagreement=True,
+        intent="rebook",
+    ),
+    "demo_review": dict(
+        clinic_id="demo",
+        created_at=datetime(2024, 6, 3, 6, 0, tzinfo=UTC),
+        caller_number="0709876543",
+        transcript="hej kan ni ringa upp mig",
+        transcript_status="ok",
+        speech_personnummer_status="review",
+        intent="callback",
+    ),
+    "demo_corrected": dict(
+        clinic_id="demo",
+        created_at=datetime(2024, 6, 3, 5, 0, tzinfo=UTC),
+        personnummer="199111112349",
+        personnummer_source="speech",
+        transcript="jag har en fråga om mitt recept",
+        transcript_status="ok",
+        speech_personnummer="199111112349",
+        speech_personnummer_status="corrected",
+        intent="other",
+    ),
+    "demo_model_missing": dict(
+        clinic_id="demo",
+        created_at=datetime(2024, 6, 3, 4, 0, tzinfo=UTC),
+        personnummer="196402294562",
+        personnummer_source="keypad",
+        transcript_status="model_missing",
+        free_text="no transcript: speech model missing",
+    ),
+}
+"""Transcribed demo tickets, one per case staff must tell apart: keypad and speech disagree,
+an unsure speech number and no keypad number, a corrected speech number, no speech model."""
+
+
+def add_seeded_ticket(seeded: SeededUi, seed_name: str, **spec: object) -> int:
+    """Add a ticket (call, recording and WAV) to a seeded database and register its name."""
+    wav = seeded.data_dir / "recordings" / f"{seed_name}.wav"
+    with seeded.session_factory.begin() as session:
+        ticket = add_ticket(session, wav_path=wav, **spec)  # type: ignore[arg-type]
+        seeded.tickets[seed_name] = ticket.id
+    seeded.wavs[seed_name] = wav
+    return seeded.tickets[seed_name]
+
+
+def transcribe(seeded: SeededUi, seed_name: str, **fields: object) -> None:
+    """Set transcription columns on a seeded ticket, as the call server does once recognition
+    has finished (the ticket itself is written first)."""
+    with seeded.session_factory.begin() as session:
+        ticket = session.get(Ticket, seeded.tickets[seed_name])
+        assert ticket is not None
+        for key, value in fields.items():
+            setattr(ticket, key, value)
+
+
+def seed_transcript_scene(seeded: SeededUi) -> None:
+    """Transcribe demo_keypad and add the TRANSCRIPT_SCENE tickets to the standard scene."""
+    transcribe(seeded, "demo_keypad", **DEMO_KEYPAD_TRANSCRIPT)
+    for seed_name, spec in TRANSCRIPT_SCENE.items():
+        add_seeded_ticket(seeded, seed_name, **spec)
 
 
 def make_ui_app(seeded: SeededUi, **options: object) -> web.Application:

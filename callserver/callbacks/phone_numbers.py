@@ -68,8 +68,8 @@ def normalize_swedish_number(
     if national.startswith(PREMIUM_PREFIXES):
         if not allow_premium:
             raise PhoneNumberError("premium", "premium-rate numbers are not called back")
-        if not 8 <= len(national) <= 10:
-            raise PhoneNumberError("invalid", "wrong length for a Swedish number")
+        if not 8 <= len(national) <= 11:
+            raise PhoneNumberError("invalid", "wrong length for a premium-rate number")
         return national
     if national.startswith(MOBILE_PREFIXES):
         if len(national) != 10:

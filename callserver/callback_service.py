@@ -1,0 +1,78 @@
+"""The callback store as the booking flow sees it (ivr_flows.callback_booking.BookingService).
+
+Database work runs in worker threads: the event loop that calls this also carries RTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from callserver.call_log import SessionFactory
+from callserver.callbacks.booking import (
+    BookingError,
+    book_callback,
+    find_open_callback,
+    move_callback,
+)
+from callserver.callbacks.phone_numbers import PhoneNumberError, normalize_swedish_number
+from callserver.callbacks.slots import free_slots
+from config.clinics import Clinic
+from ivr_flows.callback_booking import ExistingBooking, OfferedSlot
+from storage.models import utcnow
+
+
+class ClinicBookings:
+    """One clinic's callback slots for one call."""
+
+    def __init__(self, db: SessionFactory, clinic: Clinic, call_db_id: int | None) -> None:
+        assert clinic.callbacks is not None
+        self.db, self.clinic, self.call_db_id = db, clinic, call_db_id
+        self.caller_id = clinic.callbacks.caller_id
+
+    def normalize(self, number: str) -> str | None:
+        schedule = self.clinic.callbacks
+        assert schedule is not None
+        try:
+            return normalize_swedish_number(
+                number, allow_premium=schedule.allow_premium, allow_foreign=schedule.allow_foreign
+            )
+        except PhoneNumberError:
+            return None
+
+    async def existing(self, number: str) -> ExistingBooking | None:
+        def query() -> ExistingBooking | None:
+            with self.db() as session:
+                found = find_open_callback(session, self.clinic.id, number)
+                if found is None:
+                    return None
+                return ExistingBooking(
+                    found.id, OfferedSlot(found.slot_start, found.slot_end), found.number
+                )
+
+        return await asyncio.to_thread(query)
+
+    async def next_free(self, after: datetime | None) -> OfferedSlot | None:
+        def query() -> OfferedSlot | None:
+            with self.db() as session:
+                slots = free_slots(session, self.clinic, utcnow(), after=after, limit=1)
+            return OfferedSlot(slots[0].start, slots[0].end) if slots else None
+
+        return await asyncio.to_thread(query)
+
+    async def book(self, slot: OfferedSlot, number: str, move_id: int | None) -> str:
+        def write() -> str:
+            with self.db() as session:
+                try:
+                    if move_id is not None:
+                        move_callback(session, self.clinic, move_id, slot.start)
+                    else:
+                        book_callback(
+                            session, self.clinic, slot.start, number, source="ivr",
+                            call_db_id=self.call_db_id,
+                        )  # fmt: skip
+                except BookingError as exc:
+                    return "slot_full" if exc.reason in ("slot_full", "closed") else exc.reason
+            return "booked"
+
+        return await asyncio.to_thread(write)

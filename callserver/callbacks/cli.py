@@ -1,0 +1,28 @@
+"""`callserver callbacks list --json`: one JSON object per callback, for operators and scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import Callback
+
+
+def list_callbacks_json(session: Session) -> Iterator[dict[str, Any]]:
+    """Every callback, oldest slot first, as JSON-ready dicts (times ISO 8601 UTC)."""
+    query = select(Callback).order_by(Callback.slot_start, Callback.id)
+    for callback in session.scalars(query).yield_per(500):
+        yield {
+            "id": callback.id,
+            "clinic": callback.clinic_id,
+            "number": callback.number,
+            "slot_start": callback.slot_start.isoformat(),
+            "slot_end": callback.slot_end.isoformat(),
+            "state": callback.state,
+            "attempts": callback.attempts,
+            "last_outcome": callback.last_outcome,
+            "escalation_reason": callback.escalation_reason,
+        }

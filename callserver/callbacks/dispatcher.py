@@ -1,0 +1,553 @@
+"""Dials due callbacks: claims them atomically, runs the injected dialer, records every outcome.
+
+The database is the source of truth; the scheduler only decides *when* to look. APScheduler
+wakes `run_due()` on a short interval and at the upcoming due times (misfire_grace_time=None:
+a late wake-up still runs), and `start()` runs it once first, so callbacks that fell due while
+the server was down are dialled (or, if their window has closed, escalated) at start-up.
+
+Claiming is a conditional UPDATE to `calling` with a lease (owner + expiry). On PostgreSQL the
+candidates are picked with FOR UPDATE SKIP LOCKED so two nodes take disjoint sets without
+waiting; on SQLite each candidate is claimed by an UPDATE that re-checks state and lease and
+counts only when it changed one row. Either way a callback is dialled by one node at a time.
+The lease is renewed while the call lasts; a lease that runs out means the node died, and the
+callback is re-claimable with the interrupted attempt recorded as failed ("node lost").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from config.clinics import CallbackSchedule, Clinic
+from storage.models import Callback, CallbackAttempt, utcnow
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["done", "no_answer", "busy", "failed", "postponed"]
+WAITING_STATES = ("booked", "due")
+FAILURE_TEXT = {
+    "no_answer": "Inget svar",
+    "busy": "Upptaget",
+    "failed": "Samtalet gick inte att koppla",
+}
+"""Swedish, for staff: the start of escalation_reason after the last failed attempt."""
+NODE_LOST = "node lost"
+SERVER_STOPPED = "server stopped during the call"
+WAKE_MARGIN = dt.timedelta(milliseconds=20)
+"""Date jobs fire this much after a due time: asyncio timers may fire a clock tick early."""
+UPCOMING_WAKE_UPS = 200
+
+
+@dataclass(frozen=True)
+class CallbackJob:
+    """What the dialer needs for one attempt: call `staff_number` first, then `number`."""
+
+    callback_id: int
+    clinic_id: str
+    number: str
+    staff_number: str | None
+    caller_id: str | None
+    attempt: int
+    """1-based number of this attempt; `max_attempts` is the last one."""
+    max_attempts: int
+    slot_start: dt.datetime
+    slot_end: dt.datetime
+    due_at: dt.datetime
+    message_recording_path: str | None
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """How an attempt ended. postponed: staff asked to be called later (`postpone_s`)."""
+
+    outcome: Outcome
+    detail: str = ""
+    postpone_s: float | None = None
+
+
+PlaceCall = Callable[[CallbackJob], Awaitable[AttemptResult]]
+SessionFactory = Callable[[], Session]
+
+
+def _local(clinic: Clinic, when: dt.datetime) -> str:
+    return when.astimezone(ZoneInfo(clinic.timezone)).strftime("%H:%M")
+
+
+def _window(clinic: Clinic, callback: Callback) -> str:
+    start = callback.slot_start.astimezone(ZoneInfo(clinic.timezone))
+    return f"{start:%Y-%m-%d %H:%M}–{_local(clinic, callback.slot_end)}"
+
+
+class CallbackDispatcher:
+    """One per node. `clock` is injectable for tests; with `start()` it must be real time."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        clinics: Mapping[str, Clinic],
+        place_call: PlaceCall,
+        *,
+        node_id: str,
+        lease_s: float = 120,
+        poll_interval_s: float = 5,
+        clock: Callable[[], dt.datetime] = utcnow,
+        max_parallel_per_clinic: int | None = None,
+        wake_at_due_times: bool = True,
+    ) -> None:
+        self._session_factory = session_factory
+        self._clinics = {cid: c for cid, c in clinics.items() if c.callbacks is not None}
+        self._place_call = place_call
+        self.node_id = node_id
+        self._lease = dt.timedelta(seconds=lease_s)
+        self._poll_interval_s = poll_interval_s
+        self._clock = clock
+        self._max_parallel = max_parallel_per_clinic
+        self._wake_at_due_times = wake_at_due_times
+        self._started_at = clock()
+        self._in_flight: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._claim_lock = asyncio.Lock()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._wake_ups: set[dt.datetime] = set()
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Catch up on everything due (e.g. while the server was down), then keep waking."""
+        self._started_at = self._clock()
+        await self.run_due()
+        self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
+        self._scheduler.add_job(
+            self.run_due,
+            "interval",
+            seconds=self._poll_interval_s,
+            id="callbacks-poll",
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=1,
+        )
+        self._scheduler.start()
+        await self._schedule_upcoming()
+
+    async def stop(self) -> None:
+        """Stop waking and end running calls; an interrupted attempt is retried at once."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in list(self._tasks):
+            task.cancel()
+        await self.wait_idle()
+
+    def wake(self, at: dt.datetime | None = None) -> None:
+        """Run the dispatcher at `at` (default: now), e.g. after call_now or a booking."""
+        if self._scheduler is None:
+            return
+        when = (at or self._clock()) + WAKE_MARGIN
+        self._scheduler.add_job(
+            self._wake_up, "date", run_date=when, args=[None], misfire_grace_time=None
+        )
+
+    async def _wake_up(self, due: dt.datetime | None) -> None:
+        if due is not None:
+            self._wake_ups.discard(due)
+        await self.run_due()
+
+    async def _schedule_upcoming(self) -> None:
+        if self._scheduler is None or not self._wake_at_due_times:
+            return
+        now = self._clock()
+        horizon = now + dt.timedelta(seconds=max(self._poll_interval_s * 2, 60))
+        times = await asyncio.to_thread(self._upcoming_due_times, now, horizon)
+        for due in times:
+            if due in self._wake_ups or self._scheduler is None:
+                continue
+            self._wake_ups.add(due)
+            self._scheduler.add_job(
+                self._wake_up,
+                "date",
+                run_date=due + WAKE_MARGIN,
+                args=[due],
+                misfire_grace_time=None,
+            )
+
+    def _upcoming_due_times(self, now: dt.datetime, horizon: dt.datetime) -> list[dt.datetime]:
+        with self._session_factory() as session:
+            return list(
+                session.scalars(
+                    select(Callback.next_attempt_at)
+                    .where(
+                        Callback.state.in_(WAITING_STATES),
+                        Callback.next_attempt_at > now,
+                        Callback.next_attempt_at <= horizon,
+                        Callback.clinic_id.in_(list(self._clinics)),
+                    )
+                    .distinct()
+                    .order_by(Callback.next_attempt_at)
+                    .limit(UPCOMING_WAKE_UPS)
+                )
+            )
+
+    # -- one round ------------------------------------------------------------------------
+
+    async def run_due(self) -> list[CallbackJob]:
+        """Settle lost leases and closed windows, claim what is due, start dialling it.
+
+        Returns the claimed jobs without waiting for the calls (see wait_idle()).
+        """
+        async with self._claim_lock:
+            now = self._clock()
+            free = {
+                cid: self._limit(c) - self._in_flight.get(cid, 0)
+                for cid, c in self._clinics.items()
+            }
+            jobs = await asyncio.to_thread(self._claim_round, now, free)
+            for job in jobs:
+                self._in_flight[job.clinic_id] = self._in_flight.get(job.clinic_id, 0) + 1
+                task = asyncio.create_task(self._run(job), name=f"callback-{job.callback_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        await self._schedule_upcoming()
+        return jobs
+
+    async def wait_idle(self) -> None:
+        """Wait until every call started by run_due() has been dialled and recorded."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _limit(self, clinic: Clinic) -> int:
+        assert clinic.callbacks is not None
+        return self._max_parallel or clinic.callbacks.parallel_calls
+
+    def _schedule(self, clinic_id: str) -> CallbackSchedule:
+        schedule = self._clinics[clinic_id].callbacks
+        assert schedule is not None
+        return schedule
+
+    def _claim_round(self, now: dt.datetime, free: dict[str, int]) -> list[CallbackJob]:
+        with self._session_factory() as session:
+            self._reap_lost_leases(session, now)
+            self._expire_closed_windows(session, now)
+            jobs: list[CallbackJob] = []
+            for clinic_id, count in free.items():
+                if count > 0:
+                    jobs += self._claim(session, clinic_id, count, now)
+            return jobs
+
+    def _reap_lost_leases(self, session: Session, now: dt.datetime) -> None:
+        """A `calling` callback whose lease ran out: its node died mid-call (or stalled)."""
+        lost = session.execute(
+            select(Callback.id, Callback.lease_owner, Callback.lease_until).where(
+                Callback.state == "calling",
+                Callback.lease_until < now,
+                Callback.clinic_id.in_(list(self._clinics)),
+            )
+        ).all()
+        for callback_id, owner, until in lost:
+            callback = session.get(Callback, callback_id, populate_existing=True)
+            if callback is None:
+                continue
+            detail = f"{NODE_LOST} ({owner})"
+            values = self._after_attempt(
+                callback, AttemptResult("failed", detail), now, retry_delay=dt.timedelta(0)
+            )
+            changed = session.execute(
+                update(Callback)
+                .where(
+                    Callback.id == callback_id,
+                    Callback.state == "calling",
+                    Callback.lease_owner == owner,
+                    Callback.lease_until == until,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed == 1:
+                self._close_attempts(session, callback_id, owner, "failed", detail, now)
+                log.warning(
+                    "callback %s: lease of node %s ran out mid-call; recorded as failed",
+                    callback_id,
+                    owner,
+                )
+            session.commit()
+
+    def _expire_closed_windows(self, session: Session, now: dt.datetime) -> None:
+        """Waiting callbacks whose window closed before anyone could dial them: never dropped."""
+        for clinic_id, clinic in self._clinics.items():
+            grace = dt.timedelta(minutes=self._schedule(clinic_id).grace_minutes)
+            overdue = session.scalars(
+                select(Callback).where(
+                    Callback.clinic_id == clinic_id,
+                    Callback.state.in_(WAITING_STATES),
+                    Callback.next_attempt_at < now - grace,
+                    Callback.slot_end < now - grace,
+                )
+            ).all()
+            for callback in overdue:
+                deadline = max(callback.slot_end, callback.next_attempt_at) + grace
+                why = (
+                    "servern var nere"
+                    if deadline < self._started_at
+                    else "för många återuppringningar samtidigt"
+                )
+                if callback.attempts == 0:
+                    state = "escalated"
+                    reason = f"Inte uppringd under {_window(clinic, callback)}: {why}"
+                else:
+                    state = "missed"
+                    last = FAILURE_TEXT.get(callback.last_outcome or "", "Inte nådd")
+                    reason = (
+                        f"{last} efter {callback.attempts} försök; inga fler försök före "
+                        f"{_local(clinic, deadline)}: {why}"
+                    )
+                changed = session.execute(
+                    update(Callback)
+                    .where(
+                        Callback.id == callback.id,
+                        Callback.state == callback.state,
+                        Callback.next_attempt_at == callback.next_attempt_at,
+                    )
+                    .values(state=state, escalation_reason=reason, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                session.commit()
+                if changed == 1:
+                    log.warning("callback %s %s: %s", callback.id, state, reason)
+
+    def _claim(
+        self, session: Session, clinic_id: str, count: int, now: dt.datetime
+    ) -> list[CallbackJob]:
+        claimable = (
+            Callback.clinic_id == clinic_id,
+            Callback.state.in_(WAITING_STATES),
+            Callback.next_attempt_at <= now,
+            or_(Callback.lease_until.is_(None), Callback.lease_until < now),
+        )
+        claim = {
+            "state": "calling",
+            "lease_owner": self.node_id,
+            "lease_until": now + self._lease,
+            "updated_at": now,
+        }
+        candidates = (
+            select(Callback.id).where(*claimable).order_by(Callback.next_attempt_at).limit(count)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            ids = list(
+                session.scalars(
+                    update(Callback)
+                    .where(
+                        Callback.id.in_(
+                            candidates.with_for_update(skip_locked=True).scalar_subquery()
+                        )
+                    )
+                    .values(**claim)
+                    .returning(Callback.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+        else:
+            ids = []
+            for callback_id in session.scalars(candidates).all():
+                changed = session.execute(
+                    update(Callback)
+                    .where(Callback.id == callback_id, *claimable)
+                    .values(**claim)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if changed == 1:
+                    ids.append(callback_id)
+        if not ids:
+            session.rollback()
+            return []
+        for callback_id in ids:
+            session.add(CallbackAttempt(callback_id=callback_id, started_at=now, node=self.node_id))
+        claimed = session.scalars(
+            select(Callback).where(Callback.id.in_(ids)).order_by(Callback.next_attempt_at)
+        ).all()
+        session.commit()
+        clinic = self._clinics[clinic_id]
+        schedule = self._schedule(clinic_id)
+        return [
+            CallbackJob(
+                callback_id=c.id,
+                clinic_id=clinic_id,
+                number=c.number,
+                staff_number=schedule.staff_number or clinic.staff_number,
+                caller_id=schedule.caller_id,
+                attempt=c.attempts + 1,
+                max_attempts=c.max_attempts,
+                slot_start=c.slot_start,
+                slot_end=c.slot_end,
+                due_at=c.next_attempt_at,
+                message_recording_path=c.message_recording_path,
+            )
+            for c in claimed
+        ]
+
+    # -- one call -------------------------------------------------------------------------
+
+    async def _run(self, job: CallbackJob) -> None:
+        heartbeat = asyncio.create_task(self._keep_lease(job))
+        try:
+            try:
+                result = await self._place_call(job)
+                if not isinstance(result, AttemptResult):
+                    result = AttemptResult("failed", f"dialer returned {result!r}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("callback %s: dialling failed", job.callback_id)
+                result = AttemptResult("failed", f"{type(exc).__name__}: {exc}")
+            finally:
+                heartbeat.cancel()
+            log.info("callback %s attempt %d: %s", job.callback_id, job.attempt, result.outcome)
+            await asyncio.to_thread(self._record, job, result, self._clock())
+        except asyncio.CancelledError:
+            # stop() during the call: give the callback back at once instead of waiting for
+            # the lease to run out; blocking is acceptable while shutting down.
+            self._record(
+                job, AttemptResult("failed", SERVER_STOPPED), self._clock(), retry_now=True
+            )
+            raise
+        finally:
+            self._in_flight[job.clinic_id] -= 1
+
+    async def _keep_lease(self, job: CallbackJob) -> None:
+        """Renew the lease while the call lasts, so a long conversation is never re-dialled."""
+        while True:
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+            try:
+                renewed = await asyncio.to_thread(self._renew_lease, job.callback_id)
+            except Exception:
+                log.exception("callback %s: could not renew the lease", job.callback_id)
+                continue
+            if not renewed:
+                return
+
+    def _renew_lease(self, callback_id: int) -> bool:
+        now = self._clock()
+        with self._session_factory() as session:
+            changed = session.execute(
+                update(Callback)
+                .where(
+                    Callback.id == callback_id,
+                    Callback.state == "calling",
+                    Callback.lease_owner == self.node_id,
+                )
+                .values(lease_until=now + self._lease)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            session.commit()
+            return changed == 1
+
+    def _record(
+        self, job: CallbackJob, result: AttemptResult, now: dt.datetime, *, retry_now: bool = False
+    ) -> None:
+        """Store the attempt and the callback's next state (unless staff changed it meanwhile)."""
+        with self._session_factory() as session:
+            self._close_attempts(
+                session, job.callback_id, self.node_id, result.outcome, result.detail, now
+            )
+            callback = session.get(Callback, job.callback_id, populate_existing=True)
+            if (
+                callback is None
+                or callback.state != "calling"
+                or callback.lease_owner != self.node_id
+            ):
+                session.commit()
+                log.info(
+                    "callback %s changed while dialling (%s): attempt recorded, state kept",
+                    job.callback_id,
+                    callback.state if callback else "deleted",
+                )
+                return
+            values = self._after_attempt(
+                callback, result, now, retry_delay=dt.timedelta(0) if retry_now else None
+            )
+            session.execute(
+                update(Callback)
+                .where(
+                    Callback.id == job.callback_id,
+                    Callback.state == "calling",
+                    Callback.lease_owner == self.node_id,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            if values["state"] in ("missed", "escalated"):
+                log.warning("callback %s missed: %s", job.callback_id, values["escalation_reason"])
+
+    @staticmethod
+    def _close_attempts(
+        session: Session,
+        callback_id: int,
+        node: str | None,
+        outcome: str,
+        detail: str,
+        now: dt.datetime,
+    ) -> None:
+        session.execute(
+            update(CallbackAttempt)
+            .where(
+                CallbackAttempt.callback_id == callback_id,
+                CallbackAttempt.node == (node or ""),
+                CallbackAttempt.ended_at.is_(None),
+            )
+            .values(ended_at=now, outcome=outcome, detail=detail or None)
+            .execution_options(synchronize_session=False)
+        )
+
+    def _after_attempt(
+        self,
+        callback: Callback,
+        result: AttemptResult,
+        now: dt.datetime,
+        *,
+        retry_delay: dt.timedelta | None = None,
+    ) -> dict[str, Any]:
+        """The row's new values after an attempt: done, due again, or missed with a reason."""
+        clinic = self._clinics[callback.clinic_id]
+        schedule = self._schedule(callback.clinic_id)
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_until": None,
+            "last_outcome": result.outcome,
+            "last_outcome_at": now,
+            "updated_at": now,
+        }
+        if result.outcome == "done":
+            return values | {"state": "done", "attempts": callback.attempts + 1}
+        if result.outcome == "postponed":
+            # Staff asked to be called later: the patient was not dialled, no attempt used.
+            delay = (
+                dt.timedelta(seconds=result.postpone_s)
+                if result.postpone_s is not None
+                else dt.timedelta(minutes=schedule.retry_delay_minutes)
+            )
+            return values | {"state": "due", "next_attempt_at": now + delay}
+        attempts = callback.attempts + 1
+        delay = (
+            retry_delay
+            if retry_delay is not None
+            else dt.timedelta(minutes=schedule.retry_delay_minutes)
+        )
+        deadline = callback.slot_end + dt.timedelta(minutes=schedule.grace_minutes)
+        retry_at = now + delay
+        if attempts < callback.max_attempts and retry_at <= deadline:
+            return values | {"state": "due", "attempts": attempts, "next_attempt_at": retry_at}
+        reason = f"{FAILURE_TEXT.get(result.outcome, 'Inte nådd')} efter {attempts} försök"
+        if attempts < callback.max_attempts:
+            reason += f"; tiden för återuppringning gick ut {_local(clinic, deadline)}"
+        if result.outcome == "failed" and result.detail:
+            reason += f" ({result.detail})"
+        return values | {"state": "missed", "attempts": attempts, "escalation_reason": reason}

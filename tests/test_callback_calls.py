@@ -1,0 +1,167 @@
+"""Booked callbacks end to end: Kamailio in front (as in production), baresip as the staff
+phone and as the patient's phone, the real server dispatching from its database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.baresip import Baresip
+from tests.kamailio import Kamailio
+from tests.peers import have, read_pcm16, xcorr_peak
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.skipif(
+        not (have("baresip") and have("kamailio") and have("sipp")),
+        reason="needs baresip-core, kamailio and sip-tester",
+    ),
+]
+
+CLINIC = """id = "vc"
+name = "Testvårdcentralen"
+numbers = ["100"]
+
+[hours]
+{hours}
+
+[menu]
+callback = true
+
+[callbacks]
+slot_minutes = 15
+capacity = 2
+retry_delay_minutes = {retry}
+max_attempts = 2
+grace_minutes = 15
+caller_id = "0101234567"
+staff_number = "200"
+
+[callbacks.hours]
+{hours}
+"""
+ALL_DAY = "\n".join(
+    f'{d} = "00:00-23:59"'
+    for d in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+)
+
+
+def clinic_dir(tmp: Path, retry_minutes: float = 1) -> Path:
+    directory = tmp / "clinics"
+    directory.mkdir()
+    (directory / "vc.toml").write_text(CLINIC.format(hours=ALL_DAY, retry=retry_minutes))
+    return directory
+
+
+def insert_due_callback(db_path: Path, number: str, *, due_ago_s: float = 60) -> int:
+    """A callback booked earlier whose time has come (written as the booking code would)."""
+    from storage.db import make_engine, make_session_factory
+    from storage.models import Callback
+
+    now = dt.datetime.now(dt.UTC)
+    start = now - dt.timedelta(seconds=due_ago_s)
+    engine = make_engine(f"sqlite:///{db_path}")
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            cb = Callback(
+                clinic_id="vc", number=number, slot_start=start,
+                slot_end=start + dt.timedelta(minutes=15), state="booked", attempts=0,
+                max_attempts=2, next_attempt_at=start, source="ui", created_at=now,
+                updated_at=now,
+            )  # fmt: skip
+            session.add(cb)
+            session.flush()
+            return cb.id
+    finally:
+        engine.dispose()
+
+
+def callbacks(server) -> list[dict]:
+    result = server.cli("callbacks", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def speech(tmp: Path, name: str, text: str, lead_s: float, total_s: float, voice: str):
+    raw = tmp / f"{name}-raw.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, timeout=60)
+    clean = tmp / f"{name}-8k.wav"
+    subprocess.run(
+        ["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(clean), "sinc", "300-3400"],
+        check=True, timeout=60,
+    )  # fmt: skip
+    ref = read_pcm16(clean)
+    out = tmp / f"{name}.wav"
+    tail = total_s - lead_s - len(ref) / 8000
+    subprocess.run(
+        ["sox", str(clean), str(out), "pad", str(lead_s), str(tail)], check=True, timeout=60
+    )
+    return out, ref
+
+
+def heard(phone: Baresip) -> np.ndarray:
+    dumps = [p for p in phone.dumps() if "dec" in p.name]
+    assert dumps, f"no decoded dump from baresip: {phone.dumps()}"
+    return read_pcm16(dumps[0])
+
+
+def test_due_callback_after_restart_calls_staff_then_patient_and_bridges_audio(
+    tmp_path: Path, server_factory
+) -> None:
+    staff_wav, staff_ref = speech(
+        tmp_path, "staff", "Hej, det är sjuksköterskan Eva på vårdcentralen.", 16, 60, "sv+f3"
+    )
+    patient_wav, patient_ref = speech(
+        tmp_path, "patient", "Hej, tack för att ni ringer tillbaka så snabbt.", 12, 60, "sv+m3"
+    )
+    staff = Baresip(tmp_path / "staff", staff_wav, codecs="PCMU", user="200", auto_answer=True)
+    patient = Baresip(
+        tmp_path / "patient", patient_wav, codecs="PCMA", user="0701234567", auto_answer=True
+    )
+    server = server_factory(
+        peer_port=0, extra_env={"CALLSERVER_CLINICS_DIR": str(clinic_dir(tmp_path)),
+                                "CALLSERVER_CALLBACKS_POLL_INTERVAL_S": "1"},
+    )  # fmt: skip
+    proxy = Kamailio(
+        tmp_path / "kamailio",
+        server.sip_port,
+        {"200": staff.sip_port, "0701234567": patient.sip_port},
+    )
+    server.peer_port = proxy.port
+    try:
+        proxy.start()
+        staff.start()
+        patient.start()
+        # The callback fell due while the server was down: it must be dialled at start-up.
+        assert server.cli("migrate").returncode == 0
+        callback_id = insert_due_callback(server.data_dir / "callserver.db", "0701234567")
+        server.start()
+
+        staff.wait_event("CALL_ESTABLISHED", timeout=20)
+        t_staff = time.monotonic()
+        staff.send_digits("1")  # barge-in: call the patient now
+        patient.wait_event("CALL_ESTABLISHED", timeout=30)
+        t_patient = time.monotonic()
+        # Both speak after the intro; wait until both have finished, then the patient hangs up.
+        end = max(t_staff + 16 + len(staff_ref) / 8000, t_patient + 12 + len(patient_ref) / 8000)
+        time.sleep(max(0.0, end + 3.0 - time.monotonic()))
+        patient.command("hangup")
+        staff.wait_event("CALL_CLOSED", timeout=15)
+    finally:
+        staff.stop()
+        patient.stop()
+        proxy.stop()
+
+    [row] = callbacks(server)
+    assert row["id"] == callback_id
+    assert row["state"] == "done", (row, server.log()[-4000:])
+    assert row["attempts"] == 1
+    # Audio crossed the bridge both ways (and was transcoded: staff PCMU, patient PCMA).
+    assert xcorr_peak(patient_ref, heard(staff)) > 0.9
+    assert xcorr_peak(staff_ref, heard(patient)) > 0.9
