@@ -20,6 +20,8 @@ def _setup_logging(settings: Settings) -> None:
     handler.addFilter(RedactPersonnummerFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=settings.log.level.upper(), handlers=[handler], force=True)
+    # APScheduler logs every wake-up at INFO: keep the operator log for what matters.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _sync_clinics(settings: Settings) -> None:

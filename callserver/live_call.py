@@ -110,6 +110,7 @@ class LiveCall:
         if interruptible and self._digits:
             return  # the caller is already typing: don't make them listen
         lang, clinic = self.info.language, self.info.clinic_id
+        log.debug("call %s: play %s", self.dialog.call_id, " ".join(prompts))
         pcm = b"".join(self.prompts.get(name, lang, clinic) for name in prompts)
         await self._play_pcm(pcm, interruptible)
 
@@ -132,8 +133,8 @@ class LiveCall:
     async def gather(self, max_digits: int, terminator: str = "#", timeout: float = 6.0) -> str:
         self._check()
         while True:
-            if terminator and terminator in self._digits:
-                idx = self._digits.index(terminator)
+            idx = self._digits.index(terminator) if terminator in self._digits else None
+            if idx is not None and idx <= max_digits:
                 got = self._digits[:idx]
                 del self._digits[: idx + 1]
                 return "".join(got)

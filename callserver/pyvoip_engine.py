@@ -1,10 +1,11 @@
 """SIP signalling through pyVoIP 1.6.8: the one module that imports pyVoIP.
 
-pyVoIP gives us its UDP socket and receive thread, its SIP message parser, its REGISTER with
-digest authentication and its INVITE/200/180 generators. It does not give us transactions,
-CANCEL, OPTIONS, a safe outbound call or usable media, and its parser drops real-world messages.
-Every workaround lives here, each marked `DEFECT n` with the number used in
-../shared/notes/pyvoip.md, so that the rest of the server (and the flows) never see SIP.
+pyVoIP gives us its UDP socket and receive thread, its SIP message parser and its 200 OK/SDP
+generator. It does not give us transactions, CANCEL, OPTIONS, a safe outbound call, a REGISTER
+that shares the socket safely, input validation or usable media, and its parser drops real-world
+messages. Every workaround lives here, each marked `DEFECT n` with the number used in
+../shared/notes/pyvoip.md, so that the rest of the server (and the flows) never see SIP; each
+has a real-peer test in tests/test_sip_*.py.
 
 Threading: pyVoIP's receive thread hands each parsed message to the asyncio loop with
 `call_soon_threadsafe`; every dialog decision is then made on the loop, so there is no locking
@@ -230,7 +231,7 @@ def _headers_of(head: str) -> dict[str, list[str]] | Malformed:
 
 def check_request(raw: bytes) -> Malformed | None:
     """None if the request is well-formed enough to act on, else why not."""
-    head_raw, sep, body_raw = raw.partition(b"\r\n\r\n")
+    head_raw, _, body_raw = raw.partition(b"\r\n\r\n")
     try:
         head = head_raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -277,8 +278,6 @@ def check_request(raw: bytes) -> Malformed | None:
         return Malformed(400, "Bad Request (Max-Forwards)")
     if "Content-Length" in headers and int(headers["Content-Length"][0]) != len(body_raw):
         return Malformed(400, "Bad Request (Content-Length)")
-    if not sep and body_raw:
-        return Malformed(400, "Bad Request (no blank line)")
     if method != "INVITE":
         return None
     if headers.get("Max-Forwards", ["70"])[0] == "0":
@@ -1037,9 +1036,12 @@ class SipEngine:
                 if 200 <= code < 300:
                     self._establish(dialog, final)
                     dialog.offer = media_offer_from(final)
-                    if dialog.offer is None or dialog.offer.choose_codec() is None:
+                    chosen = dialog.offer.choose_codec() if dialog.offer else None
+                    if chosen is None:
                         self.hangup(dialog, reason="no_common_codec")
                         raise SipError(f"{number} answered without usable G.711 audio")
+                    # What a re-INVITE from the callee is answered with (DEFECT 8).
+                    dialog.answer_sdp_port, dialog.answer_codec_pt = rtp_port, chosen[1]
                     return dialog
                 self._send(self._ack_non2xx(dialog, final).encode())
                 dialog._finish(f"failed_{code}")

@@ -261,3 +261,140 @@ def running(*procs: ServerProcess | Sipp) -> Iterator[None]:
 
 def have(program: str) -> bool:
     return shutil.which(program) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the SIP signalling tests (tests/test_sip_*.py)
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def scenario_copy(name: str, tmp: Path, **values: object) -> Path:
+    """Copy tests/scenarios/<name> into `tmp` (sipp writes its traces next to the scenario),
+    replacing each `{key}` given in `values`; sipp's own `[keywords]` are left alone."""
+    text = (SCENARIOS / name).read_text()
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", str(value))
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+@dataclass(frozen=True)
+class SippMessage:
+    """One SIP message from sipp's -trace_msg log."""
+
+    direction: str  # "sent" or "received"
+    text: str
+    at: float  # Unix time sipp logged it
+
+    @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0].strip()
+
+    def header(self, name: str) -> str:
+        for line in self.text.splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip().lower() == name.lower():
+                return value.strip()
+        return ""
+
+
+def sipp_messages(tmp: Path, scenario: Path) -> list[SippMessage]:
+    """The SIP messages, sent and received, in sipp's -trace_msg log(s) for `scenario`."""
+    import re
+    from datetime import datetime
+
+    found = []
+    for path in sorted(tmp.glob(f"{scenario.stem}_*_messages.log")):
+        text = path.read_text(errors="replace")
+        parts = re.split(r"^-{20,} ?(.*)$", text, flags=re.MULTILINE)
+        for stamp, chunk in zip(parts[1::2], parts[2::2], strict=True):
+            head, _, body = chunk.strip().partition("\n")
+            try:
+                at = datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            except ValueError:
+                at = found[-1].at if found else 0.0  # "Unexpected message" blocks: no time
+            if "message sent" in head:
+                found.append(SippMessage("sent", body.strip(), at))
+            elif "message received" in head:
+                found.append(SippMessage("received", body.strip(), at))
+    return found
+
+
+def received_responses(tmp: Path, scenario: Path) -> list[tuple[int, str]]:
+    """(status code, CSeq method) of every response sipp received, in order."""
+    out = []
+    for msg in sipp_messages(tmp, scenario):
+        if msg.direction == "received" and msg.first_line.startswith("SIP/2.0 "):
+            out.append((int(msg.first_line.split()[1]), msg.header("CSeq").split()[-1]))
+    return out
+
+
+def call_rows(server: ServerProcess) -> list[dict]:
+    """The server's `call` table, read straight from its SQLite database."""
+    import sqlite3
+
+    db = server.data_dir / "callserver.db"
+    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM call ORDER BY id")]
+
+
+def recording_files(server: ServerProcess) -> list[Path]:
+    """Every WAV (finished or partial) under the server's recordings directory."""
+    directory = server.data_dir / "recordings"
+    return sorted(directory.rglob("*.wav*")) if directory.exists() else []
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, prompts_dir: Path, peer_port: int, **kwargs) -> Iterator[ServerProcess]:
+    """A started `callserver serve` for a whole test module; stopped (by PID) afterwards."""
+    server = ServerProcess(
+        data_dir=data_dir, prompts_dir=prompts_dir, peer_port=peer_port, **kwargs
+    )
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def udp_port_bound(port: int) -> bool:
+    """Whether some process has a UDP socket bound to `port` (Linux /proc; no probe socket)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                local = line.split()[1]
+                if int(local.rsplit(":", 1)[1], 16) == port:
+                    return True
+    return False
+
+
+def wait_udp_bound(port: int, timeout: float = 10.0) -> None:
+    """Wait until a peer we started (e.g. a sipp UAS) listens on `port`."""
+    deadline = time.monotonic() + timeout
+    while not udp_port_bound(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on UDP port {port} after {timeout} s")
+        time.sleep(0.05)
+
+
+KEYS_SCENARIO = Path(__file__).parent / "scenarios" / "keys_uac.xml"
+
+
+def keys_scenario(
+    tmp: Path, caller: str, steps: list[tuple[float, str]], *, name: str = "keys",
+    bye_timeout_s: float = 60,
+) -> Path:  # fmt: skip
+    """A sipp caller that waits `pause` seconds then presses `keys`, for each step in turn."""
+    body = "\n".join(
+        f'  <pause milliseconds="{int(pause * 1000)}"/>\n'
+        f'  <nop><action><exec play_dtmf="{keys}"/></action></nop>'
+        for pause, keys in steps
+    )
+    text = KEYS_SCENARIO.read_text().format(
+        caller=caller, steps=body, bye_timeout_ms=int(bye_timeout_s * 1000)
+    )
+    path = tmp / f"{name}.xml"
+    path.write_text(text)
+    return path

@@ -36,7 +36,7 @@ callback = true
 
 [callbacks]
 slot_minutes = 15
-capacity = 2
+capacity = {capacity}
 retry_delay_minutes = {retry}
 max_attempts = 2
 grace_minutes = 15
@@ -52,10 +52,12 @@ ALL_DAY = "\n".join(
 )
 
 
-def clinic_dir(tmp: Path, retry_minutes: float = 1) -> Path:
+def clinic_dir(tmp: Path, retry_minutes: float = 1, capacity: int = 2) -> Path:
     directory = tmp / "clinics"
     directory.mkdir()
-    (directory / "vc.toml").write_text(CLINIC.format(hours=ALL_DAY, retry=retry_minutes))
+    (directory / "vc.toml").write_text(
+        CLINIC.format(hours=ALL_DAY, retry=retry_minutes, capacity=capacity)
+    )
     return directory
 
 
@@ -165,3 +167,61 @@ def test_due_callback_after_restart_calls_staff_then_patient_and_bridges_audio(
     # Audio crossed the bridge both ways (and was transcoded: staff PCMU, patient PCMA).
     assert xcorr_peak(patient_ref, heard(staff)) > 0.9
     assert xcorr_peak(staff_ref, heard(patient)) > 0.9
+
+
+def first_free_slots(server, clinics: Path, count: int = 3) -> list[str]:
+    from callserver.callbacks.slots import free_slots
+    from config.clinics import load_clinics
+    from storage.db import make_engine, make_session_factory
+
+    clinic = load_clinics(clinics)["vc"]
+    engine = make_engine(f"sqlite:///{server.data_dir / 'callserver.db'}")
+    try:
+        with make_session_factory(engine)() as session:
+            slots = free_slots(session, clinic, dt.datetime.now(dt.UTC), limit=count)
+    finally:
+        engine.dispose()
+    return [s.start.isoformat() for s in slots]
+
+
+def call_with_keys(tmp: Path, server, caller: str, steps, name: str) -> None:
+    from tests.peers import Sipp, keys_scenario
+
+    sipp = Sipp(keys_scenario(tmp, caller, steps, name=name), remote="")
+    server.peer_port = sipp.local_port  # trusted peer: the server answers only this port
+    server.stop()
+    server.start()
+    sipp.remote = f"127.0.0.1:{server.sip_port}"
+    sipp.start()
+    code, output = sipp.wait(timeout=90)
+    assert code == 0, f"sipp {name}: {output[-3000:]}\n--- server\n{server.log()[-4000:]}"
+
+
+def test_booking_by_keypad_full_slots_and_keep_or_move(tmp_path: Path, server_factory) -> None:
+    clinics = clinic_dir(tmp_path, capacity=1)
+    server = server_factory(peer_port=9, extra_env={"CALLSERVER_CLINICS_DIR": str(clinics)})
+    assert server.cli("migrate").returncode == 0
+    before = first_free_slots(server, clinics)
+    if len(before) < 3:
+        pytest.skip("the test clinic is closed today (public holiday): no slots to book")
+
+    # 1) Menu 2, book the offered (first free) slot, confirm the presented number.
+    book = [(1.5, "2"), (2.0, "1"), (1.0, "1#")]
+    call_with_keys(tmp_path, server, "0701234567", book, "first")
+    [first] = callbacks(server)
+    assert (first["number"], first["state"]) == ("0701234567", "booked")
+    assert first["slot_start"] in before[:2]  # the first free slot (or the next, at a cut-off)
+
+    # 2) Capacity 1: that slot is full now and never offered; another caller gets the next.
+    assert first["slot_start"] not in first_free_slots(server, clinics)
+    call_with_keys(tmp_path, server, "0709876543", book, "second")
+    second = next(c for c in callbacks(server) if c["number"] == "0709876543")
+    assert second["slot_start"] > first["slot_start"]
+
+    # 3) The first caller again: hears the existing time, chooses 2 = move, books the offer.
+    move = [(1.5, "2"), (1.5, "2"), (2.0, "1")]
+    call_with_keys(tmp_path, server, "0701234567", move, "move")
+    mine = [c for c in callbacks(server) if c["number"] == "0701234567" and c["state"] == "booked"]
+    assert len(mine) == 1, callbacks(server)
+    assert mine[0]["id"] == first["id"]
+    assert mine[0]["slot_start"] not in (first["slot_start"], second["slot_start"])

@@ -117,6 +117,9 @@ async def test_gather_stops_at_terminator_and_swallows_late_hash(tmp_path: Path)
     media.press("#")  # the # a caller presses after a full entry
     media.press("1")
     assert await call.gather(max_digits=1, timeout=0.2) == "1"
+    media.press("21#")  # typed ahead: a one-key answer, then the next entry
+    assert await call.gather(max_digits=1, timeout=0.2) == "2"
+    assert await call.gather(max_digits=12, timeout=0.2) == "1"
 
 
 async def test_hangup_raises_call_ended(tmp_path: Path) -> None:

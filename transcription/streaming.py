@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -37,15 +38,34 @@ _shared_executor: ThreadPoolExecutor | None = None
 _shared_executor_lock = threading.Lock()
 
 
+RECOGNITION_NICENESS = 10
+
+
 def shared_executor() -> ThreadPoolExecutor:
     """One pool for all calls, a thread per CPU: more threads would only take turns."""
     global _shared_executor
     with _shared_executor_lock:
         if _shared_executor is None:
             _shared_executor = ThreadPoolExecutor(
-                max_workers=os.cpu_count() or 2, thread_name_prefix="stt"
+                max_workers=os.cpu_count() or 2,
+                thread_name_prefix="stt",
+                initializer=lower_thread_priority,
             )
         return _shared_executor
+
+
+def lower_thread_priority() -> None:
+    """Let the media loop's thread win the CPU over recognition threads.
+
+    With every core busy recognizing, the loop thread otherwise waits for a time slice and
+    RTP frames go out tens of ms late. Linux applies nice to a single thread (its TID), other
+    systems to the whole process, so this is Linux only.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RECOGNITION_NICENESS)
+        except OSError:
+            log.warning("could not lower the priority of the speech recognition threads")
 
 
 class Transcriber(Protocol):

@@ -177,6 +177,9 @@ def model_sample_rate(path: Path) -> int:
     return int(float(match.group(1))) if match else DEFAULT_SAMPLE_RATE
 
 
+_warned_static_graph: set[str] = set()
+
+
 @dataclass
 class _Hypothesis:
     text: str
@@ -189,6 +192,10 @@ class Recognition:
 
     Not thread-safe: use it from one thread at a time (`streaming.CallTranscriber` does).
     Creating one takes ~0.1 s for a full model, so do that off the event loop too.
+
+    Two recognitions of the same audio can differ slightly: Kaldi adds random dither to the
+    features (from libc rand(), shared by the process) unless the model's conf/mfcc.conf sets
+    --dither=0. Within one recognition the result does not depend on how `feed` was chunked.
     """
 
     def __init__(
@@ -204,8 +211,9 @@ class Recognition:
                 model.vosk_model, model.sample_rate, json.dumps(list(grammar), ensure_ascii=False)
             )
         else:
-            if grammar is not None:
-                log.warning("speech model %s has a static graph: grammar ignored", model.name)
+            if grammar is not None and model.name not in _warned_static_graph:
+                _warned_static_graph.add(model.name)
+                log.warning("speech model %s has a static graph: grammars are ignored", model.name)
             self._recognizer = vosk.KaldiRecognizer(model.vosk_model, model.sample_rate)
         self._recognizer.SetWords(True)
         if self.max_alternatives:

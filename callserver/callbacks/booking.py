@@ -10,9 +10,10 @@ the lock, on both databases, and it is held until commit:
   waits on it, and its COUNT (a new snapshot per statement) then sees the first booking.
   Bookings of other slots do not wait.
 - SQLite: the first write of a transaction takes the database's write lock (the busy timeout
-  makes the other writer wait, see storage/db.py). Because the write comes before the count,
-  the count reads the newest data; a read-then-write transaction could instead fail with
-  SQLITE_BUSY_SNAPSHOT when another writer committed in between.
+  makes the other writer wait, see storage/db.py). Because the write is the transaction's
+  first statement, every read after it (duplicate check, count) sees the newest data; a
+  read-then-write transaction could instead fail with SQLITE_BUSY_SNAPSHOT when another writer
+  committed in between.
 Counting the callback rows (rather than keeping a counter) means a cancelled, moved or settled
 callback frees its place without any bookkeeping that could drift. The duplicate policy is the
 database's too: partial unique indexes on open callbacks per (clinic, number) and
@@ -212,11 +213,11 @@ def book_callback(
     except PhoneNumberError as exc:
         raise BookingError("invalid_number", str(exc), number_reason=exc.reason) from exc
     slot_end = _slot_end(clinic, slot_start, now)
-    existing = find_open_callback(session, clinic.id, number, personnummer)
-    if existing is not None:
-        raise _duplicate(existing)
     try:
         _lock_slot(session, clinic.id, slot_start, now)
+        existing = find_open_callback(session, clinic.id, number, personnummer)
+        if existing is not None:
+            raise _duplicate(existing)
         if _open_in_slot(session, clinic.id, slot_start) >= schedule.capacity:
             raise BookingError("slot_full", "the slot is full: offer another")
         callback = Callback(
@@ -238,8 +239,10 @@ def book_callback(
         )
         session.add(callback)
         session.flush()
-    except BookingError:
+    except BookingError as error:
         session.rollback()
+        if error.existing is not None:
+            session.refresh(error.existing)  # the rollback expired it; the caller reads it
         raise
     except IntegrityError:
         # Lost a race to a simultaneous booking for the same number or personnummer.
@@ -305,16 +308,17 @@ def move_callback(
     """
     now = now or utcnow()
     schedule = _schedule(clinic)
-    callback = _get(session, callback_id)
-    if callback.clinic_id != clinic.id:
-        raise BookingError("not_found", f"callback {callback_id} belongs to another clinic")
-    if callback.state not in WAITING_STATES:
-        raise BookingError("not_open", f"callback {callback_id} is {callback.state}")
-    if callback.slot_start == slot_start:
-        return callback
     slot_end = _slot_end(clinic, slot_start, now)
     try:
         _lock_slot(session, clinic.id, slot_start, now)
+        callback = _get(session, callback_id)
+        if callback.clinic_id != clinic.id:
+            raise BookingError("not_found", f"callback {callback_id} belongs to another clinic")
+        if callback.state not in WAITING_STATES:
+            raise BookingError("not_open", f"callback {callback_id} is {callback.state}")
+        if callback.slot_start == slot_start:
+            session.commit()  # keep it: nothing to move
+            return callback
         if _open_in_slot(session, clinic.id, slot_start, exclude_id=callback.id) >= (
             schedule.capacity
         ):

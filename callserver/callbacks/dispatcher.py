@@ -124,7 +124,11 @@ class CallbackDispatcher:
     async def start(self) -> None:
         """Catch up on everything due (e.g. while the server was down), then keep waking."""
         self._started_at = self._clock()
-        await self.run_due()
+        try:
+            await self.run_due()
+        except Exception:
+            # E.g. the database is not reachable yet: the poll below keeps trying.
+            log.exception("callback catch-up at start-up failed; retrying every poll")
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
         self._scheduler.add_job(
             self.run_due,
@@ -166,18 +170,17 @@ class CallbackDispatcher:
             return
         now = self._clock()
         horizon = now + dt.timedelta(seconds=max(self._poll_interval_s * 2, 60))
-        times = await asyncio.to_thread(self._upcoming_due_times, now, horizon)
-        for due in times:
-            if due in self._wake_ups or self._scheduler is None:
-                continue
-            self._wake_ups.add(due)
-            self._scheduler.add_job(
-                self._wake_up,
-                "date",
-                run_date=due + WAKE_MARGIN,
-                args=[due],
-                misfire_grace_time=None,
-            )
+        for due in await asyncio.to_thread(self._upcoming_due_times, now, horizon):
+            self._add_wake_up(due)
+
+    def _add_wake_up(self, due: dt.datetime) -> None:
+        """One date job per distinct due time (a retry, a postponement, a slot start)."""
+        if self._scheduler is None or not self._wake_at_due_times or due in self._wake_ups:
+            return
+        self._wake_ups.add(due)
+        self._scheduler.add_job(
+            self._wake_up, "date", run_date=due + WAKE_MARGIN, args=[due], misfire_grace_time=None
+        )
 
     def _upcoming_due_times(self, now: dt.datetime, horizon: dt.datetime) -> list[dt.datetime]:
         with self._session_factory() as session:
@@ -347,7 +350,8 @@ class CallbackDispatcher:
                     .where(
                         Callback.id.in_(
                             candidates.with_for_update(skip_locked=True).scalar_subquery()
-                        )
+                        ),
+                        *claimable,
                     )
                     .values(**claim)
                     .returning(Callback.id)
@@ -410,13 +414,18 @@ class CallbackDispatcher:
             finally:
                 heartbeat.cancel()
             log.info("callback %s attempt %d: %s", job.callback_id, job.attempt, result.outcome)
-            await asyncio.to_thread(self._record, job, result, self._clock())
+            next_attempt = await asyncio.to_thread(self._record, job, result, self._clock())
+            if next_attempt is not None:
+                self._add_wake_up(next_attempt)
         except asyncio.CancelledError:
             # stop() during the call: give the callback back at once instead of waiting for
             # the lease to run out; blocking is acceptable while shutting down.
-            self._record(
-                job, AttemptResult("failed", SERVER_STOPPED), self._clock(), retry_now=True
-            )
+            try:
+                self._record(
+                    job, AttemptResult("failed", SERVER_STOPPED), self._clock(), retry_now=True
+                )
+            except Exception:
+                log.exception("callback %s: could not record the interrupted call", job.callback_id)
             raise
         finally:
             self._in_flight[job.clinic_id] -= 1
@@ -451,8 +460,11 @@ class CallbackDispatcher:
 
     def _record(
         self, job: CallbackJob, result: AttemptResult, now: dt.datetime, *, retry_now: bool = False
-    ) -> None:
-        """Store the attempt and the callback's next state (unless staff changed it meanwhile)."""
+    ) -> dt.datetime | None:
+        """Store the attempt and the callback's next state (unless staff changed it meanwhile).
+
+        Returns when to try again, if the callback is due again.
+        """
         with self._session_factory() as session:
             self._close_attempts(
                 session, job.callback_id, self.node_id, result.outcome, result.detail, now
@@ -469,7 +481,7 @@ class CallbackDispatcher:
                     job.callback_id,
                     callback.state if callback else "deleted",
                 )
-                return
+                return None
             values = self._after_attempt(
                 callback, result, now, retry_delay=dt.timedelta(0) if retry_now else None
             )
@@ -486,6 +498,7 @@ class CallbackDispatcher:
             session.commit()
             if values["state"] in ("missed", "escalated"):
                 log.warning("callback %s missed: %s", job.callback_id, values["escalation_reason"])
+            return values.get("next_attempt_at") if values["state"] == "due" else None
 
     @staticmethod
     def _close_attempts(
