@@ -103,7 +103,13 @@ class CallServer:
         self.clock.start()
         await self.engine.start()
         await self.dispatcher.start()
-        app = create_app(self.db, load_or_create_secret(self.settings.data_dir))
+        app = create_app(
+            self.db,
+            load_or_create_secret(self.settings.data_dir),
+            timezone=self.settings.clinics.timezone,
+            clinics=self.clinics,
+            on_callbacks_changed=self.dispatcher.wake,
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)

@@ -7,13 +7,17 @@ API is another view of the same patient data, not a way around its rules.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import asdict
+from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from staff_ui import tickets
-from staff_ui.context import SESSION_FACTORY, viewer_of
+from staff_ui import callbacks, tickets
+from staff_ui.callbacks import CallbackRow
+from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, viewer_of
 from staff_ui.tickets import TicketDetail, TicketRow
 from staff_ui.views import ticket_id_of
 
@@ -77,3 +81,61 @@ async def api_ticket(request: web.Request) -> web.Response:
     if ticket is None:
         return _not_found()
     return web.json_response(_detail_json(ticket))
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _callback_json(row: CallbackRow) -> dict[str, Any]:
+    data = asdict(row)
+    data["can_call_now"] = row.can_call_now
+    data["can_mark_done"] = row.can_mark_done
+    data["can_cancel"] = row.can_cancel
+    return data
+
+
+async def api_callback_list(request: web.Request) -> web.Response:
+    """A day's callbacks (?date=YYYY-MM-DD, default today) and the missed ones (?missed=all
+    for every missed one, not only the last days'), scoped and logged like the page."""
+    if request.app.get(CLINICS) is None:
+        return web.json_response(
+            {
+                "error": "not_configured",
+                "message": "Återuppringningar är inte konfigurerade på den här servern.",
+            },
+            status=404,
+        )
+    zone = request.app[TIMEZONE]
+    now = request.app[CLOCK]()
+    text = request.query.get("date")
+    try:
+        day = date.fromisoformat(text) if text else now.astimezone(zone).date()
+    except ValueError:
+        return web.json_response(
+            {"error": "bad_date", "message": "date måste vara ett datum som 2026-11-26"},
+            status=400,
+        )
+    listing = await asyncio.to_thread(
+        callbacks.list_callbacks,
+        request.app[SESSION_FACTORY],
+        viewer_of(request),
+        day,
+        now,
+        zone,
+        request.remote,
+        clinic_id=request.query.get("clinic") or None,
+        all_missed=request.query.get("missed") == "all",
+    )
+    return web.json_response(
+        {
+            "date": listing.day,
+            "today": listing.today,
+            "callbacks": [_callback_json(row) for row in listing.rows],
+            "missed": [_callback_json(row) for row in listing.missed],
+            "older_missed": listing.older_missed,
+        },
+        dumps=partial(json.dumps, default=_iso, ensure_ascii=False),
+    )

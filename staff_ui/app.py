@@ -10,6 +10,8 @@ import logging
 import os
 import secrets
 import traceback
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,8 +22,18 @@ from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy.orm import Session, sessionmaker
 
-from staff_ui import api, auth, views
-from staff_ui.context import IDLE_TIMEOUT_S, SESSION_FACTORY, TIMEZONE, render
+from config.clinics import Clinic
+from staff_ui import api, auth, callback_views, views
+from staff_ui.context import (
+    CALLBACKS_CHANGED,
+    CLINICS,
+    CLOCK,
+    IDLE_TIMEOUT_S,
+    SESSION_FACTORY,
+    TIMEZONE,
+    render,
+)
+from storage.models import utcnow
 from storage.personnummer import redact_personnummer
 
 log = logging.getLogger(__name__)
@@ -128,11 +140,18 @@ def create_app(
     *,
     timezone: str = "Europe/Stockholm",
     idle_timeout_s: float = 30 * 60,
+    clinics: Mapping[str, Clinic] | None = None,
+    on_callbacks_changed: Callable[[], None] | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> web.Application:
     """Build the staff UI; mount it as the root app or add it as a sub-app.
 
     cookie_secure=True when served over HTTPS (cookie gets Secure and the __Host- prefix, and
     HSTS is sent); idle_timeout_s logs out a forgotten session on a shared clinic computer.
+    clinics (the clinic files, for callback schedules) turns the callback pages on; without it
+    they say that callbacks are not configured. on_callbacks_changed is called on the event
+    loop after "call now", a booking or a move (the dispatcher's wake). clock (aware UTC) is
+    for tests: it decides which day is "today" and which slots can still be booked.
     """
     if len(secret_key) != SECRET_BYTES:
         raise ValueError(
@@ -156,6 +175,11 @@ def create_app(
     app[TIMEZONE] = ZoneInfo(timezone)
     app[IDLE_TIMEOUT_S] = float(idle_timeout_s)
     app[COOKIE_SECURE] = cookie_secure
+    app[CLOCK] = clock
+    if clinics is not None:
+        app[CLINICS] = clinics
+    if on_callbacks_changed is not None:
+        app[CALLBACKS_CHANGED] = on_callbacks_changed
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
@@ -173,7 +197,15 @@ def create_app(
     app.router.add_get("/tickets/{id}/audio", views.ticket_audio)
     app.router.add_post("/tickets/{id}/confirm", views.ticket_confirm)
     app.router.add_post("/tickets/{id}/reject", views.ticket_reject)
+    app.router.add_get("/callbacks", callback_views.callback_list)
+    app.router.add_get("/callbacks/new", callback_views.callback_new_page)
+    app.router.add_post("/callbacks/new", callback_views.callback_new_submit)
+    app.router.add_post("/callbacks/{id}/call-now", callback_views.callback_call_now)
+    app.router.add_post("/callbacks/{id}/done", callback_views.callback_done)
+    app.router.add_post("/callbacks/{id}/cancel", callback_views.callback_cancel)
+    app.router.add_post("/callbacks/{id}/move", callback_views.callback_move)
     app.router.add_get("/api/tickets", api.api_ticket_list)
     app.router.add_get("/api/tickets/{id}", api.api_ticket)
+    app.router.add_get("/api/callbacks", api.api_callback_list)
     app.router.add_static("/static/", PACKAGE_DIR / "static", append_version=False)
     return app

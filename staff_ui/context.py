@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,12 +19,19 @@ from aiohttp_session import Session as WebSession
 from aiohttp_session import get_session
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.clinics import Clinic
 from staff_ui.tickets import Viewer
 from storage.personnummer import format_personnummer
 
 SESSION_FACTORY = web.AppKey("session_factory", sessionmaker[Session])
 TIMEZONE = web.AppKey("timezone", ZoneInfo)
 IDLE_TIMEOUT_S = web.AppKey("idle_timeout_s", float)
+CLINICS = web.AppKey("clinics", Mapping[str, Clinic])
+"""The clinic files by id; absent when the server runs the UI without callbacks."""
+CALLBACKS_CHANGED = web.AppKey("callbacks_changed", Callable[[], None])
+"""Wakes the callback dispatcher after "call now", a booking or a move (optional)."""
+CLOCK = web.AppKey("clock", Callable[[], datetime])
+"""Aware UTC now: which day is "today" and which slots are still bookable."""
 if hasattr(web, "RequestKey"):
     VIEWER: Any = web.RequestKey("viewer", Viewer)
 else:  # aiohttp < 3.13 has no RequestKey; a plain string key works the same there
@@ -49,6 +57,39 @@ TRANSCRIPT_STATE_LABELS = {
     "error": "Ingen utskrift: taligenkänningen misslyckades. Lyssna på inspelningen.",
     "no_recording": "Ingen utskrift: det finns ingen inspelning.",
 }
+
+CALLBACK_STATE_LABELS = {
+    "booked": "bokad",
+    "due": "väntar",
+    "calling": "pågår",
+    "done": "klar",
+    "missed": "missad",
+    "escalated": "eskalerad",
+    "cancelled": "avbokad",
+}
+CALLBACK_OUTCOME_LABELS = {
+    "done": "klar",
+    "no_answer": "inget svar",
+    "busy": "upptaget",
+    "failed": "gick inte att koppla",
+    "postponed": "uppskjuten av personalen",
+}
+CALLBACK_SOURCE_LABELS = {"ivr": "uppringaren", "switchboard": "växeln", "ui": "personal"}
+WEEKDAY_NAMES = ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag")
+MONTH_NAMES = (
+    "januari",
+    "februari",
+    "mars",
+    "april",
+    "maj",
+    "juni",
+    "juli",
+    "augusti",
+    "september",
+    "oktober",
+    "november",
+    "december",
+)
 
 
 def viewer_of(request: web.Request) -> Viewer:
@@ -81,6 +122,24 @@ def local_time(value: datetime | None, zone: ZoneInfo) -> str:
     if value is None:
         return ""
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def day_name(day: date) -> str:
+    """date(2026, 11, 26) -> 'torsdag 26 november 2026'."""
+    return f"{WEEKDAY_NAMES[day.weekday()]} {day.day} {MONTH_NAMES[day.month - 1]} {day.year}"
+
+
+def slot_time(
+    start: datetime, end: datetime, zone: ZoneInfo, *, same_day: date | None = None
+) -> str:
+    """A callback slot as staff say it: 'tor 26 nov 14:30–14:45'; just '14:30–14:45' when the
+    slot lies on `same_day` (a list that already names the day)."""
+    local_start, local_end = start.astimezone(zone), end.astimezone(zone)
+    hours = f"{local_start:%H:%M}–{local_end:%H:%M}"
+    day = local_start.date()
+    if day == same_day:
+        return hours
+    return f"{WEEKDAY_NAMES[day.weekday()][:3]} {day.day} {MONTH_NAMES[day.month - 1][:3]} {hours}"
 
 
 def duration(seconds: float | None) -> str:

@@ -49,7 +49,12 @@ async def ticket_list(request: web.Request) -> web.Response:
     return await render(
         request,
         "tickets.html",
-        {"rows": rows, "status": status, "status_filters": tickets.STATUS_FILTERS},
+        {
+            "rows": rows,
+            "status": status,
+            "status_filters": tickets.STATUS_FILTERS,
+            "nav": "tickets",
+        },
     )
 
 
@@ -57,7 +62,10 @@ async def _ticket_page(
     request: web.Request, ticket: TicketDetail, *, error: str | None = None, status: int = 200
 ) -> web.Response:
     return await render(
-        request, "ticket.html", {"ticket": ticket, "error": error, "reason": ""}, status=status
+        request,
+        "ticket.html",
+        {"ticket": ticket, "error": error, "reason": "", "nav": "tickets"},
+        status=status,
     )
 
 

@@ -32,7 +32,8 @@ request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
     if (has_totag()) {{
         if (loose_route()) {{ t_relay(); exit; }}
-        if (is_method("ACK") && !t_check_trans()) {{ t_relay(); exit; }}
+        # A peer that ignores Record-Route (sipp scenarios) sends in-dialog requests to us.
+        if ($sp != {server_port}) {{ $du = "sip:127.0.0.1:{server_port}"; }}
         t_relay();
         exit;
     }}

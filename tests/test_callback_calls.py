@@ -225,3 +225,47 @@ def test_booking_by_keypad_full_slots_and_keep_or_move(tmp_path: Path, server_fa
     assert len(mine) == 1, callbacks(server)
     assert mine[0]["id"] == first["id"]
     assert mine[0]["slot_start"] not in (first["slot_start"], second["slot_start"])
+
+
+def test_key_zero_transfers_the_caller_to_the_switchboard(tmp_path: Path, server_factory) -> None:
+    """Key 0 within phone hours: the caller is dialled through to the switchboard and bridged,
+    showing the caller's own number to the operator."""
+    from tests.peers import Sipp, keys_scenario
+
+    clinics = clinic_dir(tmp_path)
+    text = (clinics / "vc.toml").read_text()
+    (clinics / "vc.toml").write_text(
+        text.replace('numbers = ["100"]', 'numbers = ["100"]\nswitchboard_number = "300"')
+    )
+    silence = tmp_path / "silence.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(silence), "trim", "0", "60"],
+        check=True, timeout=30,
+    )  # fmt: skip
+    operator = Baresip(
+        tmp_path / "switchboard", silence, codecs="PCMA", user="300", auto_answer=True
+    )
+    server = server_factory(peer_port=9, extra_env={"CALLSERVER_CLINICS_DIR": str(clinics)})
+    proxy = Kamailio(tmp_path / "kamailio", server.sip_port, {"300": operator.sip_port})
+    server.peer_port = proxy.port
+    sipp = Sipp(keys_scenario(tmp_path, "0705551234", [(1.5, "0")], bye_timeout_s=40), remote="")
+    try:
+        proxy.start()
+        operator.start()
+        server.start()
+        sipp.remote = f"127.0.0.1:{proxy.port}"
+        sipp.start()
+        established = operator.wait_event("CALL_ESTABLISHED", timeout=30)
+        assert "0705551234" in json.dumps(established)  # the operator sees who is calling
+        time.sleep(2.0)
+        operator.command("hangup")  # the operator ends the call: the caller gets a BYE
+        code, output = sipp.wait(timeout=40)
+        assert code == 0, output[-3000:]
+    finally:
+        sipp.kill()
+        operator.stop()
+        proxy.stop()
+    from tests.peers import call_rows
+
+    rows = call_rows(server)
+    assert any(r.get("outcome") == "transferred" for r in rows), rows

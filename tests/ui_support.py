@@ -14,18 +14,20 @@ import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.clinics import Clinic, load_clinics
 from staff_ui.app import create_app
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
-from storage.models import AccessLogEntry, Call, Recording, Ticket
+from storage.models import AccessLogEntry, Call, Callback, Recording, Ticket
 from storage.users import create_user
 
 PASSWORD = "correct horse 1"
@@ -346,3 +348,94 @@ async def page_token(client: TestClient | ClientSession, path: str = "/password"
     and so adds nothing to the access log."""
     response = await client.get(path)
     return csrf_from(await response.text())
+
+
+# -- callbacks --------------------------------------------------------------------------------
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+CALLBACK_NOW = datetime(2026, 11, 25, 10, 5, tzinfo=STOCKHOLM).astimezone(UTC)
+"""The staff UI's clock in callback tests: a Wednesday that is no holiday, so every slot
+assertion holds whatever day the tests run on (pass clock=lambda: CALLBACK_NOW)."""
+
+CALLBACK_CLINIC_TOML = """\
+id = "{clinic_id}"
+name = "{name}"
+numbers = ["{number}"]
+
+[hours]
+{all_days}
+
+[callbacks]
+slot_minutes = 15
+capacity = 2
+days_ahead = 1
+cutoff_minutes = 0
+max_attempts = 3
+allow_foreign = false
+allow_premium = false
+
+[callbacks.hours]
+{all_days}
+"""
+"""A clinic file whose phone and callback hours cover the whole of every day."""
+
+
+def write_callback_clinics(directory: Path) -> dict[str, Clinic]:
+    """Clinic files for the seeded clinics (same ids and names) with callbacks around the
+    clock, written to `directory` and loaded the way the server loads them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weekdays = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    all_days = "\n".join(f'{day} = "00:00-23:59"' for day in weekdays)
+    for index, (clinic_id, name) in enumerate(CLINICS.items()):
+        (directory / f"{clinic_id}.toml").write_text(
+            CALLBACK_CLINIC_TOML.format(
+                clinic_id=clinic_id, name=name, number=100 + index, all_days=all_days
+            ),
+            encoding="utf-8",
+        )
+    return load_clinics(directory)
+
+
+def local_slot(day_offset: int, hour: int, minute: int = 0) -> datetime:
+    """Aware UTC start of a slot at a Stockholm wall-clock time, days from CALLBACK_NOW."""
+    day = CALLBACK_NOW.astimezone(STOCKHOLM).date() + timedelta(days=day_offset)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=STOCKHOLM).astimezone(UTC)
+
+
+def add_callback(
+    seeded: SeededUi,
+    *,
+    clinic_id: str,
+    slot_start: datetime,
+    number: str,
+    state: str = "booked",
+    slot_minutes: int = 15,
+    **fields: object,
+) -> int:
+    """Insert a callback row as the IVR or the dispatcher would have left it; returns its id."""
+    values: dict[str, object] = dict(
+        clinic_id=clinic_id,
+        number=number,
+        slot_start=slot_start,
+        slot_end=slot_start + timedelta(minutes=slot_minutes),
+        state=state,
+        attempts=0,
+        max_attempts=3,
+        next_attempt_at=slot_start,
+        source="ivr",
+        created_at=slot_start - timedelta(days=1),
+        updated_at=slot_start - timedelta(days=1),
+    )
+    values.update(fields)
+    with seeded.session_factory.begin() as session:
+        callback = Callback(**values)
+        session.add(callback)
+        session.flush()
+        return callback.id
+
+
+def callback(seeded: SeededUi, callback_id: int) -> Callback:
+    with seeded.session_factory() as session:
+        row = session.get(Callback, callback_id)
+        assert row is not None
+        return row

@@ -1,0 +1,456 @@
+"""Callbacks as staff see and handle them: a day's list, the missed ones, book, move, call now,
+mark done, cancel.
+
+Like tickets.py: synchronous functions for worker threads, each with its own session, scoped to
+the viewer's clinics (another clinic's callback is treated exactly like a missing one) and
+access-logged. The changes themselves are callserver.callbacks.booking's, whose conditional
+UPDATEs settle races between staff and the dispatcher. Those functions commit their own
+transaction, so the access-log row is added to the session *before* calling them: it is
+committed with the change, and rolled back with a refused one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
+
+from callserver.callbacks import booking
+from callserver.callbacks.booking import NEEDS_STAFF_STATES, WAITING_STATES, BookingError
+from callserver.callbacks.phone_numbers import format_number
+from callserver.callbacks.slots import Slot, free_slots
+from config.clinics import Clinic
+from staff_ui.context import slot_time
+from staff_ui.tickets import Viewer
+from storage.models import (
+    CALLBACK_OPEN_STATES,
+    AccessLogEntry,
+    Callback,
+    StaffUser,
+    utcnow,
+)
+from storage.personnummer import mask_personnummer
+
+log = logging.getLogger(__name__)
+
+Action = Literal["call_now", "done", "cancel"]
+LOG_ACTIONS: dict[Action, str] = {
+    "call_now": "callback_call_now",
+    "done": "callback_done",
+    "cancel": "callback_cancel",
+}
+MISSED_DAYS = 3
+"""The missed list covers today and this many days back; older ones are counted, not listed,
+unless asked for (they still wait for staff, so the page always says how many there are)."""
+LIST_LIMIT = 1000
+SLOT_LIMIT = 300
+"""Free slots offered in the booking form: several days of a busy schedule."""
+
+CALL_NOW_FROM = (*WAITING_STATES, *NEEDS_STAFF_STATES)
+DONE_FROM = (*CALLBACK_OPEN_STATES, *NEEDS_STAFF_STATES)
+CANCEL_FROM = CALLBACK_OPEN_STATES
+"""The states booking.call_now, mark_done and cancel_callback accept (shown as buttons)."""
+
+STATE_PHRASES = {
+    "booked": "är bokad",
+    "due": "väntar på att ringas",
+    "calling": "rings just nu",
+    "done": "är redan klar",
+    "missed": "är missad",
+    "escalated": "är eskalerad",
+    "cancelled": "är avbokad",
+}
+REFUSED = {
+    "call_now": "kan inte ringas upp nu",
+    "done": "kan inte markeras som klar",
+    "cancel": "kan inte avbokas",
+}
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class CallbackRow:
+    """One callback as the list shows it: the personnummer is masked, never carried whole."""
+
+    id: int
+    clinic_id: str
+    clinic_name: str
+    number: str
+    number_display: str
+    """ "070-123 45 67", the way staff read it."""
+    personnummer_masked: str
+    slot_start: datetime
+    slot_end: datetime
+    state: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime
+    last_outcome: str | None
+    last_outcome_at: datetime | None
+    escalation_reason: str | None
+    source: str
+    booked_by: str | None
+    done_by: str | None
+    updated_at: datetime
+    attempt_log: tuple[AttemptRow, ...]
+
+    @property
+    def can_call_now(self) -> bool:
+        return self.state in CALL_NOW_FROM
+
+    @property
+    def can_mark_done(self) -> bool:
+        return self.state in DONE_FROM
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.state in CANCEL_FROM
+
+    @property
+    def can_move(self) -> bool:
+        return self.state in WAITING_STATES
+
+
+@dataclass(frozen=True)
+class CallbackDay:
+    """The list page: a day's callbacks and, whatever the day, the missed ones."""
+
+    day: date
+    today: date
+    rows: list[CallbackRow]
+    """Slots on `day`; on today's list also open callbacks left over from earlier days."""
+    missed: list[CallbackRow]
+    """Missed and escalated from the last MISSED_DAYS days (all of them if asked), of every
+    clinic the viewer works for, whatever the day or clinic filter."""
+    older_missed: int
+    """Missed and escalated older than that, not in `missed`."""
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """`error` (Swedish) when the action was refused; `callback` as it is now either way."""
+
+    callback: CallbackRow
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BookingResult:
+    """A booked (or moved) callback, or why not: `reason` is a BookingError reason."""
+
+    callback: CallbackRow | None = None
+    reason: str | None = None
+    number_reason: str | None = None
+    existing: CallbackRow | None = None
+    """duplicate: the number's open callback, to keep or move."""
+
+
+def visible(viewer: Viewer, clinic_id: str) -> bool:
+    return viewer.sees_all_clinics or clinic_id in viewer.clinic_ids
+
+
+def bookable_clinics(viewer: Viewer, clinics: Mapping[str, Clinic]) -> list[Clinic]:
+    """Clinics that offer callbacks and that the viewer may book for, by name."""
+    return sorted(
+        (c for c in clinics.values() if c.callbacks is not None and visible(viewer, c.id)),
+        key=lambda c: c.name,
+    )
+
+
+def _day_start(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+
+
+def _log(
+    session: Session,
+    viewer: Viewer,
+    action: str,
+    remote_addr: str | None,
+    *,
+    callback: Callback | None = None,
+    clinic_id: str | None = None,
+) -> None:
+    session.add(
+        AccessLogEntry(
+            at=utcnow(),
+            user_id=viewer.id,
+            username=viewer.username[:150],
+            action=action,
+            clinic_id=callback.clinic_id if callback else clinic_id,
+            personnummer=callback.personnummer if callback else None,
+            remote_addr=remote_addr,
+        )
+    )
+
+
+def _usernames(session: Session, callbacks: list[Callback]) -> dict[int, str]:
+    ids = {i for c in callbacks for i in (c.booked_by_id, c.done_by_id) if i is not None}
+    if not ids:
+        return {}
+    rows = session.execute(select(StaffUser.id, StaffUser.username).where(StaffUser.id.in_(ids)))
+    return {user_id: username for user_id, username in rows}
+
+
+def _row(callback: Callback, usernames: Mapping[int, str]) -> CallbackRow:
+    return CallbackRow(
+        id=callback.id,
+        clinic_id=callback.clinic_id,
+        clinic_name=callback.clinic.name,
+        number=callback.number,
+        number_display=format_number(callback.number),
+        personnummer_masked=mask_personnummer(callback.personnummer),
+        slot_start=callback.slot_start,
+        slot_end=callback.slot_end,
+        state=callback.state,
+        attempts=callback.attempts,
+        max_attempts=callback.max_attempts,
+        next_attempt_at=callback.next_attempt_at,
+        last_outcome=callback.last_outcome,
+        last_outcome_at=callback.last_outcome_at,
+        escalation_reason=callback.escalation_reason,
+        source=callback.source,
+        booked_by=usernames.get(callback.booked_by_id) if callback.booked_by_id else None,
+        done_by=usernames.get(callback.done_by_id) if callback.done_by_id else None,
+        updated_at=callback.updated_at,
+        attempt_log=tuple(
+            AttemptRow(a.started_at, a.ended_at, a.outcome, a.detail) for a in callback.attempt_log
+        ),
+    )
+
+
+def _rows(session: Session, callbacks: list[Callback]) -> list[CallbackRow]:
+    usernames = _usernames(session, callbacks)
+    return [_row(callback, usernames) for callback in callbacks]
+
+
+def _load(session: Session, viewer: Viewer, callback_id: int) -> Callback | None:
+    """The callback if it exists and the viewer works for its clinic; read fresh."""
+    callback = session.scalars(
+        select(Callback)
+        .where(Callback.id == callback_id)
+        .options(joinedload(Callback.clinic), selectinload(Callback.attempt_log))
+        .execution_options(populate_existing=True)
+    ).first()
+    if callback is None or not visible(viewer, callback.clinic_id):
+        return None
+    return callback
+
+
+def _fresh_row(session: Session, viewer: Viewer, callback_id: int) -> CallbackRow:
+    callback = _load(session, viewer, callback_id)
+    assert callback is not None, "a callback is never deleted"
+    return _rows(session, [callback])[0]
+
+
+def list_callbacks(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    day: date,
+    now: datetime,
+    zone: ZoneInfo,
+    remote_addr: str | None,
+    *,
+    clinic_id: str | None = None,
+    all_missed: bool = False,
+) -> CallbackDay:
+    """A day's callbacks (slot time order) and the missed ones; logs one list_callbacks row."""
+    today = now.astimezone(zone).date()
+    start, end = _day_start(day, zone), _day_start(day + timedelta(days=1), zone)
+    on_day = and_(Callback.slot_start >= start, Callback.slot_start < end)
+    if day == today:
+        # Still open from an earlier day (e.g. "call now" on yesterday's missed callback):
+        # it is today's work, so it must not drop out of every list.
+        on_day = or_(
+            on_day, and_(Callback.state.in_(CALLBACK_OPEN_STATES), Callback.slot_start < start)
+        )
+    missed_from = _day_start(today - timedelta(days=MISSED_DAYS), zone)
+    needs_staff = Callback.state.in_(NEEDS_STAFF_STATES)
+    scope = []
+    if not viewer.sees_all_clinics:
+        scope.append(Callback.clinic_id.in_(viewer.clinic_ids))
+    # The clinic filter narrows the day's list only: no filter may hide a missed callback.
+    on_clinic = [Callback.clinic_id == clinic_id] if clinic_id is not None else []
+    options = (joinedload(Callback.clinic), selectinload(Callback.attempt_log))
+    order = (Callback.slot_start, Callback.id)
+    with factory.begin() as session:
+        rows = session.scalars(
+            select(Callback)
+            .where(on_day, *scope, *on_clinic)
+            .options(*options)
+            .order_by(*order)
+            .limit(LIST_LIMIT)
+        ).all()
+        missed_query = select(Callback).where(needs_staff, *scope).options(*options)
+        if not all_missed:
+            missed_query = missed_query.where(Callback.slot_start >= missed_from)
+        missed = session.scalars(missed_query.order_by(*order).limit(LIST_LIMIT)).all()
+        older = 0
+        if not all_missed:
+            older = session.scalar(
+                select(func.count())
+                .select_from(Callback)
+                .where(needs_staff, Callback.slot_start < missed_from, *scope)
+            )
+        _log(session, viewer, "list_callbacks", remote_addr, clinic_id=clinic_id)
+        return CallbackDay(
+            day=day,
+            today=today,
+            rows=_rows(session, list(rows)),
+            missed=_rows(session, list(missed)),
+            older_missed=older or 0,
+        )
+
+
+def refusal(action: Action, state: str) -> str:
+    """Why a button did nothing, e.g. marking a cancelled callback done."""
+    phrase = STATE_PHRASES.get(state, f"har status {state}")
+    if action == "call_now" and state == "calling":
+        text = "Återuppringningen rings just nu."
+    else:
+        text = f"Återuppringningen {phrase} och {REFUSED[action]}."
+    if action == "cancel" and state in NEEDS_STAFF_STATES:
+        text += " Markera den som klar när patienten är kontaktad."
+    return text + " Ingen ändring gjordes."
+
+
+def act(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    callback_id: int,
+    action: Action,
+    now: datetime,
+    zone: ZoneInfo,
+    remote_addr: str | None,
+) -> ActionResult | None:
+    """Call now, mark done ("called from my own phone") or cancel; None when not found.
+
+    A refused transition (the callback was settled or is being dialled) changes nothing and
+    logs nothing: the change was not made, and the page shows only what the list shows.
+    """
+    with factory() as session:
+        callback = _load(session, viewer, callback_id)
+        if callback is None:
+            return None
+        _log(session, viewer, LOG_ACTIONS[action], remote_addr, callback=callback)
+        try:
+            if action == "call_now":
+                booking.call_now(session, callback_id, now=now)
+            elif action == "done":
+                booking.mark_done(session, callback_id, viewer.id, now=now)
+            else:
+                booking.cancel_callback(session, callback_id, now=now)
+        except BookingError as exc:
+            session.rollback()
+            row = _fresh_row(session, viewer, callback_id)
+            if exc.reason == "duplicate" and exc.existing is not None:
+                # Re-opening collided with a newer open booking for the same number.
+                when = slot_time(exc.existing.slot_start, exc.existing.slot_end, zone)
+                error = (
+                    f"Numret {row.number_display} har redan en annan bokad återuppringning "
+                    f"({when}). Ring nu på den i stället, eller markera den här som klar."
+                )
+            else:
+                error = refusal(action, row.state)
+            log.info(
+                "callback %d: %s by %s refused (%s)", callback_id, action, viewer.username, exc
+            )
+            return ActionResult(callback=row, error=error)
+        row = _fresh_row(session, viewer, callback_id)
+    log.info("callback %d: %s by %s", callback_id, action, viewer.username)
+    return ActionResult(callback=row)
+
+
+def slots_for(factory: sessionmaker[Session], clinic: Clinic, now: datetime) -> list[Slot]:
+    """The clinic's free slots from `now`, earliest first (full ones are never offered)."""
+    with factory() as session:
+        return free_slots(session, clinic, now, limit=SLOT_LIMIT)
+
+
+def _booking_failed(
+    session: Session, viewer: Viewer, exc: BookingError, remote_addr: str | None
+) -> BookingResult:
+    """Roll back (the log row too) and describe the refusal; a duplicate shows the existing
+    booking, which is a view of patient data and logged as one."""
+    existing_id = exc.existing.id if exc.existing is not None else None
+    session.rollback()
+    existing = None
+    if exc.reason == "duplicate" and existing_id is not None:
+        callback = _load(session, viewer, existing_id)
+        if callback is not None:
+            _log(session, viewer, "view_callback", remote_addr, callback=callback)
+            existing = _rows(session, [callback])[0]
+            session.commit()
+    return BookingResult(reason=exc.reason, number_reason=exc.number_reason, existing=existing)
+
+
+def book(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    clinic: Clinic,
+    slot_start: datetime,
+    number: str,
+    now: datetime,
+    remote_addr: str | None,
+) -> BookingResult | None:
+    """Book a callback from the switchboard or a staff member; None if not the viewer's clinic."""
+    if not visible(viewer, clinic.id):
+        return None
+    source = "switchboard" if viewer.role == "switchboard" else "ui"
+    with factory() as session:
+        _log(session, viewer, "callback_book", remote_addr, clinic_id=clinic.id)
+        try:
+            callback = booking.book_callback(
+                session,
+                clinic,
+                slot_start,
+                number,
+                source=source,
+                booked_by_id=viewer.id,
+                now=now,
+            )
+        except BookingError as exc:
+            return _booking_failed(session, viewer, exc, remote_addr)
+        row = _fresh_row(session, viewer, callback.id)
+    log.info("callback %d booked for %s by %s", row.id, clinic.id, viewer.username)
+    return BookingResult(callback=row)
+
+
+def move(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    clinics: Mapping[str, Clinic],
+    callback_id: int,
+    slot_start: datetime,
+    now: datetime,
+    remote_addr: str | None,
+) -> BookingResult | None:
+    """Move a waiting callback to another slot; None when not found (or not configured)."""
+    with factory() as session:
+        callback = _load(session, viewer, callback_id)
+        if callback is None or callback.clinic_id not in clinics:
+            return None
+        clinic = clinics[callback.clinic_id]
+        _log(session, viewer, "callback_move", remote_addr, callback=callback)
+        try:
+            booking.move_callback(session, clinic, callback_id, slot_start, now=now)
+        except BookingError as exc:
+            session.rollback()
+            return BookingResult(
+                callback=_fresh_row(session, viewer, callback_id), reason=exc.reason
+            )
+        row = _fresh_row(session, viewer, callback_id)
+    log.info("callback %d moved by %s", callback_id, viewer.username)
+    return BookingResult(callback=row)
