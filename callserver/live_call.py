@@ -282,4 +282,3 @@ class LiveCall:
 
 def _clock(t: datetime) -> list[str]:
     return [f"num_{t.hour}"] + ([f"num_{t.minute}"] if t.minute else [])
-

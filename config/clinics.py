@@ -45,6 +45,8 @@ class CallbackSchedule:
     cutoff_minutes: int = 15
     """Booking a slot closes this long before it ends, so the last one closes before closing."""
     retry_delay_minutes: int = 5
+    retry_delay_seconds: int | None = None
+    """Overrides retry_delay_minutes when set (short delays for test lines)."""
     max_attempts: int = 3
     grace_minutes: int = 15
     """Retries may run this long past the end of the slot; after that the callback is missed."""
@@ -116,6 +118,7 @@ _CALLBACK_INTS = {
     "days_ahead": (0, 60),
     "cutoff_minutes": (0, 240),
     "retry_delay_minutes": (1, 240),
+    "retry_delay_seconds": (1, 14400),
     "max_attempts": (1, 10),
     "grace_minutes": (0, 240),
 }

@@ -269,3 +269,90 @@ def test_key_zero_transfers_the_caller_to_the_switchboard(tmp_path: Path, server
 
     rows = call_rows(server)
     assert any(r.get("outcome") == "transferred" for r in rows), rows
+
+
+async def _missed_in_ui(base_url: str) -> list[dict]:
+    from aiohttp import ClientSession, CookieJar
+
+    from tests.ui_support import login
+
+    async with ClientSession(base_url=base_url, cookie_jar=CookieJar(unsafe=True)) as client:
+        await login(client, "nurse", "sköterska-lösen-1")
+        response = await client.get("/api/callbacks")
+        assert response.status == 200, await response.text()
+        return (await response.json())["callbacks"]
+
+
+def test_busy_patient_is_retried_after_the_delay_then_missed_and_shown_to_staff(
+    tmp_path: Path, server_factory
+) -> None:
+    import asyncio
+
+    from tests.peers import free_port
+
+    clinics = clinic_dir(tmp_path)
+    text = (
+        (clinics / "vc.toml")
+        .read_text()
+        .replace("retry_delay_minutes = 1", "retry_delay_minutes = 1\nretry_delay_seconds = 4")
+    )
+    (clinics / "vc.toml").write_text(text)
+    silence = tmp_path / "silence.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(silence), "trim", "0", "90"],
+        check=True, timeout=30,
+    )  # fmt: skip
+    staff = Baresip(tmp_path / "staff", silence, codecs="PCMU", user="200", auto_answer=True)
+    busy_port = free_port()
+    server = server_factory(
+        peer_port=9,
+        extra_env={"CALLSERVER_CLINICS_DIR": str(clinics),
+                   "CALLSERVER_CALLBACKS_POLL_INTERVAL_S": "1"},
+    )  # fmt: skip
+    proxy = Kamailio(
+        tmp_path / "kamailio", server.sip_port, {"200": staff.sip_port, "0701234567": busy_port}
+    )
+    server.peer_port = proxy.port
+    established: list[float] = []
+    busy = None
+    try:
+        proxy.start()
+        staff.start()
+        # A patient line that is busy for both attempts (sipp UAS answering 486).
+        busy = subprocess.Popen(
+            ["sipp", "-sf", str(Path(__file__).parent / "scenarios" / "dial_busy_uas.xml"),
+             "-i", "127.0.0.1", "-p", str(busy_port), "-m", "2", "-nostdin"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert server.cli("migrate").returncode == 0
+        created = server.cli(
+            "create-user", "nurse", "--role", "staff", "--clinic", "vc", "--password-stdin",
+            stdin="sköterska-lösen-1\n",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        insert_due_callback(server.data_dir / "callserver.db", "0701234567", due_ago_s=5)
+        server.start()
+        for _attempt in range(2):
+            staff.events.clear()
+            staff.wait_event("CALL_ESTABLISHED", timeout=30)
+            established.append(time.monotonic())
+            staff.send_digits("1")
+            staff.wait_event("CALL_CLOSED", timeout=30)
+        deadline = time.monotonic() + 15
+        while callbacks(server)[0]["state"] != "missed" and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        if busy is not None and busy.poll() is None:
+            busy.kill()
+            busy.wait(timeout=10)
+        staff.stop()
+        proxy.stop()
+
+    [row] = callbacks(server)
+    assert row["state"] == "missed", (row, server.log()[-3000:])
+    assert row["attempts"] == 2
+    assert row["last_outcome"] == "busy"
+    assert row["escalation_reason"]
+    assert established[1] - established[0] >= 4.0  # the configured retry delay
+    shown = asyncio.run(_missed_in_ui(f"http://127.0.0.1:{server.http_port}"))
+    assert any(c["id"] == row["id"] and c["state"] == "missed" for c in shown), shown

@@ -190,7 +190,8 @@ def test_message_alternatives_combine_the_best_segment_alternatives() -> None:
             ]
         }
     )
-    second = _parse_segment({"text": "tolv", "result": [{"word": "tolv", "start": 2.0, "end": 2.4, "conf": 0.9}]})  # fmt: skip
+    word = {"word": "tolv", "start": 2.0, "end": 2.4, "conf": 0.9}
+    second = _parse_segment({"text": "tolv", "result": [word]})
     empty = _parse_segment({"alternatives": [{"text": "", "confidence": 1.0}]})
 
     assert _nbest_texts([first, second, empty], 3) == ["noll sju tolv", "noll sex tolv"]

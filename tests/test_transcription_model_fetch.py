@@ -89,7 +89,10 @@ def test_model_is_downloaded_verified_and_unpacked(server: Server, tmp_path: Pat
     pinned = publish(server, model_zip())
     seen: list[tuple[int, int]] = []
 
-    model_dir = fetch_model(tmp_path, **pinned, progress=lambda got, total: seen.append((got, total)))  # type: ignore[arg-type]  # fmt: skip
+    def progress(got: int, total: int) -> None:
+        seen.append((got, total))
+
+    model_dir = fetch_model(tmp_path, **pinned, progress=progress)  # type: ignore[arg-type]
 
     assert model_dir == tmp_path / "models" / NAME
     assert (model_dir / "am" / "final.mdl").read_bytes() == ACOUSTIC_MODEL
@@ -166,4 +169,7 @@ def test_unreachable_server_explains_how_to_install_by_hand(tmp_path: Path) -> N
     assert "no network? Download it on a connected machine" in message
     assert "verify md5 5ae431c65fe8636692118792daa22ecc (size 303504931 bytes)" in message
     assert f"unzip into {tmp_path / 'models'}" in message
-    assert f"set stt.model_path to {tmp_path / 'models' / 'vosk-model-small-sv-rhasspy-0.15'}" in message
+    assert (
+        f"set stt.model_path to {tmp_path / 'models' / 'vosk-model-small-sv-rhasspy-0.15'}"
+        in message
+    )

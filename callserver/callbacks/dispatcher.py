@@ -24,11 +24,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.clinics import CallbackSchedule, Clinic
-from storage.models import Callback, CallbackAttempt, utcnow
+from storage.models import CALLBACK_OPEN_STATES, Callback, CallbackAttempt, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,12 @@ PlaceCall = Callable[[CallbackJob], Awaitable[AttemptResult]]
 SessionFactory = Callable[[], Session]
 
 
+def _retry_delay(schedule: CallbackSchedule) -> dt.timedelta:
+    if schedule.retry_delay_seconds is not None:
+        return dt.timedelta(seconds=schedule.retry_delay_seconds)
+    return dt.timedelta(minutes=schedule.retry_delay_minutes)
+
+
 def _local(clinic: Clinic, when: dt.datetime) -> str:
     return when.astimezone(ZoneInfo(clinic.timezone)).strftime("%H:%M")
 
@@ -125,6 +131,7 @@ class CallbackDispatcher:
         """Catch up on everything due (e.g. while the server was down), then keep waking."""
         self._started_at = self._clock()
         try:
+            await asyncio.to_thread(self._warn_unconfigured)
             await self.run_due()
         except Exception:
             # E.g. the database is not reachable yet: the poll below keeps trying.
@@ -197,6 +204,25 @@ class CallbackDispatcher:
                     .order_by(Callback.next_attempt_at)
                     .limit(UPCOMING_WAKE_UPS)
                 )
+            )
+
+    def _warn_unconfigured(self) -> None:
+        """Open callbacks of a clinic without a [callbacks] section would wait forever: say so."""
+        with self._session_factory() as session:
+            rows = session.execute(
+                select(Callback.clinic_id, func.count())
+                .where(
+                    Callback.state.in_(CALLBACK_OPEN_STATES),
+                    Callback.clinic_id.not_in(list(self._clinics)),
+                )
+                .group_by(Callback.clinic_id)
+            ).all()
+        for clinic_id, count in rows:
+            log.error(
+                "%d open callbacks for clinic %r will not be dialled: its clinic file has no "
+                "[callbacks] section (or is missing); add one and restart",
+                count,
+                clinic_id,
             )
 
     # -- one round ------------------------------------------------------------------------
@@ -545,15 +571,11 @@ class CallbackDispatcher:
             delay = (
                 dt.timedelta(seconds=result.postpone_s)
                 if result.postpone_s is not None
-                else dt.timedelta(minutes=schedule.retry_delay_minutes)
+                else _retry_delay(schedule)
             )
             return values | {"state": "due", "next_attempt_at": now + delay}
         attempts = callback.attempts + 1
-        delay = (
-            retry_delay
-            if retry_delay is not None
-            else dt.timedelta(minutes=schedule.retry_delay_minutes)
-        )
+        delay = retry_delay if retry_delay is not None else _retry_delay(schedule)
         deadline = callback.slot_end + dt.timedelta(minutes=schedule.grace_minutes)
         retry_at = now + delay
         if attempts < callback.max_attempts and retry_at <= deadline:
