@@ -22,6 +22,7 @@ def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log.level.upper(), handlers=[handler], force=True)
     # APScheduler logs every wake-up at INFO: keep the operator log for what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _sync_clinics(settings: Settings) -> None:
