@@ -29,6 +29,10 @@ from typing import Any
 
 import pyVoIP
 import pyVoIP.VoIP  # noqa: F401 - must come first: importing pyVoIP.SIP alone is circular
+
+# DEFECT 12: pyVoIP.RTP imports `audioop`, removed in Python 3.13. Our media never uses it
+# (callserver/media/g711.py has its own tables); pyproject pulls in `audioop-lts` on 3.13+ so
+# that this import keeps working.
 from pyVoIP import SIP
 from pyVoIP.RTP import PayloadType, TransmitType
 

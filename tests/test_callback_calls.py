@@ -140,9 +140,13 @@ def test_due_callback_after_restart_calls_staff_then_patient_and_bridges_audio(
         proxy.start()
         staff.start()
         patient.start()
-        # The callback fell due while the server was down: it must be dialled at start-up.
-        assert server.cli("migrate").returncode == 0
-        callback_id = insert_due_callback(server.data_dir / "callserver.db", "0701234567")
+        # Booked while the server runs, due while it is down: dialled after the restart.
+        server.start()
+        callback_id = insert_due_callback(
+            server.data_dir / "callserver.db", "0701234567", due_ago_s=-3
+        )
+        server.stop()
+        time.sleep(4)
         server.start()
 
         staff.wait_event("CALL_ESTABLISHED", timeout=20)

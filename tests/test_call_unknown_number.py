@@ -1,0 +1,34 @@
+"""A call to a number no clinic owns is answered politely and hung up: no crash, no ticket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.peers import Sipp, call_rows, have, keys_scenario
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
+]
+
+
+def test_unknown_number_hears_a_message_and_the_server_hangs_up(
+    tmp_path: Path, server_factory
+) -> None:
+    sipp = Sipp(keys_scenario(tmp_path, "0701234567", [], bye_timeout_s=30), remote="")
+    sipp.service = "999"
+    server = server_factory(peer_port=sipp.local_port).start()
+    sipp.remote = f"127.0.0.1:{server.sip_port}"
+    sipp.start()
+    code, output = sipp.wait(timeout=60)
+    assert code == 0, f"{output[-3000:]}\n--- server\n{server.log()[-3000:]}"  # got our BYE
+    [row] = call_rows(server)
+    assert (row["called_number"], row["clinic_id"], row["outcome"]) == (
+        "999",
+        None,
+        "unknown_number",
+    )
+    assert server.tickets() == []
+    assert "play unknown_number" in server.log()
