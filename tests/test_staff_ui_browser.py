@@ -6,7 +6,6 @@ the session cookie survives real redirects, and the browser itself decodes the r
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,9 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from tests.ui_support import (
+    BROWSER_MARKS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
     DEMO_KEYPAD_TEXT,
     DEMO_KEYPAD_TRANSCRIPT,
     PASSWORD,
@@ -25,24 +27,7 @@ from tests.ui_support import (
     transcribe,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} not installed (apt-get install chromium; `make` does it in CI)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture

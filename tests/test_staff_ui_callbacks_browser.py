@@ -6,7 +6,6 @@ number and slot) and the list's buttons work under the strict CSP with no script
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,10 @@ from sqlalchemy import select
 
 from storage.models import Callback
 from tests.ui_support import (
+    BROWSER_MARKS,
     CALLBACK_NOW,
+    CHROMIUM,
+    CHROMIUM_ARGS,
     PASSWORD,
     SeededUi,
     add_callback,
@@ -28,24 +30,7 @@ from tests.ui_support import (
     write_callback_clinics,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} not installed (apt-get install chromium; `make` does it in CI)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture

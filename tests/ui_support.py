@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import struct
 import wave
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import Engine, select
@@ -439,3 +441,23 @@ def callback(seeded: SeededUi, callback_id: int) -> Callback:
         row = session.get(Callback, callback_id)
         assert row is not None
         return row
+
+
+# Debian's chromium, driven by Playwright (never `playwright install`: no downloads here).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason=f"{CHROMIUM} not installed (apt-get install chromium; `make` does it in CI)",
+    ),
+]
