@@ -78,3 +78,36 @@ def test_kill9_mid_recording_leaves_partial_ticket_with_audio_so_far(
     server.stop()
     server.start()  # a second restart must not create a second ticket
     assert len(server.tickets()) == 1
+
+
+def test_sigterm_mid_recording_tickets_the_message_before_exit(
+    tmp_path: Path, server_factory, prompt_library: PromptLibrary
+) -> None:
+    """An orderly stop (deploy, reboot) hangs up and stores what was said as a ticket at once."""
+    voice = speech_wav(tmp_path, LONG_MESSAGE, codec="PCMU")
+    voice_s = len(decode_g711_wav(voice)) / 8000
+    scenario = cancellation_scenario(
+        tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121238#"
+    )
+    sipp = Sipp(scenario, remote="")
+    server = server_factory(peer_port=sipp.local_port).start()
+    sipp.remote = f"127.0.0.1:{server.sip_port}"
+    sipp.start()
+    try:
+        recordings = server.data_dir / "recordings"
+        deadline = time.monotonic() + 60
+        part = None
+        while part is None and time.monotonic() < deadline:
+            part = next(iter(recordings.rglob("*.wav.part")), None) if recordings.exists() else None
+            time.sleep(0.05)
+        assert part is not None, f"recording never started:\n{server.log()[-4000:]}"
+        while part.exists() and part.stat().st_size < 44 + 2 * 8000 * 3:
+            time.sleep(0.05)
+        server.stop()  # SIGTERM
+    finally:
+        sipp.kill()
+    assert server.proc is not None and server.proc.returncode == 0, server.log()[-3000:]
+    assert not list(recordings.rglob("*.wav.part")), "the recording was left unfinished"
+    [ticket] = server.tickets()
+    assert ticket["partial"] is False and ticket["duration_s"] >= 2.5
+    assert ticket["personnummer"] == "198506121238"
