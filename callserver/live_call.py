@@ -268,7 +268,7 @@ class LiveCall:
                 pcm = b"".join(self.prompts.get(n, self.info.language) for n in whisper)
                 await self._wait_any(leg.media.play(pcm), leg.dialog.ended.wait())
             if self.dialog.ended.is_set() or leg.dialog.ended.is_set():
-                return "completed" if not leg.dialog.ended.is_set() else "failed"
+                return "failed"  # one side hung up before the two were connected
             ended_by = await bridge(self.dialog, self.media, leg.dialog, leg.media)
             log.info("call %s: bridge to %s ended by %s", self.dialog.call_id,
                      "the other party" if ended_by == "b" else "this side", ended_by)  # fmt: skip
