@@ -165,3 +165,39 @@ def tickets_without_transcript(factory: SessionFactory) -> list[tuple[int, str, 
             .where(Ticket.transcript_status.is_(None))
         ).all()
     return [(tid, path, pnr if source == "keypad" else None) for tid, path, pnr, source in rows]
+
+
+def store_callback_message(
+    factory: SessionFactory, *, path: Path, duration_s: float, metadata: dict[str, Any],
+    complete: bool = True,
+) -> int | None:  # fmt: skip
+    """File a caller's voice message for the nurse on its callback (not as a ticket).
+
+    Idempotent by path, like store_recording. Returns the callback id, or None.
+    """
+    from storage.models import Callback
+
+    with factory() as session, session.begin():
+        if session.scalar(select(Recording).where(Recording.path == str(path))) is not None:
+            return None
+        callback = session.get(Callback, metadata.get("callback_id"))
+        call_id = metadata.get("call_db_id")
+        if call_id is not None and session.get(Call, call_id) is not None:
+            session.add(
+                Recording(call_id=call_id, path=str(path), duration_s=duration_s, complete=complete)
+            )
+        if callback is None:
+            log.error("voice message %s names no existing callback: kept on disk only", path)
+            return None
+        callback.message_recording_path = str(path)
+        log.info("voice message of %.1f s filed on callback %d", duration_s, callback.id)
+        return callback.id
+
+
+def callback_message_transcribed(factory: SessionFactory, callback_id: int, text: str) -> None:
+    from storage.models import Callback
+
+    with factory() as session, session.begin():
+        callback = session.get(Callback, callback_id)
+        if callback is not None:
+            callback.message_transcript = text or None

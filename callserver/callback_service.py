@@ -60,19 +60,22 @@ class ClinicBookings:
 
         return await asyncio.to_thread(query)
 
-    async def book(self, slot: OfferedSlot, number: str, move_id: int | None) -> str:
-        def write() -> str:
+    async def book(
+        self, slot: OfferedSlot, number: str, move_id: int | None
+    ) -> tuple[str, int | None]:
+        def write() -> tuple[str, int | None]:
             with self.db() as session:
                 try:
                     if move_id is not None:
-                        move_callback(session, self.clinic, move_id, slot.start)
+                        callback = move_callback(session, self.clinic, move_id, slot.start)
                     else:
-                        book_callback(
+                        callback = book_callback(
                             session, self.clinic, slot.start, number, source="ivr",
                             call_db_id=self.call_db_id,
                         )  # fmt: skip
                 except BookingError as exc:
-                    return "slot_full" if exc.reason in ("slot_full", "closed") else exc.reason
-            return "booked"
+                    reason = "slot_full" if exc.reason in ("slot_full", "closed") else exc.reason
+                    return reason, None
+                return "booked", callback.id
 
         return await asyncio.to_thread(write)

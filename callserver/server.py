@@ -163,6 +163,13 @@ class CallServer:
         """Turn recordings a crash left behind into tickets: nothing answered is ever lost."""
         leftovers = await asyncio.to_thread(sweep, self.settings.recordings_dir)
         for item in leftovers:
+            if item.metadata.get("purpose") == "callback_message":
+                await asyncio.to_thread(
+                    call_log.store_callback_message, self.db, path=item.wav_path,
+                    duration_s=item.duration_s, metadata=item.metadata,
+                    complete=not item.partial,
+                )  # fmt: skip
+                continue
             if not item.metadata.get("clinic_id"):
                 log.error("recording %s has no clinic in its metadata: left for an operator",
                           item.wav_path)  # fmt: skip
@@ -320,6 +327,9 @@ class CallServer:
         self, result: RecordingResult, metadata: dict[str, Any], transcriber: Transcriber
     ) -> None:
         """Ticket first (nothing lost if recognition fails), transcript fields a moment later."""
+        if metadata.get("purpose") == "callback_message":
+            await self._store_callback_message(result, metadata, transcriber)
+            return
         ticket_id = None
         if result.path is not None and metadata.get("clinic_id"):
             ticket_id = await asyncio.to_thread(
@@ -333,6 +343,28 @@ class CallServer:
             )
         keypad = metadata.get("personnummer") if metadata.get("personnummer_source") else None
         self._spawn(self._finish_transcript(ticket_id, transcriber.finish(), keypad))
+
+    async def _store_callback_message(
+        self, result: RecordingResult, metadata: dict[str, Any], transcriber: Transcriber
+    ) -> None:
+        callback_id = None
+        if result.path is not None:
+            callback_id = await asyncio.to_thread(
+                call_log.store_callback_message, self.db, path=result.path,
+                duration_s=result.duration_s, metadata=metadata,
+            )  # fmt: skip
+        self._spawn(self._finish_message_transcript(callback_id, transcriber.finish()))
+
+    async def _finish_message_transcript(self, callback_id: int | None, pending: Any) -> None:
+        try:
+            transcript: Transcript = await pending
+        except Exception:
+            log.exception("transcription of the message for callback %s failed", callback_id)
+            return
+        if callback_id is not None and not transcript.missing_reason:
+            await asyncio.to_thread(
+                call_log.callback_message_transcribed, self.db, callback_id, transcript.text
+            )
 
     async def _finish_transcript(
         self, ticket_id: int | None, pending: Any, keypad_pnr: str | None

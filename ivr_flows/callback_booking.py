@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ivr_flows.call_api import Call
+from ivr_flows.call_api import Call, CallEnded
 
 MAX_OFFERS = 6
 MAX_NUMBER_TRIES = 3
+MESSAGE_MAX_S = 45.0
+MESSAGE_SILENCE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,26 @@ async def _choose_number(call: Call, service: BookingService) -> str | None:
     return None
 
 
+async def _offer_message(call: Call, callback_id: int) -> bool:
+    """A short voice message for the nurse, recorded (and transcribed) beside the booking.
+
+    Returns False when the caller hung up (the booking is made: hanging up here is normal).
+    """
+    try:
+        await call.play("callback_message_offer")
+        if await call.gather(max_digits=1, timeout=6.0) != "1":
+            return True
+        call.info.facts.update(purpose="callback_message", callback_id=callback_id)
+        await call.play("callback_message_instructions", interruptible=False)
+        result = await call.record(max_s=MESSAGE_MAX_S, silence_s=MESSAGE_SILENCE_S, beep=True)
+        if result.ended_by == "hangup":
+            return False
+        await call.play("callback_message_saved", interruptible=False)
+        return True
+    except CallEnded:
+        return False
+
+
 async def callback_booking(call: Call, service: BookingService) -> str:
     """Run the booking; returns the outcome for the call log."""
     presented = service.normalize(call.info.caller or "") if call.info.caller else None
@@ -110,7 +132,7 @@ async def callback_booking(call: Call, service: BookingService) -> str:
             await call.play("goodbye", interruptible=False)
             await call.hangup()
             return "callback_bad_number"
-        result = await service.book(slot, number, move_id)
+        result, callback_id = await service.book(slot, number, move_id)
         if result == "slot_full":
             await call.play("callback_slot_taken")
             continue
@@ -129,8 +151,11 @@ async def callback_booking(call: Call, service: BookingService) -> str:
         if service.caller_id:
             await call.play("callback_from_number")
             await call.say_number(service.caller_id)
+        outcome = "callback_moved" if move_id else "callback_booked"
+        if callback_id is not None and not await _offer_message(call, callback_id):
+            return outcome
         await call.play("goodbye", interruptible=False)
         await call.hangup()
-        return "callback_moved" if move_id else "callback_booked"
+        return outcome
     await call.hangup()
     return "callback_none_free"

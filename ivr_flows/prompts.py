@@ -130,6 +130,19 @@ PROMPTS.update(
             "sv": "Samtalet kommer från nummer",
             "en": "The call will come from number",
         },
+        "callback_message_offer": {
+            "sv": "Vill du lämna ett kort meddelande till sjuksköterskan, tryck 1. "
+            "Annars kan du lägga på.",
+            "en": "To leave a short message for the nurse, press 1. Otherwise you can hang up.",
+        },
+        "callback_message_instructions": {
+            "sv": "Säg ditt meddelande efter tonen. Tryck fyrkant när du är klar.",
+            "en": "Say your message after the tone. Press hash when you are done.",
+        },
+        "callback_message_saved": {
+            "sv": "Tack, sjuksköterskan får ditt meddelande.",
+            "en": "Thank you, the nurse will get your message.",
+        },
         # --- time phrases
         "today": {"sv": "idag", "en": "today"},
         "tomorrow": {"sv": "imorgon", "en": "tomorrow"},

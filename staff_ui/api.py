@@ -94,6 +94,8 @@ def _callback_json(row: CallbackRow) -> dict[str, Any]:
     data["can_call_now"] = row.can_call_now
     data["can_mark_done"] = row.can_mark_done
     data["can_cancel"] = row.can_cancel
+    del data["has_message"]  # message_url says it, and where to fetch it
+    data["message_url"] = row.message_url
     return data
 
 

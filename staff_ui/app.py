@@ -199,6 +199,7 @@ def create_app(
     app.router.add_post("/tickets/{id}/reject", views.ticket_reject)
     app.router.add_get("/callbacks", callback_views.callback_list)
     app.router.add_get("/callbacks/new", callback_views.callback_new_page)
+    app.router.add_get("/callbacks/{id}/message", callback_views.callback_message)
     app.router.add_post("/callbacks/new", callback_views.callback_new_submit)
     app.router.add_post("/callbacks/{id}/call-now", callback_views.callback_call_now)
     app.router.add_post("/callbacks/{id}/done", callback_views.callback_done)

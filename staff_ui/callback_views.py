@@ -1,4 +1,5 @@
-"""The callback pages: a day's callbacks with the missed ones, their buttons, and booking.
+"""The callback pages: a day's callbacks with the missed ones, their buttons and the callers'
+messages for the nurse, and booking.
 
 Every change goes through staff_ui.callbacks (scoped, access-logged, in a worker thread); after
 "call now", a booking or a move the dispatcher is woken through the app's CALLBACKS_CHANGED
@@ -257,6 +258,43 @@ async def _list_page(
 
 async def callback_list(request: web.Request) -> web.Response:
     return await _list_page(request, request.query)
+
+
+async def callback_message(request: web.Request) -> web.StreamResponse:
+    """The caller's message for the nurse, scoped and logged like ticket audio."""
+    callback_id = ticket_id_of(request)
+    if _clinics(request) is None:
+        return await _not_found(request)
+    audio = await asyncio.to_thread(
+        callbacks.find_message,
+        request.app[SESSION_FACTORY],
+        viewer_of(request),
+        callback_id,
+        request.remote,
+    )
+    if audio is None:
+        return await _not_found(request)
+    if audio.path is None:
+        return await render(
+            request,
+            "error.html",
+            {
+                "title": "Meddelandet finns inte längre",
+                "message": "Ljudfilen med patientens meddelande har gallrats eller saknas. "
+                "Utskriften står kvar i listan om den hann göras; fråga annars patienten när "
+                "du ringer upp.",
+                **_labels(request),
+            },
+            status=410,
+        )
+    # FileResponse answers Range requests (seeking in the player) and streams from disk.
+    return web.FileResponse(
+        audio.path,
+        headers={
+            "Content-Type": "audio/wav",
+            "Content-Disposition": f'inline; filename="meddelande-{audio.callback_id}.wav"',
+        },
+    )
 
 
 async def _act(request: web.Request, action: Action) -> web.Response:

@@ -1,5 +1,5 @@
-"""Callbacks as staff see and handle them: a day's list, the missed ones, book, move, call now,
-mark done, cancel.
+"""Callbacks as staff see and handle them: a day's list, the missed ones, the caller's message
+for the nurse, book, move, call now, mark done, cancel.
 
 Like tickets.py: synchronous functions for worker threads, each with its own session, scoped to
 the viewer's clinics (another clinic's callback is treated exactly like a missing one) and
@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -27,7 +28,7 @@ from callserver.callbacks.phone_numbers import format_number
 from callserver.callbacks.slots import Slot, free_slots
 from config.clinics import Clinic
 from staff_ui.context import slot_time
-from staff_ui.tickets import Viewer
+from staff_ui.tickets import AUDIO_LOG_WINDOW, Viewer
 from storage.models import (
     CALLBACK_OPEN_STATES,
     AccessLogEntry,
@@ -56,6 +57,7 @@ CALL_NOW_FROM = (*WAITING_STATES, *NEEDS_STAFF_STATES)
 DONE_FROM = (*CALLBACK_OPEN_STATES, *NEEDS_STAFF_STATES)
 CANCEL_FROM = CALLBACK_OPEN_STATES
 """The states booking.call_now, mark_done and cancel_callback accept (shown as buttons)."""
+MESSAGE_LOG_ACTION = "callback_message_play"
 
 STATE_PHRASES = {
     "booked": "är bokad",
@@ -101,6 +103,10 @@ class CallbackRow:
     last_outcome: str | None
     last_outcome_at: datetime | None
     escalation_reason: str | None
+    message_transcript: str | None
+    """What the recognizer heard in the caller's message for the nurse (None: not transcribed)."""
+    has_message: bool
+    """The caller left a message; its server path stays on the server (see message_url)."""
     source: str
     booked_by: str | None
     done_by: str | None
@@ -123,6 +129,10 @@ class CallbackRow:
     def can_move(self) -> bool:
         return self.state in WAITING_STATES
 
+    @property
+    def message_url(self) -> str | None:
+        return f"/callbacks/{self.id}/message" if self.has_message else None
+
 
 @dataclass(frozen=True)
 class CallbackDay:
@@ -137,6 +147,14 @@ class CallbackDay:
     clinic the viewer works for, whatever the day or clinic filter."""
     older_missed: int
     """Missed and escalated older than that, not in `missed`."""
+
+
+@dataclass(frozen=True)
+class MessageAudio:
+    """Where a caller's message is; `path` is None when the row names a file that is gone."""
+
+    callback_id: int
+    path: Path | None
 
 
 @dataclass(frozen=True)
@@ -221,6 +239,8 @@ def _row(callback: Callback, usernames: Mapping[int, str]) -> CallbackRow:
         last_outcome=callback.last_outcome,
         last_outcome_at=callback.last_outcome_at,
         escalation_reason=callback.escalation_reason,
+        message_transcript=callback.message_transcript,
+        has_message=callback.message_recording_path is not None,
         source=callback.source,
         booked_by=usernames.get(callback.booked_by_id) if callback.booked_by_id else None,
         done_by=usernames.get(callback.done_by_id) if callback.done_by_id else None,
@@ -312,6 +332,43 @@ def list_callbacks(
             missed=_rows(session, list(missed)),
             older_missed=older or 0,
         )
+
+
+def find_message(
+    factory: sessionmaker[Session], viewer: Viewer, callback_id: int, remote_addr: str | None
+) -> MessageAudio | None:
+    """The caller's message for the nurse if the viewer may hear it; None when the callback is
+    not found (or another clinic's) or has no message. Logs callback_message_play only when the
+    file exists, checked here in the worker thread to keep disk access off the event loop.
+
+    A browser fetches one message in several Range requests; like play_audio they are logged
+    once per user, patient and minute. The access log has no callback column, so without a
+    personnummer two callbacks' messages could not be told apart there: then every request
+    is logged rather than letting one listen hide another.
+    """
+    with factory.begin() as session:
+        callback = _load(session, viewer, callback_id)
+        if callback is None or callback.message_recording_path is None:
+            return None
+        path = Path(callback.message_recording_path)
+        if not path.is_file():
+            return MessageAudio(callback_id=callback.id, path=None)
+        recent = None
+        if callback.personnummer is not None:
+            recent = session.scalar(
+                select(AccessLogEntry.id)
+                .where(
+                    AccessLogEntry.user_id == viewer.id,
+                    AccessLogEntry.action == MESSAGE_LOG_ACTION,
+                    AccessLogEntry.clinic_id == callback.clinic_id,
+                    AccessLogEntry.personnummer == callback.personnummer,
+                    AccessLogEntry.at > utcnow() - AUDIO_LOG_WINDOW,
+                )
+                .limit(1)
+            )
+        if recent is None:
+            _log(session, viewer, MESSAGE_LOG_ACTION, remote_addr, callback=callback)
+        return MessageAudio(callback_id=callback.id, path=path)
 
 
 def refusal(action: Action, state: str) -> str:

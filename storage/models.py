@@ -325,6 +325,8 @@ class Callback(Base):
     escalation_reason: Mapped[str | None] = mapped_column(Text)
     """Swedish, for staff: why the callback is missed or escalated."""
     message_recording_path: Mapped[str | None] = mapped_column(String(1024))
+    message_transcript: Mapped[str | None] = mapped_column(Text)
+    """What the recognizer heard in the caller's message for the nurse (None: none/not yet)."""
     source: Mapped[str] = mapped_column(String(16), default="ivr", server_default="ivr")
     booked_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -386,10 +386,17 @@ def keys_scenario(
     tmp: Path, caller: str, steps: list[tuple[float, str]], *, name: str = "keys",
     bye_timeout_s: float = 60,
 ) -> Path:  # fmt: skip
-    """A sipp caller that waits `pause` seconds then presses `keys`, for each step in turn."""
+    """A sipp caller that waits `pause` seconds then presses `keys`, for each step in turn
+    ("rtp:FILE.wav" instead of keys starts streaming that μ-law WAV, looped)."""
+
+    def action(keys: str) -> str:
+        if keys.startswith("rtp:"):  # stream a G.711 WAV (looped) as the caller's voice
+            return f'<exec rtp_stream="{keys[4:]},-1,0"/>'
+        return f'<exec play_dtmf="{keys}"/>'
+
     body = "\n".join(
         f'  <pause milliseconds="{int(pause * 1000)}"/>\n'
-        f'  <nop><action><exec play_dtmf="{keys}"/></action></nop>'
+        f"  <nop><action>{action(keys)}</action></nop>"
         for pause, keys in steps
     )
     text = KEYS_SCENARIO.read_text().format(

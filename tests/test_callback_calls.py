@@ -188,6 +188,16 @@ def first_free_slots(server, clinics: Path, count: int = 3) -> list[str]:
     return [s.start.isoformat() for s in slots]
 
 
+def message_of(server, callback_id: int) -> str | None:
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "callserver.db") as conn:
+        row = conn.execute(
+            "SELECT message_recording_path FROM callback WHERE id = ?", (callback_id,)
+        ).fetchone()
+    return row[0] if row else None
+
+
 def call_with_keys(tmp: Path, server, caller: str, steps, name: str) -> None:
     from tests.peers import Sipp, keys_scenario
 
@@ -218,9 +228,20 @@ def test_booking_by_keypad_full_slots_and_keep_or_move(tmp_path: Path, server_fa
 
     # 2) Capacity 1: that slot is full now and never offered; another caller gets the next.
     assert first["slot_start"] not in first_free_slots(server, clinics)
-    call_with_keys(tmp_path, server, "0709876543", book, "second")
+    # ... and leaves a voice message for the nurse (1 at the offer, speaks, ends with #).
+    from tests.peers import decode_g711_wav, speech_wav
+
+    voice = speech_wav(tmp_path, "Jag har frågor om min medicin.", codec="PCMU")
+    leave_message = [*book, (2.0, "1"), (0.5, f"rtp:{voice.name}"), (40.0, "#")]
+    call_with_keys(tmp_path, server, "0709876543", leave_message, "second")
     second = next(c for c in callbacks(server) if c["number"] == "0709876543")
     assert second["slot_start"] > first["slot_start"]
+    message = message_of(server, second["id"])
+    assert message is not None, server.log()[-3000:]
+    recorded = read_pcm16(Path(message))
+    assert len(recorded) / 8000 > 2.0
+    assert xcorr_peak(decode_g711_wav(voice), recorded) > 0.9
+    assert not server.tickets(), "a message for the nurse is not a cancellation ticket"
 
     # 3) The first caller again: hears the existing time, chooses 2 = move, books the offer.
     move = [(1.5, "2"), (1.5, "2"), (2.0, "1")]

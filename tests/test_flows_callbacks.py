@@ -56,9 +56,9 @@ class Service:
         if self.full_once:
             self.full_once = False
             self.free.remove(offered)
-            return "slot_full"
+            return "slot_full", None
         self.booked.append((offered, number, move_id))
-        return "booked"
+        return "booked", 42
 
 
 async def test_first_free_slot_booked_for_presented_number() -> None:
@@ -128,3 +128,18 @@ async def test_patient_busy_is_reported_to_staff() -> None:
 async def test_staff_silent_is_a_failed_attempt() -> None:
     result = await staff_callback(Call(["", ""]), JOB)
     assert result.outcome == "failed"
+
+
+async def test_caller_leaves_a_message_for_the_nurse() -> None:
+    call, service = Call(["1", "1", "1"]), Service()
+    assert await callback_booking(call, service) == "callback_booked"
+    assert call.info.facts == {"purpose": "callback_message", "callback_id": 42}
+    assert "callback_message_instructions" in call.played
+    assert "callback_message_saved" in call.played
+
+
+async def test_no_message_unless_asked() -> None:
+    call = Call(["1", "1"])  # nothing pressed at the message offer: the script ends
+    await callback_booking(call, Service())
+    assert "callback_message_offer" in call.played
+    assert "callback_message_instructions" not in call.played

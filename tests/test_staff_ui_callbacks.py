@@ -23,6 +23,7 @@ from tests.ui_support import (
     CALLBACK_NOW,
     SeededUi,
     add_callback,
+    add_callback_message,
     callback,
     csrf_from,
     local_slot,
@@ -382,6 +383,114 @@ async def test_api_lists_the_days_callbacks_with_the_same_scoping(scene: Scene) 
         assert [row["id"] for row in data["callbacks"]] == [ids["demo_missed_yesterday"]]
         assert data["older_missed"] == 1
         assert data["callbacks"][0]["escalation_reason"] == "Inget svar efter 3 försök"
+
+
+# -- the caller's message for the nurse -------------------------------------------------------
+
+RASH = "Jag har fått utslag efter den nya medicinen och undrar om jag ska sluta ta den."
+
+
+async def test_a_callers_message_is_shown_with_its_transcript_and_player(scene: Scene) -> None:
+    ids = scene.ids
+    add_callback_message(scene.seeded, ids["demo_booked"], RASH)
+    add_callback_message(scene.seeded, ids["demo_missed_yesterday"], None)
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        html = await (await client.get("/callbacks")).text()
+    booked = row_of(section(html, "demo"), ids["demo_booked"])
+    assert "Meddelande till sjuksköterskan" in booked
+    assert RASH in booked
+    assert f'<audio controls preload="none" src="/callbacks/{ids["demo_booked"]}/message"' in booked
+    missed = row_of(section(html, "missed"), ids["demo_missed_yesterday"])
+    assert "Meddelande till sjuksköterskan" in missed and "Ingen utskrift" in missed
+    assert f'src="/callbacks/{ids["demo_missed_yesterday"]}/message"' in missed
+    done = row_of(section(html, "demo"), ids["demo_done"])
+    assert "Meddelande" not in done and "<audio" not in done
+    assert str(scene.seeded.data_dir) not in html
+
+
+async def test_a_callers_message_is_the_wav_for_its_own_clinic_only(scene: Scene) -> None:
+    callback_id = scene.ids["demo_booked"]
+    wav = add_callback_message(scene.seeded, callback_id, RASH)
+    wav_bytes = wav.read_bytes()
+    path = f"/callbacks/{callback_id}/message"
+    async with ui_client(scene) as client:
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == 303
+        await login(client, "bertil")
+        response = await client.get(path)
+        assert response.status == 404
+        assert "finns inte eller så saknar du behörighet" in await response.text()
+        assert RASH not in await (await client.get("/callbacks")).text()
+    assert scene.log("callback_message_play") == []
+
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        response = await client.get(path)
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "audio/wav"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert await response.read() == wav_bytes
+        assert wav_bytes[:4] == b"RIFF" and len(wav_bytes) == 44 + 2 * 8000
+        # The player seeks with Range requests; they are part of the same listen.
+        response = await client.get(path, headers={"Range": "bytes=100-199"})
+        assert response.status == 206
+        assert await response.read() == wav_bytes[100:200]
+        for other in (f"/callbacks/{scene.ids['demo_done']}/message", "/callbacks/999999/message"):
+            response = await client.get(other)
+            assert response.status == 404, other
+    assert scene.log("callback_message_play") == [("anna", "demo", "198506121234")]
+
+
+async def test_every_listen_is_logged_when_the_patient_has_no_personnummer(
+    scene: Scene,
+) -> None:
+    """Without a personnummer the log cannot tell two callbacks apart, so nothing is merged."""
+    ids = scene.ids
+    for name in ("demo_done", "demo_cancelled"):
+        add_callback_message(scene.seeded, ids[name], None)
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        for name in ("demo_done", "demo_cancelled"):
+            response = await client.get(f"/callbacks/{ids[name]}/message")
+            assert response.status == 200
+            await response.read()
+    assert scene.log("callback_message_play") == [("anna", "demo", None), ("anna", "demo", None)]
+
+
+async def test_a_deleted_message_is_gone_with_a_swedish_message(scene: Scene) -> None:
+    callback_id = scene.ids["demo_booked"]
+    add_callback_message(scene.seeded, callback_id, RASH).unlink()
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        response = await client.get(f"/callbacks/{callback_id}/message")
+        assert response.status == 410
+        html = await response.text()
+        assert "Meddelandet finns inte längre" in html and "gallrats" in html
+        # The transcript is still there to read.
+        assert RASH in await (await client.get("/callbacks")).text()
+    assert scene.log("callback_message_play") == []
+
+
+async def test_api_rows_carry_the_message_transcript_and_its_url(scene: Scene) -> None:
+    ids = scene.ids
+    add_callback_message(scene.seeded, ids["demo_booked"], RASH)
+    add_callback_message(scene.seeded, ids["demo_escalated"], None)
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        response = await client.get("/api/callbacks")
+        data = await response.json()
+        rows = {row["id"]: row for row in data["callbacks"]}
+        assert str(scene.seeded.data_dir) not in await response.text()
+    booked = rows[ids["demo_booked"]]
+    assert booked["message_transcript"] == RASH
+    assert booked["message_url"] == f"/callbacks/{ids['demo_booked']}/message"
+    escalated = rows[ids["demo_escalated"]]
+    assert escalated["message_transcript"] is None
+    assert escalated["message_url"] == f"/callbacks/{ids['demo_escalated']}/message"
+    done = rows[ids["demo_done"]]
+    assert done["message_transcript"] is None and done["message_url"] is None
+    assert "message_recording_path" not in done and "has_message" not in done
 
 
 # -- call now, mark done, cancel ---------------------------------------------------------------

@@ -436,6 +436,20 @@ def add_callback(
         return callback.id
 
 
+def add_callback_message(
+    seeded: SeededUi, callback_id: int, transcript: str | None, seconds: float = 1.0
+) -> Path:
+    """Give a callback the caller's message for the nurse as the IVR leaves it: a WAV under the
+    data directory and what the recognizer heard (None: not transcribed). Returns the WAV."""
+    wav = write_wav(seeded.data_dir / "callback_messages" / f"{callback_id}.wav", seconds)
+    with seeded.session_factory.begin() as session:
+        row = session.get(Callback, callback_id)
+        assert row is not None
+        row.message_recording_path = str(wav)
+        row.message_transcript = transcript
+    return wav
+
+
 def callback(seeded: SeededUi, callback_id: int) -> Callback:
     with seeded.session_factory() as session:
         row = session.get(Callback, callback_id)
