@@ -209,6 +209,7 @@ def _log(
             action=action,
             clinic_id=callback.clinic_id if callback else clinic_id,
             personnummer=callback.personnummer if callback else None,
+            callback_id=callback.id if callback else None,
             remote_addr=remote_addr,
         )
     )
@@ -342,9 +343,7 @@ def find_message(
     file exists, checked here in the worker thread to keep disk access off the event loop.
 
     A browser fetches one message in several Range requests; like play_audio they are logged
-    once per user, patient and minute. The access log has no callback column, so without a
-    personnummer two callbacks' messages could not be told apart there: then every request
-    is logged rather than letting one listen hide another.
+    once per user, callback and minute.
     """
     with factory.begin() as session:
         callback = _load(session, viewer, callback_id)
@@ -353,19 +352,16 @@ def find_message(
         path = Path(callback.message_recording_path)
         if not path.is_file():
             return MessageAudio(callback_id=callback.id, path=None)
-        recent = None
-        if callback.personnummer is not None:
-            recent = session.scalar(
-                select(AccessLogEntry.id)
-                .where(
-                    AccessLogEntry.user_id == viewer.id,
-                    AccessLogEntry.action == MESSAGE_LOG_ACTION,
-                    AccessLogEntry.clinic_id == callback.clinic_id,
-                    AccessLogEntry.personnummer == callback.personnummer,
-                    AccessLogEntry.at > utcnow() - AUDIO_LOG_WINDOW,
-                )
-                .limit(1)
+        recent = session.scalar(
+            select(AccessLogEntry.id)
+            .where(
+                AccessLogEntry.user_id == viewer.id,
+                AccessLogEntry.action == MESSAGE_LOG_ACTION,
+                AccessLogEntry.callback_id == callback.id,
+                AccessLogEntry.at > utcnow() - AUDIO_LOG_WINDOW,
             )
+            .limit(1)
+        )
         if recent is None:
             _log(session, viewer, MESSAGE_LOG_ACTION, remote_addr, callback=callback)
         return MessageAudio(callback_id=callback.id, path=path)

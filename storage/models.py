@@ -263,6 +263,8 @@ class AccessLogEntry(Base):
     username: Mapped[str] = mapped_column(String(150))
     action: Mapped[str] = mapped_column(String(32))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callback.id"), index=True)
+    """Which callback's data was shown (its number, personnummer, message)."""
     clinic_id: Mapped[str | None] = mapped_column(String(64))
     personnummer: Mapped[str | None] = mapped_column(String(12), index=True)
     remote_addr: Mapped[str | None] = mapped_column(String(64))

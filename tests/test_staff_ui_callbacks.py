@@ -516,6 +516,9 @@ async def test_call_now_makes_a_missed_callback_due_and_wakes_the_dispatcher(
     assert "väntar" in row_of(section(html, "demo"), callback_id)
     assert callback_id not in ids_in(section(html, "missed"))
     assert scene.log("callback_call_now") == [("anna", "demo", None)]
+    # The access log names the callback, so a patient's log extract is exact.
+    [entry] = [e for e in scene.seeded.access_log() if e.action == "callback_call_now"]
+    assert entry.callback_id == int(callback_id)
 
 
 async def test_mark_done_records_that_staff_called_from_their_own_phone(scene: Scene) -> None:
