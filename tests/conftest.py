@@ -10,6 +10,9 @@ import pytest
 from callserver.prompts import PromptLibrary, generate_prompts
 from tests.peers import ServerProcess
 
+# Fixtures `url` and `session_factory` (a migrated database) for the callback domain tests.
+pytest_plugins = ["tests.callback_support"]
+
 
 @pytest.fixture(scope="session")
 def prompts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

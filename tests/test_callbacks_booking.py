@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,10 +27,10 @@ from callserver.callbacks.booking import (
 from callserver.callbacks.cli import list_callbacks_json
 from callserver.callbacks.slots import free_slots
 from config.clinics import CallbackSchedule, Clinic
-from storage.clinics import upsert_clinic
-from storage.db import make_engine, make_session_factory, migrate
+from storage.db import make_engine, make_session_factory
 from storage.models import Callback, CallbackAttempt
 from storage.users import create_user
+from tests.callback_support import race_for_slot
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NOW = dt.datetime(2026, 11, 25, 7, 0, tzinfo=STOCKHOLM).astimezone(dt.UTC)  # Wednesday
@@ -58,23 +57,6 @@ def make_clinic(**schedule: object) -> Clinic:
             **schedule,  # type: ignore[arg-type]
         ),
     )
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'callserver.db'}"
-    migrate(url)
-    return url
-
-
-@pytest.fixture
-def session_factory(url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session, session.begin():
-        upsert_clinic(session, "vc", "Vårdcentralen")
-    yield factory
-    engine.dispose()
 
 
 @pytest.fixture
@@ -276,28 +258,8 @@ def test_two_callers_never_get_the_last_place(
     clinic = make_clinic(capacity=2)
     with session_factory() as session:
         book_callback(session, clinic, SLOT, "0700000000", now=NOW)
-    engines = [make_engine(url) for _ in range(8)]
-    barrier = threading.Barrier(len(engines))
-    results: list[str] = []
-
-    def book(index: int) -> None:
-        factory = make_session_factory(engines[index])
-        with factory() as session:
-            barrier.wait()
-            try:
-                book_callback(session, clinic, SLOT, f"070111111{index}", now=NOW)
-                results.append("booked")
-            except BookingError as exc:
-                results.append(exc.reason)
-
-    threads = [threading.Thread(target=book, args=(i,)) for i in range(len(engines))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for engine in engines:
-        engine.dispose()
-    assert sorted(results) == ["booked"] + ["slot_full"] * 7
+    results = race_for_slot(url, clinic, SLOT, NOW, 8, "07011111")
+    assert results == ["booked"] + ["slot_full"] * 7
     with session_factory() as session:
         assert len(session.scalars(select(Callback).where(Callback.slot_start == SLOT)).all()) == 2
 

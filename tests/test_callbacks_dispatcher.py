@@ -9,11 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +18,7 @@ from callserver.callbacks.booking import book_callback, call_now, mark_done
 from callserver.callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
 from config.clinics import CallbackSchedule, Clinic
 from storage.clinics import upsert_clinic
-from storage.db import make_engine, make_session_factory, migrate
+from storage.db import make_engine, make_session_factory
 from storage.models import Callback, CallbackAttempt, utcnow
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -88,23 +85,6 @@ class FakeDialer:
             self.active -= 1
         results = self.script.get(job.callback_id)
         return results.pop(0) if results else AttemptResult("done")
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'callserver.db'}"
-    migrate(url)
-    return url
-
-
-@pytest.fixture
-def session_factory(url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session, session.begin():
-        upsert_clinic(session, "vc", "Vårdcentralen")
-    yield factory
-    engine.dispose()
 
 
 def book(factory: sessionmaker[Session], clinic: Clinic, number: str = "0701234567") -> int:

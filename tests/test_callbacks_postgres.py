@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,12 +26,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from callserver.callbacks.booking import BookingError, book_callback
 from callserver.callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
 from config.clinics import CallbackSchedule, Clinic
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
 from storage.models import Base, Callback, utcnow
+from tests.callback_support import race_for_slot
 
 pytestmark = pytest.mark.postgres
 
@@ -237,24 +236,5 @@ def test_concurrent_bookings_never_overfill_a_slot_on_postgres(pg_url: str) -> N
         upsert_clinic(session, "vc", "Vårdcentralen")
         session.commit()
     setup.dispose()
-    engines = [make_engine(pg_url) for _ in range(10)]
-    barrier = threading.Barrier(len(engines))
-    results: list[str] = []
-
-    def book(index: int) -> None:
-        with make_session_factory(engines[index])() as session:
-            barrier.wait()
-            try:
-                book_callback(session, clinic, slot, f"07022222{index:02d}", now=now)
-                results.append("booked")
-            except BookingError as exc:
-                results.append(exc.reason)
-
-    threads = [threading.Thread(target=book, args=(i,)) for i in range(len(engines))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for engine in engines:
-        engine.dispose()
-    assert sorted(results) == ["booked"] * 3 + ["slot_full"] * 7
+    results = race_for_slot(pg_url, clinic, slot, now, 10, "07022222")
+    assert results == ["booked"] * 3 + ["slot_full"] * 7

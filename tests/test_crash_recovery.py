@@ -23,32 +23,47 @@ LONG_MESSAGE = (
 )
 
 
-def test_kill9_mid_recording_leaves_partial_ticket_with_audio_so_far(
-    tmp_path: Path, server_factory, prompt_library: PromptLibrary
-) -> None:
+def caller_mid_message(tmp_path: Path, server_factory, prompts: PromptLibrary, seconds: float):
+    """A sipp caller leaving a long message; returns once `seconds` of it are on disk.
+
+    Returns (server, sipp, the .part file, the reference audio, when the recording started).
+    """
     voice = speech_wav(tmp_path, LONG_MESSAGE, codec="PCMU")
     reference = decode_g711_wav(voice)
-    voice_s = len(reference) / 8000
-    assert voice_s > 8
+    assert len(reference) / 8000 > 8
     scenario = cancellation_scenario(
-        tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121238#"
+        tmp_path, prompts, voice, len(reference) / 8000, pnr_keys="198506121238#"
     )
     sipp = Sipp(scenario, remote="")
     server = server_factory(peer_port=sipp.local_port).start()
     sipp.remote = f"127.0.0.1:{server.sip_port}"
     sipp.start()
+    recordings = server.data_dir / "recordings"
+    deadline = time.monotonic() + 60
+    part = None
+    while part is None and time.monotonic() < deadline:
+        part = next(iter(recordings.rglob("*.wav.part")), None) if recordings.exists() else None
+        time.sleep(0.05)
+    if part is None:
+        sipp.kill()
+        raise AssertionError(f"recording never started:\n{server.log()[-4000:]}")
+    started = time.monotonic()
+    while part.exists() and part.stat().st_size < 44 + 2 * 8000 * seconds:
+        if time.monotonic() - started > 20:
+            break
+        time.sleep(0.05)
+    return server, sipp, part, reference, started
+
+
+def test_kill9_mid_recording_leaves_partial_ticket_with_audio_so_far(
+    tmp_path: Path, server_factory, prompt_library: PromptLibrary
+) -> None:
+    server, sipp, part, reference, wav_start = caller_mid_message(
+        tmp_path, server_factory, prompt_library, 4
+    )
+    recordings = server.data_dir / "recordings"
     try:
-        recordings = server.data_dir / "recordings"
-        deadline = time.monotonic() + 60
-        part = None
-        while part is None and time.monotonic() < deadline:
-            part = next(iter(recordings.rglob("*.wav.part")), None) if recordings.exists() else None
-            time.sleep(0.05)
-        assert part is not None, f"recording never started:\n{server.log()[-4000:]}"
-        # Let the caller talk for a while, then pull the plug.
-        wav_start = time.monotonic()
-        while part.stat().st_size < 44 + 2 * 8000 * 4 and time.monotonic() - wav_start < 20:
-            time.sleep(0.05)
+        # The caller has talked for a while: pull the plug.
         time.sleep(1.0)
         on_disk_before_kill = (part.stat().st_size - 44) / 16000
         server.kill9()
@@ -84,25 +99,9 @@ def test_sigterm_mid_recording_tickets_the_message_before_exit(
     tmp_path: Path, server_factory, prompt_library: PromptLibrary
 ) -> None:
     """An orderly stop (deploy, reboot) hangs up and stores what was said as a ticket at once."""
-    voice = speech_wav(tmp_path, LONG_MESSAGE, codec="PCMU")
-    voice_s = len(decode_g711_wav(voice)) / 8000
-    scenario = cancellation_scenario(
-        tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121238#"
-    )
-    sipp = Sipp(scenario, remote="")
-    server = server_factory(peer_port=sipp.local_port).start()
-    sipp.remote = f"127.0.0.1:{server.sip_port}"
-    sipp.start()
+    server, sipp, part, _, _ = caller_mid_message(tmp_path, server_factory, prompt_library, 3)
+    recordings = server.data_dir / "recordings"
     try:
-        recordings = server.data_dir / "recordings"
-        deadline = time.monotonic() + 60
-        part = None
-        while part is None and time.monotonic() < deadline:
-            part = next(iter(recordings.rglob("*.wav.part")), None) if recordings.exists() else None
-            time.sleep(0.05)
-        assert part is not None, f"recording never started:\n{server.log()[-4000:]}"
-        while part.exists() and part.stat().st_size < 44 + 2 * 8000 * 3:
-            time.sleep(0.05)
         server.stop()  # SIGTERM
     finally:
         sipp.kill()
