@@ -341,6 +341,17 @@ def call_rows(server: ServerProcess) -> list[dict]:
         return [dict(row) for row in conn.execute("SELECT * FROM call ORDER BY id")]
 
 
+def ended_call_rows(server: ServerProcess, timeout: float = 10.0) -> list[dict]:
+    """The call rows once every call has its end written (the server writes it just after
+    its BYE, so a peer that saw the BYE can be a moment ahead of the database)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = call_rows(server)
+        if (rows and all(r["ended_at"] for r in rows)) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
 def recording_files(server: ServerProcess) -> list[Path]:
     """Every WAV (finished or partial) under the server's recordings directory."""
     directory = server.data_dir / "recordings"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import Sipp, call_rows, have, keys_scenario
+from tests.peers import Sipp, ended_call_rows, have, keys_scenario
 
 pytestmark = [
     pytest.mark.peer,
@@ -24,7 +24,7 @@ def test_unknown_number_hears_a_message_and_the_server_hangs_up(
     sipp.start()
     code, output = sipp.wait(timeout=60)
     assert code == 0, f"{output[-3000:]}\n--- server\n{server.log()[-3000:]}"  # got our BYE
-    [row] = call_rows(server)
+    [row] = ended_call_rows(server)
     assert (row["called_number"], row["clinic_id"], row["outcome"]) == (
         "999",
         None,

@@ -290,9 +290,9 @@ def test_key_zero_transfers_the_caller_to_the_switchboard(tmp_path: Path, server
         sipp.kill()
         operator.stop()
         proxy.stop()
-    from tests.peers import call_rows
+    from tests.peers import ended_call_rows
 
-    rows = call_rows(server)
+    rows = ended_call_rows(server)
     assert any(r.get("outcome") == "transferred" for r in rows), rows
 
 

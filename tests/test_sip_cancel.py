@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.peers import Sipp, call_rows, have, received_responses, scenario_copy
+from tests.peers import Sipp, ended_call_rows, have, received_responses, scenario_copy
 
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
 ]
-
-
-def wait_for_outcome(server, timeout: float = 10.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = call_rows(server)
-        if (rows and all(r["ended_at"] for r in rows)) or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
 
 
 def test_cancelled_invite_gets_487_and_is_never_answered(tmp_path: Path, server_factory) -> None:
@@ -41,7 +31,7 @@ def test_cancelled_invite_gets_487_and_is_never_answered(tmp_path: Path, server_
     assert (487, "INVITE") in responses, responses
     assert not [r for r in responses if r[1] == "INVITE" and 200 <= r[0] < 300], responses
 
-    rows = wait_for_outcome(server)
+    rows = ended_call_rows(server)
     assert len(rows) == 1, rows
     assert rows[0]["outcome"] == "cancelled", rows
     assert rows[0]["answered_at"] is None, rows
