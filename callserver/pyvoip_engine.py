@@ -358,8 +358,13 @@ class SipEngine:
             if self.registered:
                 with contextlib.suppress(Exception):
                     await self._register(0, give_up_after=2.0)
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:
+            # Let the calls' clean-up run (finish the recording, write its ticket) before the
+            # process exits; bounded so a stuck task cannot block a shutdown.
+            await asyncio.wait(tasks, timeout=10)
         await asyncio.to_thread(self._client.stop)
 
     def _registration_failed(self) -> None:
