@@ -53,9 +53,11 @@ run: system-run $(VENV)/.run-installed
 test: system-test $(VENV)/.test-installed lint
 	$(BIN)/pytest -q -ra
 
+## make lint: ruff (style) and mypy (types; strict on ivr_flows, transcription, callbacks)
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -8,15 +8,15 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from callserver.call_log import SessionFactory
-from callserver.callbacks.booking import (
+from callbacks.booking import (
     BookingError,
     book_callback,
     find_open_callback,
     move_callback,
 )
-from callserver.callbacks.phone_numbers import PhoneNumberError, normalize_swedish_number
-from callserver.callbacks.slots import free_slots
+from callbacks.phone_numbers import PhoneNumberError, normalize_swedish_number
+from callbacks.slots import free_slots
+from callserver.call_log import SessionFactory
 from config.clinics import Clinic
 from ivr_flows.callback_booking import ExistingBooking, OfferedSlot
 from storage.models import utcnow

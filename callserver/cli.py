@@ -158,7 +158,7 @@ def cmd_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_callbacks_list(settings: Settings, args: argparse.Namespace) -> int:
-    from callserver.callbacks.cli import list_callbacks_json
+    from callbacks.export import list_callbacks_json
     from storage.db import make_engine, make_session_factory
 
     engine = make_engine(settings.database_url)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from callserver.media.clock import MediaClock
 from callserver.media.ports import PortPool
 from callserver.media.session import MediaSession
-from callserver.pyvoip_engine import Dialog, SipEngine, SipError
+from callserver.sip.engine import Dialog, SipEngine, SipError
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from callserver.callbacks.phone_numbers import speakable_groups
+from callbacks.phone_numbers import speakable_groups
 from callserver.dialer import Dialer, DialFailed, bridge
 from callserver.prompts import PromptLibrary
-from callserver.pyvoip_engine import Dialog, SipEngine
 from callserver.recording import DurableRecording
+from callserver.sip.engine import Dialog, SipEngine
 from config.settings import RecordingSettings
 from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
 from transcription.streaming import NullTranscriber, Transcriber

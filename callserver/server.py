@@ -17,21 +17,21 @@ from typing import Any
 
 from aiohttp import web
 
+from callbacks.dispatcher import CallbackDispatcher, CallbackJob
 from callserver import call_log
+from callserver.callback_calls import CallbackCaller
 from callserver.callback_service import ClinicBookings
-from callserver.callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
-from callserver.dialer import Dialer, DialFailed
+from callserver.dialer import Dialer, OutboundLeg
 from callserver.live_call import LiveCall
 from callserver.media.clock import MediaClock
 from callserver.media.ports import NoMediaPortError, PortPool
 from callserver.media.session import MediaSession
 from callserver.prompts import PromptLibrary
-from callserver.pyvoip_engine import Dialog, SipEngine
 from callserver.recording import sweep
+from callserver.sip.engine import Dialog, SipEngine
 from config.clinics import Clinic, clinic_for_number, load_clinics
 from config.settings import Settings
 from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
-from ivr_flows.callback_staff import CallbackToMake, StaffOutcome, staff_callback
 from ivr_flows.cancellation import RecordingLimits
 from ivr_flows.main_menu import MenuOptions, main_menu
 from staff_ui.app import create_app, load_or_create_secret
@@ -78,10 +78,13 @@ class CallServer:
             password=settings.sip.password,
         )
         self.dialer = Dialer(self.engine, self.pool, self.clock)
+        self.callback_caller = CallbackCaller(
+            self.dialer, self._staff_call, timeout_s=settings.sip.outbound_timeout_s
+        )
         self.dispatcher = CallbackDispatcher(
             self.db,
             self.clinics,
-            self.place_callback,
+            self.callback_caller.place,
             node_id=settings.callbacks.node_id or f"{socket.gethostname()}:{settings.sip.port}",
             lease_s=settings.callbacks.lease_s,
             poll_interval_s=settings.callbacks.poll_interval_s,
@@ -287,30 +290,9 @@ class CallServer:
             timezone=self.settings.clinics.timezone,
         )
 
-    async def place_callback(self, job: CallbackJob) -> AttemptResult:
-        """One attempt of a booked callback: staff first, then the patient (the dispatcher
-        records the outcome and decides about retries)."""
-        if not job.staff_number:
-            return AttemptResult("failed", "inget personalnummer (staff_number) i mottagningsfilen")
-        try:
-            leg = await self.dialer.dial(
-                job.staff_number, caller_id=job.caller_id,
-                timeout=self.settings.sip.outbound_timeout_s,
-            )  # fmt: skip
-        except DialFailed as exc:
-            return AttemptResult("failed", f"personalen nåddes inte ({exc.outcome})")
-        info = CallInfo(caller=None, called=job.staff_number, clinic_id=job.clinic_id)
-        call = self._live_call(leg.dialog, leg.media, info, {"clinic_id": job.clinic_id})
-        try:
-            result = await staff_callback(
-                call,
-                CallbackToMake(job.number, job.slot_start, job.slot_end, job.caller_id),
-            )
-        except CallEnded:
-            result = StaffOutcome("failed", "personalen lade på innan patienten ringdes")
-        finally:
-            self.dialer.release(leg)
-        return AttemptResult(result.outcome, result.detail, result.postpone_s)  # type: ignore[arg-type]
+    def _staff_call(self, leg: OutboundLeg, job: CallbackJob) -> LiveCall:
+        info = CallInfo(caller=None, called=job.staff_number or "", clinic_id=job.clinic_id)
+        return self._live_call(leg.dialog, leg.media, info, {"clinic_id": job.clinic_id})
 
     async def _open_media(self, dialog: Dialog, codec: str, pt: int) -> MediaSession:
         assert dialog.offer is not None

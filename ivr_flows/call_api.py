@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+BridgeResult = Literal["completed", "no_answer", "busy", "failed"]
 
 
 class CallEnded(Exception):
@@ -56,7 +58,7 @@ class Call(Protocol):
         caller_id: str | None,
         timeout: float = 30.0,
         whisper: tuple[str, ...] = (),
-    ) -> str:
+    ) -> BridgeResult:
         """Dial `number`, play `whisper` prompts to whoever answers, then connect both ways
         until either side hangs up. Returns "completed", "no_answer", "busy" or "failed"."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from typing import Literal
 
 from ivr_flows.call_api import Call
 
@@ -23,10 +25,26 @@ class CallbackToMake:
     caller_id: str | None  # the clinic number the patient sees
 
 
+StaffCallOutcome = Literal["done", "postponed", "no_answer", "busy", "failed"]
+
+
+class StaffStep(StrEnum):
+    """Where the staff-first call ended; the server files it as the attempt's reason."""
+
+    COMPLETED = "completed"
+    """The nurse and the patient were connected until one hung up."""
+    POSTPONED = "postponed"
+    """The nurse pressed 2: call me again in POSTPONE_S."""
+    PATIENT_UNREACHABLE = "patient_unreachable"
+    """The nurse pressed 1, the patient's line was busy, did not answer or failed."""
+    NO_CHOICE = "no_choice"
+    """The nurse answered but pressed neither 1 nor 2."""
+
+
 @dataclass(frozen=True)
 class StaffOutcome:
-    outcome: str  # "done" | "postponed" | "no_answer" | "busy" | "failed"
-    detail: str
+    outcome: StaffCallOutcome
+    step: StaffStep
     postpone_s: float | None = None
 
 
@@ -41,17 +59,20 @@ async def staff_callback(call: Call, job: CallbackToMake) -> StaffOutcome:
         if choice == "2":
             await call.play("staff_postponed", interruptible=False)
             await call.hangup()
-            return StaffOutcome("postponed", "personalen sköt upp 10 minuter", POSTPONE_S)
+            return StaffOutcome("postponed", StaffStep.POSTPONED, POSTPONE_S)
         if choice == "1":
             await call.play("staff_connecting", interruptible=False)
             result = await call.bridge_to(
                 job.patient_number, caller_id=job.caller_id, whisper=("patient_intro",)
             )
             if result == "completed":
-                return StaffOutcome("done", "samtal genomfört")
+                return StaffOutcome("done", StaffStep.COMPLETED)
             await call.play("staff_patient_no_answer", interruptible=False)
             await call.hangup()
-            detail = {"busy": "patienten upptagen", "no_answer": "patienten svarade inte"}
-            return StaffOutcome(result, detail.get(result, "samtalet till patienten misslyckades"))
+            outcome = _UNREACHED.get(result, "failed")
+            return StaffOutcome(outcome, StaffStep.PATIENT_UNREACHABLE)
     await call.hangup()
-    return StaffOutcome("failed", "personalen svarade inte på valet")
+    return StaffOutcome("failed", StaffStep.NO_CHOICE)
+
+
+_UNREACHED: dict[str, StaffCallOutcome] = {"busy": "busy", "no_answer": "no_answer"}

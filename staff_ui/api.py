@@ -11,13 +11,16 @@ import json
 from dataclasses import asdict
 from datetime import date, datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from callbacks.reasons import Reason
 from staff_ui import callbacks, tickets
 from staff_ui.callbacks import CallbackRow
 from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, viewer_of
+from staff_ui.reasons import LANGUAGES, Language, describe
 from staff_ui.tickets import TicketDetail, TicketRow
 from staff_ui.views import ticket_id_of
 
@@ -89,8 +92,40 @@ def _iso(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _callback_json(row: CallbackRow) -> dict[str, Any]:
+def _language(request: web.Request) -> Language:
+    """?lang=en|sv, else the first of Accept-Language we speak, else Swedish."""
+    asked = request.query.get("lang", "")
+    if asked in LANGUAGES:
+        return cast(Language, asked)
+    for part in request.headers.get("Accept-Language", "").split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return cast(Language, tag)
+    return "sv"
+
+
+def _reason_json(prefix: str, reason: Reason | None, zone: ZoneInfo, lang: Language) -> dict:
+    """The reason worded for people (`{prefix}`), and as code and parameters for programs."""
+    return {
+        prefix: describe(reason, zone, lang),
+        f"{prefix}_code": reason.code.value if reason else None,
+        f"{prefix}_params": dict(reason.params) if reason else None,
+    }
+
+
+def _callback_json(row: CallbackRow, zone: ZoneInfo, lang: Language) -> dict[str, Any]:
     data = asdict(row)
+    del data["escalation"]
+    data.update(_reason_json("escalation_reason", row.escalation, zone, lang))
+    data["attempt_log"] = [
+        {
+            "started_at": attempt.started_at,
+            "ended_at": attempt.ended_at,
+            "outcome": attempt.outcome,
+            **_reason_json("detail", attempt.reason, zone, lang),
+        }
+        for attempt in row.attempt_log
+    ]
     data["can_call_now"] = row.can_call_now
     data["can_mark_done"] = row.can_mark_done
     data["can_cancel"] = row.can_cancel
@@ -111,6 +146,7 @@ async def api_callback_list(request: web.Request) -> web.Response:
             status=404,
         )
     zone = request.app[TIMEZONE]
+    lang = _language(request)
     now = request.app[CLOCK]()
     text = request.query.get("date")
     try:
@@ -135,8 +171,8 @@ async def api_callback_list(request: web.Request) -> web.Response:
         {
             "date": listing.day,
             "today": listing.today,
-            "callbacks": [_callback_json(row) for row in listing.rows],
-            "missed": [_callback_json(row) for row in listing.missed],
+            "callbacks": [_callback_json(row, zone, lang) for row in listing.rows],
+            "missed": [_callback_json(row, zone, lang) for row in listing.missed],
             "older_missed": listing.older_missed,
         },
         dumps=partial(json.dumps, default=_iso, ensure_ascii=False),

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 from yarl import URL
 
-from callserver.callbacks.slots import Slot
+from callbacks.slots import Slot
 from config.clinics import Clinic
 from staff_ui import callbacks
 from staff_ui.callbacks import Action, BookingResult, CallbackRow
@@ -38,6 +38,7 @@ from staff_ui.context import (
     slot_time,
     viewer_of,
 )
+from staff_ui.reasons import describe
 from staff_ui.views import ticket_id_of
 from storage.models import CALLBACK_STATES
 
@@ -147,6 +148,7 @@ def _labels(request: web.Request) -> dict[str, Any]:
             start, end, zone, same_day=same_day
         ),
         "short_time": lambda value: _short_time(value, zone, today),
+        "reason_text": lambda reason: describe(reason, zone),
         "missed_days": callbacks.MISSED_DAYS,
     }
 

@@ -3,7 +3,7 @@ for the nurse, book, move, call now, mark done, cancel.
 
 Like tickets.py: synchronous functions for worker threads, each with its own session, scoped to
 the viewer's clinics (another clinic's callback is treated exactly like a missing one) and
-access-logged. The changes themselves are callserver.callbacks.booking's, whose conditional
+access-logged. The changes themselves are callbacks.booking's, whose conditional
 UPDATEs settle races between staff and the dispatcher. Those functions commit their own
 transaction, so the access-log row is added to the session *before* calling them: it is
 committed with the change, and rolled back with a refused one.
@@ -22,15 +22,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
-from callserver.callbacks import booking
-from callserver.callbacks.booking import NEEDS_STAFF_STATES, WAITING_STATES, BookingError
-from callserver.callbacks.phone_numbers import format_number
-from callserver.callbacks.slots import Slot, free_slots
+from callbacks import booking
+from callbacks.booking import BookingError
+from callbacks.phone_numbers import format_number
+from callbacks.reasons import Reason, reason_from_columns
+from callbacks.slots import Slot, free_slots
+from callbacks.states import NEEDS_STAFF, OPEN, accepts
+from callbacks.states import Action as StateAction
 from config.clinics import Clinic
 from staff_ui.context import slot_time
 from staff_ui.tickets import AUDIO_LOG_WINDOW, Viewer
 from storage.models import (
-    CALLBACK_OPEN_STATES,
     AccessLogEntry,
     Callback,
     StaffUser,
@@ -53,10 +55,6 @@ LIST_LIMIT = 1000
 SLOT_LIMIT = 300
 """Free slots offered in the booking form: several days of a busy schedule."""
 
-CALL_NOW_FROM = (*WAITING_STATES, *NEEDS_STAFF_STATES)
-DONE_FROM = (*CALLBACK_OPEN_STATES, *NEEDS_STAFF_STATES)
-CANCEL_FROM = CALLBACK_OPEN_STATES
-"""The states booking.call_now, mark_done and cancel_callback accept (shown as buttons)."""
 MESSAGE_LOG_ACTION = "callback_message_play"
 
 STATE_PHRASES = {
@@ -80,7 +78,8 @@ class AttemptRow:
     started_at: datetime
     ended_at: datetime | None
     outcome: str | None
-    detail: str | None
+    reason: Reason | None
+    """Why it ended so; worded by staff_ui.reasons.describe in the viewer's language."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,8 @@ class CallbackRow:
     next_attempt_at: datetime
     last_outcome: str | None
     last_outcome_at: datetime | None
-    escalation_reason: str | None
+    escalation: Reason | None
+    """Why it is missed or escalated; worded by staff_ui.reasons.describe."""
     message_transcript: str | None
     """What the recognizer heard in the caller's message for the nurse (None: not transcribed)."""
     has_message: bool
@@ -115,19 +115,19 @@ class CallbackRow:
 
     @property
     def can_call_now(self) -> bool:
-        return self.state in CALL_NOW_FROM
+        return accepts(StateAction.CALL_NOW, self.state)
 
     @property
     def can_mark_done(self) -> bool:
-        return self.state in DONE_FROM
+        return accepts(StateAction.MARK_DONE, self.state)
 
     @property
     def can_cancel(self) -> bool:
-        return self.state in CANCEL_FROM
+        return accepts(StateAction.CANCEL, self.state)
 
     @property
     def can_move(self) -> bool:
-        return self.state in WAITING_STATES
+        return accepts(StateAction.MOVE, self.state)
 
     @property
     def message_url(self) -> str | None:
@@ -239,7 +239,7 @@ def _row(callback: Callback, usernames: Mapping[int, str]) -> CallbackRow:
         next_attempt_at=callback.next_attempt_at,
         last_outcome=callback.last_outcome,
         last_outcome_at=callback.last_outcome_at,
-        escalation_reason=callback.escalation_reason,
+        escalation=reason_from_columns(callback.escalation_code, callback.escalation_params),
         message_transcript=callback.message_transcript,
         has_message=callback.message_recording_path is not None,
         source=callback.source,
@@ -247,7 +247,13 @@ def _row(callback: Callback, usernames: Mapping[int, str]) -> CallbackRow:
         done_by=usernames.get(callback.done_by_id) if callback.done_by_id else None,
         updated_at=callback.updated_at,
         attempt_log=tuple(
-            AttemptRow(a.started_at, a.ended_at, a.outcome, a.detail) for a in callback.attempt_log
+            AttemptRow(
+                a.started_at,
+                a.ended_at,
+                a.outcome,
+                reason_from_columns(a.detail_code, a.detail_params),
+            )
+            for a in callback.attempt_log
         ),
     )
 
@@ -294,11 +300,9 @@ def list_callbacks(
     if day == today:
         # Still open from an earlier day (e.g. "call now" on yesterday's missed callback):
         # it is today's work, so it must not drop out of every list.
-        on_day = or_(
-            on_day, and_(Callback.state.in_(CALLBACK_OPEN_STATES), Callback.slot_start < start)
-        )
+        on_day = or_(on_day, and_(Callback.state.in_(OPEN), Callback.slot_start < start))
     missed_from = _day_start(today - timedelta(days=MISSED_DAYS), zone)
-    needs_staff = Callback.state.in_(NEEDS_STAFF_STATES)
+    needs_staff = Callback.state.in_(NEEDS_STAFF)
     scope = []
     if not viewer.sees_all_clinics:
         scope.append(Callback.clinic_id.in_(viewer.clinic_ids))
@@ -374,7 +378,7 @@ def refusal(action: Action, state: str) -> str:
         text = "Återuppringningen rings just nu."
     else:
         text = f"Återuppringningen {phrase} och {REFUSED[action]}."
-    if action == "cancel" and state in NEEDS_STAFF_STATES:
+    if action == "cancel" and state in NEEDS_STAFF:
         text += " Markera den som klar när patienten är kontaktad."
     return text + " Ingen ändring gjordes."
 

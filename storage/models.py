@@ -36,15 +36,13 @@ ROLES = ("staff", "switchboard", "admin")
 TICKET_STATUSES = ("new", "confirmed", "rejected")
 PERSONNUMMER_SOURCES = ("keypad", "speech")
 CALLBACK_STATES = ("booked", "due", "calling", "done", "missed", "escalated", "cancelled")
-"""booked: waiting for its slot; due: to be dialled at next_attempt_at (retry, postponed, "call
-now"); calling: leased by one dispatcher node; missed: the patient was not reached in time;
-escalated: the window passed without the system being able to try (e.g. the server was down).
-missed and escalated carry escalation_reason and wait for staff."""
-CALLBACK_OPEN_STATES = ("booked", "due", "calling")
-"""Open callbacks hold a place in their slot and block a second booking for the number."""
+"""What Callback.state may hold; the state machine over them is callbacks/states.py."""
 CALLBACK_SOURCES = ("ivr", "switchboard", "ui")
 CALLBACK_OUTCOMES = ("done", "no_answer", "busy", "failed", "postponed")
-_OPEN_CALLBACK = text("state IN ('booked', 'due', 'calling')")
+OPEN_CALLBACK_STATES_SQL = "state IN ('booked', 'due', 'calling')"
+"""The partial unique indexes' predicate: callbacks.states.OPEN, as SQL (a test checks they
+agree; storage cannot import callbacks, which is built on it)."""
+_OPEN_CALLBACK = text(OPEN_CALLBACK_STATES_SQL)
 
 ACCESS_ACTIONS = (
     "list_tickets",
@@ -324,8 +322,10 @@ class Callback(Base):
     lease_until: Mapped[datetime | None]
     last_outcome: Mapped[str | None] = mapped_column(String(16))
     last_outcome_at: Mapped[datetime | None]
-    escalation_reason: Mapped[str | None] = mapped_column(Text)
-    """Swedish, for staff: why the callback is missed or escalated."""
+    escalation_code: Mapped[str | None] = mapped_column(String(32))
+    """Why the callback is missed or escalated: a callbacks.reasons.ReasonCode."""
+    escalation_params: Mapped[str | None] = mapped_column(Text)
+    """The reason's parameters (JSON); the staff UI words both in the viewer's language."""
     message_recording_path: Mapped[str | None] = mapped_column(String(1024))
     message_transcript: Mapped[str | None] = mapped_column(Text)
     """What the recognizer heard in the caller's message for the nurse (None: none/not yet)."""
@@ -360,7 +360,10 @@ class CallbackAttempt(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(16))
-    detail: Mapped[str | None] = mapped_column(Text)
+    detail_code: Mapped[str | None] = mapped_column(String(32))
+    """Why the attempt ended so: a callbacks.reasons.ReasonCode."""
+    detail_params: Mapped[str | None] = mapped_column(Text)
+    """The reason's parameters (JSON)."""
     node: Mapped[str] = mapped_column(String(64))
 
     callback: Mapped[Callback] = relationship(back_populates="attempt_log")
@@ -377,7 +380,7 @@ class CallbackSlot(Base):
 
     Booking updates this row before counting the slot's open callbacks, which serializes
     bookings of one slot on PostgreSQL (row lock) and SQLite (write lock); see
-    callserver/callbacks/booking.py.
+    callbacks/booking.py.
     """
 
     __tablename__ = "callback_slot"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from callserver.callbacks.booking import BookingError, book_callback
+from callbacks.booking import BookingError, book_callback
 from config.clinics import Clinic
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate

@@ -174,7 +174,7 @@ def test_due_callback_after_restart_calls_staff_then_patient_and_bridges_audio(
 
 
 def first_free_slots(server, clinics: Path, count: int = 3) -> list[str]:
-    from callserver.callbacks.slots import free_slots
+    from callbacks.slots import free_slots
     from config.clinics import load_clinics
     from storage.db import make_engine, make_session_factory
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callserver.callbacks.booking import (
+from callbacks.booking import (
     BookingError,
     book_callback,
     call_now,
@@ -24,8 +24,8 @@ from callserver.callbacks.booking import (
     mark_done,
     move_callback,
 )
-from callserver.callbacks.cli import list_callbacks_json
-from callserver.callbacks.slots import free_slots
+from callbacks.export import list_callbacks_json
+from callbacks.slots import free_slots
 from config.clinics import CallbackSchedule, Clinic
 from storage.db import make_engine, make_session_factory
 from storage.models import Callback, CallbackAttempt

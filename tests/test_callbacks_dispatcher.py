@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections import Counter
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callserver.callbacks.booking import book_callback, call_now, mark_done
-from callserver.callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
+from callbacks.booking import book_callback, call_now, mark_done
+from callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
+from callbacks.reasons import Reason, ReasonCode, reason_from_columns
 from config.clinics import CallbackSchedule, Clinic
+from staff_ui.reasons import describe
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory
 from storage.models import Callback, CallbackAttempt, utcnow
@@ -31,6 +34,15 @@ def local(*args: int) -> dt.datetime:
 BOOKED_AT = local(2026, 11, 25, 7, 0)  # Wednesday
 SLOT = local(2026, 11, 25, 8, 0)
 SLOT_END = local(2026, 11, 25, 8, 15)
+
+
+UNANSWERED = Reason(ReasonCode.PATIENT_UNREACHABLE, {"outcome": "no_answer"})
+
+
+def said(callback: Callback) -> str | None:
+    """The callback's escalation reason as the staff UI words it (Swedish)."""
+    reason = reason_from_columns(callback.escalation_code, callback.escalation_params)
+    return describe(reason, STOCKHOLM)
 
 
 def make_clinic(**schedule: object) -> Clinic:
@@ -179,7 +191,9 @@ async def test_no_answer_and_busy_are_retried_after_the_delay_then_missed(
     dialer = FakeDialer(
         {
             callback_id: [
-                AttemptResult("no_answer", "45 s"),
+                AttemptResult(
+                    "no_answer", Reason(ReasonCode.PATIENT_UNREACHABLE, {"outcome": "no_answer"})
+                ),
                 AttemptResult("busy"),
                 AttemptResult("no_answer"),
             ]
@@ -202,9 +216,13 @@ async def test_no_answer_and_busy_are_retried_after_the_delay_then_missed(
     assert [j.attempt for j in await run(dispatcher)] == [3]
     callback = load(session_factory, callback_id)
     assert (callback.state, callback.attempts) == ("missed", 3)
-    assert callback.escalation_reason == "Inget svar efter 3 försök"
-    outcomes = [(a.outcome, a.detail) for a in attempts(session_factory, callback_id)]
-    assert outcomes == [("no_answer", "45 s"), ("busy", None), ("no_answer", None)]
+    assert said(callback) == "Inget svar efter 3 försök"
+    assert (callback.escalation_code, json.loads(callback.escalation_params)) == (
+        "attempts_used",
+        {"outcome": "no_answer", "attempts": 3},
+    )
+    outcomes = [(a.outcome, a.detail_code) for a in attempts(session_factory, callback_id)]
+    assert outcomes == [("no_answer", "patient_unreachable"), ("busy", None), ("no_answer", None)]
     clock.advance(minutes=30)
     assert await run(dispatcher) == []
 
@@ -224,9 +242,7 @@ async def test_retries_stop_when_the_slot_and_its_grace_period_are_over(
         clock.advance(minutes=10)
     callback = load(session_factory, callback_id)
     assert (callback.state, callback.attempts) == ("missed", 4)
-    assert callback.escalation_reason == (
-        "Upptaget efter 4 försök; tiden för återuppringning gick ut 08:30"
-    )
+    assert said(callback) == "Upptaget efter 4 försök; tiden för återuppringning gick ut 08:30"
 
 
 async def test_postponed_by_staff_is_dialled_again_later_without_using_an_attempt(
@@ -234,7 +250,13 @@ async def test_postponed_by_staff_is_dialled_again_later_without_using_an_attemp
 ) -> None:
     clinic = make_clinic(max_attempts=1)
     callback_id = book(session_factory, clinic)
-    dialer = FakeDialer({callback_id: [AttemptResult("postponed", "staff pressed 2", 120)]})
+    dialer = FakeDialer(
+        {
+            callback_id: [
+                AttemptResult("postponed", Reason(ReasonCode.STAFF_POSTPONED, {"minutes": 2}), 120)
+            ]
+        }
+    )
     clock = FakeClock(SLOT)
     dispatcher = CallbackDispatcher(
         session_factory, {"vc": clinic}, dialer, node_id="node-a", clock=clock
@@ -267,9 +289,11 @@ async def test_a_dialer_that_raises_counts_as_a_failed_attempt(
     await run(dispatcher)
     callback = load(session_factory, callback_id)
     assert (callback.state, callback.last_outcome) == ("missed", "failed")
-    assert callback.escalation_reason == (
-        "Samtalet gick inte att koppla efter 1 försök (OSError: trunk unreachable)"
+    # A nurse reads Swedish; the exception's English text is kept for the operator.
+    assert said(callback) == (
+        "Samtalet gick inte att koppla efter 1 försök (tekniskt fel, se serverloggen)"
     )
+    assert json.loads(callback.escalation_params)["detail_error"] == "OSError: trunk unreachable"
 
 
 async def test_staff_ticking_done_during_the_call_is_kept(
@@ -338,7 +362,12 @@ async def test_expired_lease_is_reclaimed_and_the_lost_attempt_recorded(
     callback = load(session_factory, callback_id)
     assert (callback.state, callback.attempts) == ("done", 2)
     lost, redial = attempts(session_factory, callback_id)
-    assert (lost.node, lost.outcome, lost.detail) == ("node-a", "failed", "node lost (node-a)")
+    assert (lost.node, lost.outcome, lost.detail_code, lost.detail_params) == (
+        "node-a",
+        "failed",
+        "node_lost",
+        '{"node": "node-a"}',
+    )
     assert (redial.node, redial.outcome) == ("node-b", "done")
 
 
@@ -405,13 +434,13 @@ async def test_callbacks_due_while_the_server_was_down_are_handled_at_start_up(
     assert load(session_factory, late).state == "done"
     escalated = load(session_factory, gone)
     assert escalated.state == "escalated"
-    assert escalated.escalation_reason is not None
-    assert "servern var nere" in escalated.escalation_reason
+    assert escalated.escalation_code == "not_dialled"
+    assert "servern var nere" in said(escalated)
     missed = load(session_factory, retrying)
     assert missed.state == "missed"
-    assert missed.escalation_reason is not None
-    assert missed.escalation_reason.startswith("Inget svar efter 1 försök")
-    assert "servern var nere" in missed.escalation_reason
+    assert missed.escalation_code == "window_closed"
+    assert said(missed).startswith("Inget svar efter 1 försök")
+    assert "servern var nere" in said(missed)
 
 
 async def test_the_scheduler_wakes_the_dispatcher_at_the_due_time(
@@ -518,7 +547,7 @@ async def test_a_postponed_call_is_redialled_on_time_between_polls(
     async def dial(job: CallbackJob) -> AttemptResult:
         dialled.append(utcnow())
         if len(dialled) == 1:
-            return AttemptResult("postponed", "staff pressed 2", postpone_s=0.3)
+            return AttemptResult("postponed", Reason(ReasonCode.STAFF_POSTPONED), postpone_s=0.3)
         return AttemptResult("done")
 
     dispatcher = CallbackDispatcher(

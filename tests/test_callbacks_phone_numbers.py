@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callserver.callbacks.phone_numbers import (
+from callbacks.phone_numbers import (
     PhoneNumberError,
     format_number,
     normalize_swedish_number,

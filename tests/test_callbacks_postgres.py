@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from callserver.callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
+from callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
 from config.clinics import CallbackSchedule, Clinic
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from callserver.callbacks.booking import book_callback
-from callserver.callbacks.slots import day_slots, free_slots
+from callbacks.booking import book_callback
+from callbacks.slots import day_slots, free_slots
 from config.clinics import Clinic, ClinicConfigError, load_clinic, load_clinics
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate

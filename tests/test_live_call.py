@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from callserver.live_call import LiveCall
-from callserver.pyvoip_engine import Dialog
+from callserver.sip.engine import Dialog
 from config.settings import RecordingSettings
 from ivr_flows.call_api import CallEnded, CallInfo
 

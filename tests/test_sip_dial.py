@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from callserver.pyvoip_engine import Dialog, SipEngine, SipError
+from callserver.sip.engine import Dialog, SipEngine, SipError
 from tests.peers import (
     Sipp,
     SippMessage,

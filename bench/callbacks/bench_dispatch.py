@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from callserver.callbacks.dispatcher import (  # noqa: E402
+from callbacks.dispatcher import (  # noqa: E402
     AttemptResult,
     CallbackDispatcher,
     CallbackJob,

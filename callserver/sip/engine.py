@@ -36,7 +36,7 @@ import pyVoIP.VoIP  # noqa: F401 - must come first: importing pyVoIP.SIP alone i
 from pyVoIP import SIP
 from pyVoIP.RTP import PayloadType, TransmitType
 
-from callserver.sip_sanity import Malformed, check_request, headers_of, ipv4_ok
+from callserver.sip.sanity import Malformed, check_request, headers_of, ipv4_ok
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from callbacks.states import OPEN
 from config.clinics import CallbackSchedule, Clinic
-from storage.models import CALLBACK_OPEN_STATES, Callback
+from storage.models import Callback
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def open_callbacks_per_slot(
         select(Callback.slot_start, func.count())
         .where(
             Callback.clinic_id == clinic_id,
-            Callback.state.in_(CALLBACK_OPEN_STATES),
+            Callback.state.in_(OPEN),
             Callback.slot_start >= first,
             Callback.slot_start <= last,
         )

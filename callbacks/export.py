@@ -8,7 +8,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from callbacks.reasons import reason_from_columns
 from storage.models import Callback
+
+
+def _reason(code: str | None, params: str | None) -> dict[str, Any] | None:
+    """Code and parameters, as scripts want them (the staff UI words them for people)."""
+    reason = reason_from_columns(code, params)
+    return None if reason is None else {"code": reason.code.value, "params": dict(reason.params)}
 
 
 def list_callbacks_json(session: Session) -> Iterator[dict[str, Any]]:
@@ -24,5 +31,5 @@ def list_callbacks_json(session: Session) -> Iterator[dict[str, Any]]:
             "state": callback.state,
             "attempts": callback.attempts,
             "last_outcome": callback.last_outcome,
-            "escalation_reason": callback.escalation_reason,
+            "escalation_reason": _reason(callback.escalation_code, callback.escalation_params),
         }

@@ -21,27 +21,19 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from callbacks.reasons import Param, Reason, ReasonCode
+from callbacks.states import NEEDS_STAFF, OPEN, WAITING, Action, CallbackState, accepted
 from config.clinics import CallbackSchedule, Clinic
-from storage.models import CALLBACK_OPEN_STATES, Callback, CallbackAttempt, utcnow
+from storage.models import Callback, CallbackAttempt, utcnow
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["done", "no_answer", "busy", "failed", "postponed"]
-WAITING_STATES = ("booked", "due")
-FAILURE_TEXT = {
-    "no_answer": "Inget svar",
-    "busy": "Upptaget",
-    "failed": "Samtalet gick inte att koppla",
-}
-"""Swedish, for staff: the start of escalation_reason after the last failed attempt."""
-NODE_LOST = "node lost"
-SERVER_STOPPED = "server stopped during the call"
 WAKE_MARGIN = dt.timedelta(milliseconds=20)
 """Date jobs fire this much after a due time: asyncio timers may fire a clock tick early."""
 UPCOMING_WAKE_UPS = 200
@@ -70,7 +62,7 @@ class AttemptResult:
     """How an attempt ended. postponed: staff asked to be called later (`postpone_s`)."""
 
     outcome: Outcome
-    detail: str = ""
+    reason: Reason | None = None
     postpone_s: float | None = None
 
 
@@ -82,15 +74,6 @@ def _retry_delay(schedule: CallbackSchedule) -> dt.timedelta:
     if schedule.retry_delay_seconds is not None:
         return dt.timedelta(seconds=schedule.retry_delay_seconds)
     return dt.timedelta(minutes=schedule.retry_delay_minutes)
-
-
-def _local(clinic: Clinic, when: dt.datetime) -> str:
-    return when.astimezone(ZoneInfo(clinic.timezone)).strftime("%H:%M")
-
-
-def _window(clinic: Clinic, callback: Callback) -> str:
-    start = callback.slot_start.astimezone(ZoneInfo(clinic.timezone))
-    return f"{start:%Y-%m-%d %H:%M}–{_local(clinic, callback.slot_end)}"
 
 
 class CallbackDispatcher:
@@ -195,7 +178,7 @@ class CallbackDispatcher:
                 session.scalars(
                     select(Callback.next_attempt_at)
                     .where(
-                        Callback.state.in_(WAITING_STATES),
+                        Callback.state.in_(WAITING),
                         Callback.next_attempt_at > now,
                         Callback.next_attempt_at <= horizon,
                         Callback.clinic_id.in_(list(self._clinics)),
@@ -212,7 +195,7 @@ class CallbackDispatcher:
             rows = session.execute(
                 select(Callback.clinic_id, func.count())
                 .where(
-                    Callback.state.in_(CALLBACK_OPEN_STATES),
+                    Callback.state.in_(OPEN),
                     Callback.clinic_id.not_in(list(self._clinics)),
                 )
                 .group_by(Callback.clinic_id)
@@ -275,7 +258,7 @@ class CallbackDispatcher:
         """A `calling` callback whose lease ran out: its node died mid-call (or stalled)."""
         lost = session.execute(
             select(Callback.id, Callback.lease_owner, Callback.lease_until).where(
-                Callback.state == "calling",
+                Callback.state == CallbackState.CALLING,
                 Callback.lease_until < now,
                 Callback.clinic_id.in_(list(self._clinics)),
             )
@@ -284,15 +267,13 @@ class CallbackDispatcher:
             callback = session.get(Callback, callback_id, populate_existing=True)
             if callback is None:
                 continue
-            detail = f"{NODE_LOST} ({owner})"
-            values = self._after_attempt(
-                callback, AttemptResult("failed", detail), now, retry_delay=dt.timedelta(0)
-            )
+            result = AttemptResult("failed", Reason(ReasonCode.NODE_LOST, {"node": owner}))
+            values = self._after_attempt(callback, result, now, retry_delay=dt.timedelta(0))
             changed = session.execute(
                 update(Callback)
                 .where(
                     Callback.id == callback_id,
-                    Callback.state == "calling",
+                    Callback.state == CallbackState.CALLING,
                     Callback.lease_owner == owner,
                     Callback.lease_until == until,
                 )
@@ -300,7 +281,7 @@ class CallbackDispatcher:
                 .execution_options(synchronize_session=False)
             ).rowcount
             if changed == 1:
-                self._close_attempts(session, callback_id, owner, "failed", detail, now)
+                self._close_attempts(session, callback_id, owner, result, now)
                 log.warning(
                     "callback %s: lease of node %s ran out mid-call; recorded as failed",
                     callback_id,
@@ -310,32 +291,41 @@ class CallbackDispatcher:
 
     def _expire_closed_windows(self, session: Session, now: dt.datetime) -> None:
         """Waiting callbacks whose window closed before anyone could dial them: never dropped."""
-        for clinic_id, clinic in self._clinics.items():
+        for clinic_id in self._clinics:
             grace = dt.timedelta(minutes=self._schedule(clinic_id).grace_minutes)
             overdue = session.scalars(
                 select(Callback).where(
                     Callback.clinic_id == clinic_id,
-                    Callback.state.in_(WAITING_STATES),
+                    Callback.state.in_(WAITING),
                     Callback.next_attempt_at < now - grace,
                     Callback.slot_end < now - grace,
                 )
             ).all()
             for callback in overdue:
                 deadline = max(callback.slot_end, callback.next_attempt_at) + grace
-                why = (
-                    "servern var nere"
-                    if deadline < self._started_at
-                    else "för många återuppringningar samtidigt"
-                )
+                # Down at the deadline (it passed before this process started), or up but
+                # every line of the clinic was busy with other callbacks.
+                cause = "server_down" if deadline < self._started_at else "overloaded"
                 if callback.attempts == 0:
-                    state = "escalated"
-                    reason = f"Inte uppringd under {_window(clinic, callback)}: {why}"
+                    state = CallbackState.ESCALATED
+                    reason = Reason(
+                        ReasonCode.NOT_DIALLED,
+                        {
+                            "window_start": callback.slot_start.isoformat(),
+                            "window_end": callback.slot_end.isoformat(),
+                            "cause": cause,
+                        },
+                    )
                 else:
-                    state = "missed"
-                    last = FAILURE_TEXT.get(callback.last_outcome or "", "Inte nådd")
-                    reason = (
-                        f"{last} efter {callback.attempts} försök; inga fler försök före "
-                        f"{_local(clinic, deadline)}: {why}"
+                    state = CallbackState.MISSED
+                    reason = Reason(
+                        ReasonCode.WINDOW_CLOSED,
+                        {
+                            "outcome": callback.last_outcome,
+                            "attempts": callback.attempts,
+                            "deadline": deadline.isoformat(),
+                            "cause": cause,
+                        },
                     )
                 changed = session.execute(
                     update(Callback)
@@ -344,24 +334,25 @@ class CallbackDispatcher:
                         Callback.state == callback.state,
                         Callback.next_attempt_at == callback.next_attempt_at,
                     )
-                    .values(state=state, escalation_reason=reason, updated_at=now)
+                    .values(state=state, **reason.columns("escalation"), updated_at=now)
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 session.commit()
                 if changed == 1:
-                    log.warning("callback %s %s: %s", callback.id, state, reason)
+                    log.warning("callback %s %s: %s %s", callback.id, state, reason.code,
+                                dict(reason.params))  # fmt: skip
 
     def _claim(
         self, session: Session, clinic_id: str, count: int, now: dt.datetime
     ) -> list[CallbackJob]:
         claimable = (
             Callback.clinic_id == clinic_id,
-            Callback.state.in_(WAITING_STATES),
+            Callback.state.in_(accepted(Action.CLAIM)),
             Callback.next_attempt_at <= now,
             or_(Callback.lease_until.is_(None), Callback.lease_until < now),
         )
         claim = {
-            "state": "calling",
+            "state": CallbackState.CALLING,
             "lease_owner": self.node_id,
             "lease_until": now + self._lease,
             "updated_at": now,
@@ -436,7 +427,8 @@ class CallbackDispatcher:
                 raise
             except Exception as exc:
                 log.exception("callback %s: dialling failed", job.callback_id)
-                result = AttemptResult("failed", f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                result = AttemptResult("failed", Reason(ReasonCode.DIALLER_ERROR, {"error": error}))
             finally:
                 heartbeat.cancel()
             log.info("callback %s attempt %d: %s", job.callback_id, job.attempt, result.outcome)
@@ -448,7 +440,10 @@ class CallbackDispatcher:
             # the lease to run out; blocking is acceptable while shutting down.
             try:
                 self._record(
-                    job, AttemptResult("failed", SERVER_STOPPED), self._clock(), retry_now=True
+                    job,
+                    AttemptResult("failed", Reason(ReasonCode.SERVER_STOPPED)),
+                    self._clock(),
+                    retry_now=True,
                 )
             except Exception:
                 log.exception("callback %s: could not record the interrupted call", job.callback_id)
@@ -475,7 +470,7 @@ class CallbackDispatcher:
                 update(Callback)
                 .where(
                     Callback.id == callback_id,
-                    Callback.state == "calling",
+                    Callback.state == CallbackState.CALLING,
                     Callback.lease_owner == self.node_id,
                 )
                 .values(lease_until=now + self._lease)
@@ -492,13 +487,11 @@ class CallbackDispatcher:
         Returns when to try again, if the callback is due again.
         """
         with self._session_factory() as session:
-            self._close_attempts(
-                session, job.callback_id, self.node_id, result.outcome, result.detail, now
-            )
+            self._close_attempts(session, job.callback_id, self.node_id, result, now)
             callback = session.get(Callback, job.callback_id, populate_existing=True)
             if (
                 callback is None
-                or callback.state != "calling"
+                or callback.state != CallbackState.CALLING
                 or callback.lease_owner != self.node_id
             ):
                 session.commit()
@@ -515,24 +508,28 @@ class CallbackDispatcher:
                 update(Callback)
                 .where(
                     Callback.id == job.callback_id,
-                    Callback.state == "calling",
+                    Callback.state == CallbackState.CALLING,
                     Callback.lease_owner == self.node_id,
                 )
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
             session.commit()
-            if values["state"] in ("missed", "escalated"):
-                log.warning("callback %s missed: %s", job.callback_id, values["escalation_reason"])
-            return values.get("next_attempt_at") if values["state"] == "due" else None
+            if values["state"] in NEEDS_STAFF:
+                log.warning(
+                    "callback %s missed: %s %s",
+                    job.callback_id,
+                    values["escalation_code"],
+                    values["escalation_params"],
+                )
+            return values.get("next_attempt_at") if values["state"] == CallbackState.DUE else None
 
     @staticmethod
     def _close_attempts(
         session: Session,
         callback_id: int,
         node: str | None,
-        outcome: str,
-        detail: str,
+        result: AttemptResult,
         now: dt.datetime,
     ) -> None:
         session.execute(
@@ -542,7 +539,12 @@ class CallbackDispatcher:
                 CallbackAttempt.node == (node or ""),
                 CallbackAttempt.ended_at.is_(None),
             )
-            .values(ended_at=now, outcome=outcome, detail=detail or None)
+            .values(
+                ended_at=now,
+                outcome=result.outcome,
+                detail_code=result.reason.code.value if result.reason else None,
+                detail_params=result.reason.params_json() if result.reason else None,
+            )
             .execution_options(synchronize_session=False)
         )
 
@@ -555,7 +557,6 @@ class CallbackDispatcher:
         retry_delay: dt.timedelta | None = None,
     ) -> dict[str, Any]:
         """The row's new values after an attempt: done, due again, or missed with a reason."""
-        clinic = self._clinics[callback.clinic_id]
         schedule = self._schedule(callback.clinic_id)
         values: dict[str, Any] = {
             "lease_owner": None,
@@ -565,7 +566,7 @@ class CallbackDispatcher:
             "updated_at": now,
         }
         if result.outcome == "done":
-            return values | {"state": "done", "attempts": callback.attempts + 1}
+            return values | {"state": CallbackState.DONE, "attempts": callback.attempts + 1}
         if result.outcome == "postponed":
             # Staff asked to be called later: the patient was not dialled, no attempt used.
             delay = (
@@ -573,16 +574,26 @@ class CallbackDispatcher:
                 if result.postpone_s is not None
                 else _retry_delay(schedule)
             )
-            return values | {"state": "due", "next_attempt_at": now + delay}
+            return values | {"state": CallbackState.DUE, "next_attempt_at": now + delay}
         attempts = callback.attempts + 1
         delay = retry_delay if retry_delay is not None else _retry_delay(schedule)
         deadline = callback.slot_end + dt.timedelta(minutes=schedule.grace_minutes)
         retry_at = now + delay
         if attempts < callback.max_attempts and retry_at <= deadline:
-            return values | {"state": "due", "attempts": attempts, "next_attempt_at": retry_at}
-        reason = f"{FAILURE_TEXT.get(result.outcome, 'Inte nådd')} efter {attempts} försök"
+            return values | {
+                "state": CallbackState.DUE,
+                "attempts": attempts,
+                "next_attempt_at": retry_at,
+            }
+        params: dict[str, Param] = {"outcome": result.outcome, "attempts": attempts}
+        if result.outcome == "failed" and result.reason is not None:
+            params |= result.reason.nested()  # e.g. which trunk error, for the operator
         if attempts < callback.max_attempts:
-            reason += f"; tiden för återuppringning gick ut {_local(clinic, deadline)}"
-        if result.outcome == "failed" and result.detail:
-            reason += f" ({result.detail})"
-        return values | {"state": "missed", "attempts": attempts, "escalation_reason": reason}
+            reason = Reason(ReasonCode.RETRY_TOO_LATE, params | {"deadline": deadline.isoformat()})
+        else:
+            reason = Reason(ReasonCode.ATTEMPTS_USED, params)
+        return values | {
+            "state": CallbackState.MISSED,
+            "attempts": attempts,
+            **reason.columns("escalation"),
+        }

@@ -32,22 +32,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from callserver.callbacks.phone_numbers import PhoneNumberError, normalize_swedish_number
-from callserver.callbacks.slots import day_slots, is_bookable
+from callbacks.phone_numbers import PhoneNumberError, normalize_swedish_number
+from callbacks.reasons import Reason, ReasonCode
+from callbacks.slots import day_slots, is_bookable
+from callbacks.states import BLOCKS_BOOKING, OPEN, Action, CallbackState, accepted
 from config.clinics import CallbackSchedule, Clinic
-from storage.models import (
-    CALLBACK_OPEN_STATES,
-    CALLBACK_SOURCES,
-    Callback,
-    CallbackAttempt,
-    CallbackSlot,
-    utcnow,
-)
+from storage.models import CALLBACK_SOURCES, Callback, CallbackAttempt, CallbackSlot, utcnow
 
 BOOKING_ERRORS = ("slot_full", "duplicate", "closed", "invalid_number", "not_open", "not_found")
-WAITING_STATES = ("booked", "due")
-"""Not yet being dialled: may be moved."""
-NEEDS_STAFF_STATES = ("missed", "escalated")
 
 
 class BookingError(Exception):
@@ -135,7 +127,7 @@ def _open_in_slot(
     query = select(func.count()).where(
         Callback.clinic_id == clinic_id,
         Callback.slot_start == slot_start,
-        Callback.state.in_(CALLBACK_OPEN_STATES),
+        Callback.state.in_(OPEN),
     )
     if exclude_id is not None:
         query = query.where(Callback.id != exclude_id)
@@ -167,7 +159,7 @@ def find_open_callback(
         select(Callback)
         .where(
             Callback.clinic_id == clinic_id,
-            Callback.state.in_(CALLBACK_OPEN_STATES),
+            Callback.state.in_(BLOCKS_BOOKING),
             or_(*matches),
         )
         .order_by(Callback.slot_start)
@@ -226,7 +218,7 @@ def book_callback(
             personnummer=personnummer,
             slot_start=slot_start,
             slot_end=slot_end,
-            state="booked",
+            state=CallbackState.BOOKED,
             attempts=0,
             max_attempts=schedule.max_attempts,
             next_attempt_at=slot_start,
@@ -262,10 +254,9 @@ def _get(session: Session, callback_id: int) -> Callback:
     return callback
 
 
-def _transition(
-    session: Session, callback: Callback, from_states: tuple[str, ...], **values: Any
-) -> Callback:
-    """Conditional UPDATE: only if the row is still in one of `from_states`; then commit."""
+def _transition(session: Session, callback: Callback, action: Action, **values: Any) -> Callback:
+    """Conditional UPDATE: only if the row is still in a state `action` accepts; then commit."""
+    from_states = accepted(action)
     if callback.state not in from_states:
         session.rollback()
         raise BookingError("not_open", f"callback {callback.id} is {callback.state}")
@@ -314,7 +305,7 @@ def move_callback(
         callback = _get(session, callback_id)
         if callback.clinic_id != clinic.id:
             raise BookingError("not_found", f"callback {callback_id} belongs to another clinic")
-        if callback.state not in WAITING_STATES:
+        if callback.state not in accepted(Action.MOVE):
             raise BookingError("not_open", f"callback {callback_id} is {callback.state}")
         if callback.slot_start == slot_start:
             session.commit()  # keep it: nothing to move
@@ -329,8 +320,8 @@ def move_callback(
     return _transition(
         session,
         callback,
-        WAITING_STATES,
-        state="booked",
+        Action.MOVE,
+        state=CallbackState.BOOKED,
         slot_start=slot_start,
         slot_end=slot_end,
         next_attempt_at=slot_start,
@@ -338,7 +329,8 @@ def move_callback(
         max_attempts=schedule.max_attempts,
         lease_owner=None,
         lease_until=None,
-        escalation_reason=None,
+        escalation_code=None,
+        escalation_params=None,
         updated_at=now,
     )
 
@@ -356,8 +348,8 @@ def cancel_callback(
     return _transition(
         session,
         callback,
-        CALLBACK_OPEN_STATES,
-        state="cancelled",
+        Action.CANCEL,
+        state=CallbackState.CANCELLED,
         lease_owner=None,
         lease_until=None,
         updated_at=now,
@@ -376,15 +368,15 @@ def mark_done(
             started_at=now,
             ended_at=now,
             outcome="done",
-            detail=f"klarmarkerad av personal (användare {user_id})",
+            **Reason(ReasonCode.MARKED_DONE, {"user_id": user_id}).columns("detail"),
             node="ui",
         )
     )
     return _transition(
         session,
         callback,
-        (*CALLBACK_OPEN_STATES, *NEEDS_STAFF_STATES),
-        state="done",
+        Action.MARK_DONE,
+        state=CallbackState.DONE,
         done_by_id=user_id,
         last_outcome="done",
         last_outcome_at=now,
@@ -405,11 +397,12 @@ def call_now(session: Session, callback_id: int, *, now: dt.datetime | None = No
     return _transition(
         session,
         callback,
-        (*WAITING_STATES, *NEEDS_STAFF_STATES),
-        state="due",
+        Action.CALL_NOW,
+        state=CallbackState.DUE,
         next_attempt_at=now,
         max_attempts=max(callback.max_attempts, callback.attempts + 1),
-        escalation_reason=None,
+        escalation_code=None,
+        escalation_params=None,
         lease_owner=None,
         lease_until=None,
         updated_at=now,
