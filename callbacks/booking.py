@@ -23,10 +23,10 @@ database's too: partial unique indexes on open callbacks per (clinic, number) an
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +37,7 @@ from callbacks.reasons import Reason, ReasonCode
 from callbacks.slots import day_slots, is_bookable
 from callbacks.states import BLOCKS_BOOKING, OPEN, Action, CallbackState, accepted
 from config.clinics import CallbackSchedule, Clinic
+from storage.db import rows_changed
 from storage.models import CALLBACK_SOURCES, Callback, CallbackAttempt, CallbackSlot, utcnow
 
 BOOKING_ERRORS = ("slot_full", "duplicate", "closed", "invalid_number", "not_open", "not_found")
@@ -95,7 +96,7 @@ def _slot_end(clinic: Clinic, slot_start: dt.datetime, now: dt.datetime) -> dt.d
 
 def _lock_slot(session: Session, clinic_id: str, slot_start: dt.datetime, now: dt.datetime) -> None:
     """Write the slot's lock row (see the module docstring); held until commit/rollback."""
-    table = CallbackSlot.__table__
+    table = cast(Table, CallbackSlot.__table__)
     values = {"clinic_id": clinic_id, "slot_start": slot_start, "touched_at": now}
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
@@ -276,7 +277,7 @@ def _transition(session: Session, callback: Callback, action: Action, **values: 
         if existing is None:
             raise
         raise _duplicate(existing) from None
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         session.rollback()
         callback = _get(session, callback.id)
         raise BookingError("not_open", f"callback {callback.id} is {callback.state}")

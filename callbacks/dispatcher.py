@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from callbacks.reasons import Param, Reason, ReasonCode
 from callbacks.states import NEEDS_STAFF, OPEN, WAITING, Action, CallbackState, accepted
 from config.clinics import CallbackSchedule, Clinic
+from storage.db import rows_changed
 from storage.models import Callback, CallbackAttempt, utcnow
 
 log = logging.getLogger(__name__)
@@ -145,10 +146,15 @@ class CallbackDispatcher:
         """Run the dispatcher at `at` (default: now), e.g. after call_now or a booking."""
         if self._scheduler is None:
             return
-        when = (at or self._clock()) + WAKE_MARGIN
+        when = self._scheduler_time(at or self._clock()) + WAKE_MARGIN
         self._scheduler.add_job(
             self._wake_up, "date", run_date=when, args=[None], misfire_grace_time=None
         )
+
+    def _scheduler_time(self, instant: dt.datetime) -> dt.datetime:
+        """`instant` on our clock as real time, which is what APScheduler's timers run on
+        (the two differ when the process clock is shifted, see config/clock.py)."""
+        return dt.datetime.now(dt.UTC) + (instant - self._clock())
 
     async def _wake_up(self, due: dt.datetime | None) -> None:
         if due is not None:
@@ -168,8 +174,9 @@ class CallbackDispatcher:
         if self._scheduler is None or not self._wake_at_due_times or due in self._wake_ups:
             return
         self._wake_ups.add(due)
+        run_date = self._scheduler_time(due) + WAKE_MARGIN
         self._scheduler.add_job(
-            self._wake_up, "date", run_date=due + WAKE_MARGIN, args=[due], misfire_grace_time=None
+            self._wake_up, "date", run_date=run_date, args=[due], misfire_grace_time=None
         )
 
     def _upcoming_due_times(self, now: dt.datetime, horizon: dt.datetime) -> list[dt.datetime]:
@@ -269,17 +276,19 @@ class CallbackDispatcher:
                 continue
             result = AttemptResult("failed", Reason(ReasonCode.NODE_LOST, {"node": owner}))
             values = self._after_attempt(callback, result, now, retry_delay=dt.timedelta(0))
-            changed = session.execute(
-                update(Callback)
-                .where(
-                    Callback.id == callback_id,
-                    Callback.state == CallbackState.CALLING,
-                    Callback.lease_owner == owner,
-                    Callback.lease_until == until,
+            changed = rows_changed(
+                session.execute(
+                    update(Callback)
+                    .where(
+                        Callback.id == callback_id,
+                        Callback.state == CallbackState.CALLING,
+                        Callback.lease_owner == owner,
+                        Callback.lease_until == until,
+                    )
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
                 )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            )
             if changed == 1:
                 self._close_attempts(session, callback_id, owner, result, now)
                 log.warning(
@@ -327,16 +336,18 @@ class CallbackDispatcher:
                             "cause": cause,
                         },
                     )
-                changed = session.execute(
-                    update(Callback)
-                    .where(
-                        Callback.id == callback.id,
-                        Callback.state == callback.state,
-                        Callback.next_attempt_at == callback.next_attempt_at,
+                changed = rows_changed(
+                    session.execute(
+                        update(Callback)
+                        .where(
+                            Callback.id == callback.id,
+                            Callback.state == callback.state,
+                            Callback.next_attempt_at == callback.next_attempt_at,
+                        )
+                        .values(state=state, **reason.columns("escalation"), updated_at=now)
+                        .execution_options(synchronize_session=False)
                     )
-                    .values(state=state, **reason.columns("escalation"), updated_at=now)
-                    .execution_options(synchronize_session=False)
-                ).rowcount
+                )
                 session.commit()
                 if changed == 1:
                     log.warning("callback %s %s: %s %s", callback.id, state, reason.code,
@@ -378,12 +389,14 @@ class CallbackDispatcher:
         else:
             ids = []
             for callback_id in session.scalars(candidates).all():
-                changed = session.execute(
-                    update(Callback)
-                    .where(Callback.id == callback_id, *claimable)
-                    .values(**claim)
-                    .execution_options(synchronize_session=False)
-                ).rowcount
+                changed = rows_changed(
+                    session.execute(
+                        update(Callback)
+                        .where(Callback.id == callback_id, *claimable)
+                        .values(**claim)
+                        .execution_options(synchronize_session=False)
+                    )
+                )
                 if changed == 1:
                     ids.append(callback_id)
         if not ids:
@@ -466,16 +479,18 @@ class CallbackDispatcher:
     def _renew_lease(self, callback_id: int) -> bool:
         now = self._clock()
         with self._session_factory() as session:
-            changed = session.execute(
-                update(Callback)
-                .where(
-                    Callback.id == callback_id,
-                    Callback.state == CallbackState.CALLING,
-                    Callback.lease_owner == self.node_id,
+            changed = rows_changed(
+                session.execute(
+                    update(Callback)
+                    .where(
+                        Callback.id == callback_id,
+                        Callback.state == CallbackState.CALLING,
+                        Callback.lease_owner == self.node_id,
+                    )
+                    .values(lease_until=now + self._lease)
+                    .execution_options(synchronize_session=False)
                 )
-                .values(lease_until=now + self._lease)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            )
             session.commit()
             return changed == 1
 

@@ -6,6 +6,7 @@ event loop that carries RTP is never blocked by the database.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -15,8 +16,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import Call, Recording, Ticket, utcnow
+from callserver.recording import Sidecar
+from storage.models import Call, Callback, Recording, Ticket, TranscriptStatus, utcnow
 from storage.personnummer import mask_personnummer
+from transcription.extraction import Extraction
+from transcription.vosk_engine import Transcript, TranscriptFailure
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +52,29 @@ def call_updated(factory: SessionFactory, call_id: int, **fields: Any) -> None:
                 setattr(call, key, value)
 
 
+def _call_of(session: Session, sidecar: Sidecar) -> int:
+    """The recording's call row; made (outcome "recovered") if the crash came before it was."""
+    call_id = sidecar.call.call_db_id
+    if call_id is not None and session.get(Call, call_id) is not None:
+        return call_id
+    call = Call(
+        sip_call_id=sidecar.call.sip_call_id or "unknown",
+        clinic_id=sidecar.call.clinic_id,
+        caller_number=sidecar.call.caller,
+        called_number=sidecar.call.called,
+        outcome="recovered",
+    )
+    session.add(call)
+    session.flush()
+    return call.id
+
+
 def store_recording(
     factory: SessionFactory,
     *,
     path: Path,
     duration_s: float,
-    metadata: dict[str, Any],
+    sidecar: Sidecar,
     min_seconds: float,
     partial: bool,
     complete: bool = True,
@@ -67,18 +88,9 @@ def store_recording(
         existing = session.scalar(select(Recording).where(Recording.path == str(path)))
         if existing is not None:
             return None
-        call_id = metadata.get("call_db_id")
-        if call_id is None or session.get(Call, call_id) is None:
-            call = Call(
-                sip_call_id=metadata.get("sip_call_id", "unknown"),
-                clinic_id=metadata.get("clinic_id"),
-                caller_number=metadata.get("caller"),
-                called_number=metadata.get("called", ""),
-                outcome="recovered",
-            )
-            session.add(call)
-            session.flush()
-            call_id = call.id
+        if sidecar.call.clinic_id is None:
+            raise ValueError(f"recording {path} names no clinic: it cannot become a ticket")
+        call_id = _call_of(session, sidecar)
         recording = Recording(
             call_id=call_id, path=str(path), duration_s=duration_s, complete=complete
         )
@@ -90,16 +102,16 @@ def store_recording(
                 duration_s, call_id, min_seconds,
             )  # fmt: skip
             return None
-        pnr = metadata.get("personnummer")
+        pnr = sidecar.meta.personnummer
         ticket = Ticket(
-            clinic_id=metadata["clinic_id"],
+            clinic_id=sidecar.call.clinic_id,
             call_id=call_id,
             recording_id=recording.id,
             kind="cancellation",
             status="new",
             partial=partial,
             personnummer=pnr,
-            personnummer_source=metadata.get("personnummer_source") if pnr else None,
+            personnummer_source="keypad" if pnr else None,
         )
         session.add(ticket)
         session.flush()
@@ -116,7 +128,7 @@ def now() -> datetime:
 
 
 def transcript_fields(
-    keypad_pnr: str | None, transcript_text: str, missing_reason: str | None, extraction: Any
+    keypad_pnr: str | None, transcript: Transcript, extraction: Extraction | None
 ) -> dict[str, Any]:
     """Ticket columns from a transcript and its extraction, next to the keypad number.
 
@@ -124,14 +136,15 @@ def transcript_fields(
     number in the speech is kept beside it and flagged, never silently dropped. Without a
     keypad number, a speech number that is `ok` or `corrected` becomes the ticket's number.
     """
-    if missing_reason:
-        return {"transcript": None, "transcript_status": "model_missing"
-                if "model missing" in missing_reason else "error",
-                "free_text": missing_reason}  # fmt: skip
+    if transcript.failure is not None or extraction is None:
+        missing = transcript.failure is TranscriptFailure.MODEL_MISSING
+        status = TranscriptStatus.MODEL_MISSING if missing else TranscriptStatus.FAILED
+        return {"transcript": None, "transcript_status": status.value}
     speech_pnr = (extraction.personnummer or "").replace("-", "") or None
     fields: dict[str, Any] = {
-        "transcript": transcript_text,
-        "transcript_status": "ok",
+        "transcript": transcript.text,
+        "transcript_status": TranscriptStatus.OK.value,
+        "transcript_json": json.dumps(transcript.to_json(), ensure_ascii=False),
         "speech_personnummer": speech_pnr,
         "speech_personnummer_status": extraction.status,
         "intent": extraction.intent,
@@ -168,20 +181,19 @@ def tickets_without_transcript(factory: SessionFactory) -> list[tuple[int, str, 
 
 
 def store_callback_message(
-    factory: SessionFactory, *, path: Path, duration_s: float, metadata: dict[str, Any],
+    factory: SessionFactory, *, path: Path, duration_s: float, sidecar: Sidecar,
     complete: bool = True,
 ) -> int | None:  # fmt: skip
     """File a caller's voice message for the nurse on its callback (not as a ticket).
 
     Idempotent by path, like store_recording. Returns the callback id, or None.
     """
-    from storage.models import Callback
-
     with factory() as session, session.begin():
         if session.scalar(select(Recording).where(Recording.path == str(path))) is not None:
             return None
-        callback = session.get(Callback, metadata.get("callback_id"))
-        call_id = metadata.get("call_db_id")
+        callback_id = sidecar.meta.callback_id
+        callback = session.get(Callback, callback_id) if callback_id is not None else None
+        call_id = sidecar.call.call_db_id
         if call_id is not None and session.get(Call, call_id) is not None:
             session.add(
                 Recording(call_id=call_id, path=str(path), duration_s=duration_s, complete=complete)
@@ -195,8 +207,6 @@ def store_callback_message(
 
 
 def callback_message_transcribed(factory: SessionFactory, callback_id: int, text: str) -> None:
-    from storage.models import Callback
-
     with factory() as session, session.begin():
         callback = session.get(Callback, callback_id)
         if callback is not None:

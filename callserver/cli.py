@@ -111,6 +111,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+NO_TRANSCRIPT = {
+    "model_missing": "no transcript: speech model missing",
+    "error": "no transcript: speech recognition failed (see the server log)",
+}
+"""The operator's note for a ticket without a transcript (staff see it in Swedish)."""
+
+
 def cmd_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
@@ -142,7 +149,7 @@ def cmd_tickets_list(settings: Settings, args: argparse.Namespace) -> int:
                     "personnummer_disagreement": t.personnummer_disagreement,
                     "intent": t.intent,
                     "appointment": t.appointment,
-                    "note": t.free_text,
+                    "note": NO_TRANSCRIPT.get(t.transcript_status or "", t.free_text),
                     "created_at": t.created_at.isoformat(),
                 }
                 if args.json:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
 
 from callserver.media.clock import MediaClock
@@ -19,8 +18,8 @@ from callserver.sip.engine import Dialog, SipEngine, SipError
 
 log = logging.getLogger(__name__)
 
-_BUSY = {486, 600, 603}
-_NO_ANSWER = {408, 480, 487}
+_BUSY = {486, 600, 603}  # Busy Here, Busy Everywhere, Decline
+_NO_ANSWER = {408, 480, 487}  # Request Timeout, Temporarily Unavailable, Request Terminated
 
 
 class DialFailed(Exception):
@@ -33,17 +32,14 @@ class DialFailed(Exception):
 
 
 def classify(exc: SipError) -> str:
-    """Map a failed INVITE to the outcome a retry policy cares about (busy ≠ no answer ≠ error)."""
-    code = getattr(exc, "code", None)
-    if code is None:
-        match = re.search(r": (\d{3}) ", str(exc) + " ")
-        code = int(match.group(1)) if match else None
-    if code is None:
-        return "no_answer" if "no answer" in str(exc) else "failed"
-    if code in _BUSY:
-        return "busy"
-    if code in _NO_ANSWER:
+    """Map a failed INVITE to the outcome a retry policy cares about (busy ≠ no answer ≠ error).
+
+    By the SIP status alone: no final response at all (`code` None: it rang until our timeout)
+    is no answer, like 408/480/487; every other failure, ours or the peer's, is "failed"."""
+    if exc.code is None or exc.code in _NO_ANSWER:
         return "no_answer"
+    if exc.code in _BUSY:
+        return "busy"
     return "failed"
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,18 +21,27 @@ import numpy as np
 
 from callbacks.phone_numbers import speakable_groups
 from callserver.dialer import Dialer, DialFailed, bridge
+from callserver.media.session import MediaSession
 from callserver.prompts import PromptLibrary
-from callserver.recording import DurableRecording
+from callserver.recording import CallFacts, DurableRecording, Sidecar
 from callserver.sip.engine import Dialog, SipEngine
+from config.clock import utcnow
 from config.settings import RecordingSettings
-from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
+from ivr_flows.call_api import (
+    BridgeResult,
+    CallEnded,
+    CallInfo,
+    RecordingEnd,
+    RecordingMeta,
+    RecordingResult,
+)
 from transcription.streaming import NullTranscriber, Transcriber
 
 log = logging.getLogger(__name__)
 
-RecordingHook = Callable[[RecordingResult, dict[str, Any], Transcriber], Awaitable[None]]
-"""Gets each finished recording, what is known about the call, and the still-running
-transcriber that heard it (the hook awaits its result off the call's path)."""
+RecordingHook = Callable[[RecordingResult, Sidecar, Transcriber], Awaitable[None]]
+"""Gets each finished recording, its sidecar (the call's facts and the flow's RecordingMeta) and
+the still-running transcriber that heard it (the hook awaits its result off the call's path)."""
 
 
 def frame_dbfs(frame: bytes) -> float:
@@ -54,7 +64,7 @@ class LiveCall:
         recordings_dir: Path,
         recording: RecordingSettings,
         on_recording: RecordingHook,
-        base_metadata: dict[str, Any],
+        call_facts: CallFacts,
         transcriber_factory: Callable[[], Transcriber] = NullTranscriber,
         dialer: Dialer | None = None,
         timezone: str = "Europe/Stockholm",
@@ -67,7 +77,7 @@ class LiveCall:
         self.recordings_dir = recordings_dir
         self.recording = recording
         self.on_recording = on_recording
-        self.base_metadata = base_metadata
+        self.call_facts = call_facts
         self.transcriber_factory = transcriber_factory
         self.dialer = dialer
         self.timezone = ZoneInfo(timezone)
@@ -159,22 +169,28 @@ class LiveCall:
                 return "".join(got)
 
     async def record(
-        self, max_s: float, silence_s: float, beep: bool = True, finish_key: str = "#"
+        self,
+        meta: RecordingMeta,
+        *,
+        max_s: float,
+        silence_s: float,
+        beep: bool = True,
+        finish_key: str = "#",
     ) -> RecordingResult:
         self._check()
         self._digits.clear()
         if beep:
             await self._play_pcm(self.prompts.beep, interruptible=False)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        started = utcnow()
         path = (
             self.recordings_dir
             / (self.info.clinic_id or "unknown")
-            / datetime.now().strftime("%Y-%m")
-            / f"{stamp}-{uuid.uuid4().hex[:12]}.wav"
+            / started.strftime("%Y-%m")
+            / f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:12]}.wav"
         )
-        metadata = {**self.base_metadata, **self.info.facts, "language": self.info.language}
+        sidecar = Sidecar(self.call_facts, meta, self.info.language)
         rec = await asyncio.to_thread(
-            DurableRecording, path, metadata, self.recording.fsync_interval_s
+            DurableRecording, path, sidecar, self.recording.fsync_interval_s
         )
         transcriber = self.transcriber_factory()
         threshold = self.recording.silence_threshold_dbfs
@@ -189,7 +205,7 @@ class LiveCall:
                 last_voice = time.monotonic()
 
         self.media.add_audio_sink(sink)
-        ended_by = "max"
+        ended_by: RecordingEnd = "max"
         try:
             while True:
                 now = time.monotonic()
@@ -221,14 +237,14 @@ class LiveCall:
                     "call %s: recorded %.1f s (%s) to %s",
                     self.dialog.call_id, rec.duration_s, ended_by, final,
                 )  # fmt: skip
-                await self.on_recording(result, metadata, transcriber)
+                await self.on_recording(result, sidecar, transcriber)
         return result
 
     async def say_time(
         self, when: datetime, end: datetime | None = None, *, interruptible: bool = False
     ) -> None:
         local = when.astimezone(self.timezone)
-        today = datetime.now(self.timezone).date()
+        today = utcnow().astimezone(self.timezone).date()
         if local.date() == today:
             day = "today"
         elif local.date() == today + timedelta(days=1):
@@ -255,14 +271,14 @@ class LiveCall:
         caller_id: str | None,
         timeout: float = 30.0,
         whisper: tuple[str, ...] = (),
-    ) -> str:
+    ) -> BridgeResult:
         self._check()
         if self.dialer is None:
             return "failed"
         try:
             leg = await self.dialer.dial(number, caller_id=caller_id, timeout=timeout)
         except DialFailed as exc:
-            return exc.outcome
+            return _NOT_CONNECTED.get(exc.outcome, "failed")
         try:
             if whisper:
                 pcm = b"".join(self.prompts.get(n, self.info.language) for n in whisper)
@@ -280,5 +296,40 @@ class LiveCall:
         self.engine.hangup(self.dialog)
 
 
+_NOT_CONNECTED: dict[str, BridgeResult] = {"busy": "busy", "no_answer": "no_answer"}
+
+
 def _clock(t: datetime) -> list[str]:
     return [f"num_{t.hour}"] + ([f"num_{t.minute}"] if t.minute else [])
+
+
+@dataclass(frozen=True)
+class LiveCalls:
+    """What every LiveCall of this server shares; `make` gives one call its Call API."""
+
+    engine: SipEngine
+    prompts: PromptLibrary
+    recordings_dir: Path
+    recording: RecordingSettings
+    on_recording: RecordingHook
+    transcriber_factory: Callable[[], Transcriber]
+    dialer: Dialer
+    timezone: str
+
+    def make(
+        self, dialog: Dialog, media: MediaSession, info: CallInfo, facts: CallFacts
+    ) -> LiveCall:
+        return LiveCall(
+            info=info,
+            dialog=dialog,
+            engine=self.engine,
+            media=media,
+            prompts=self.prompts,
+            recordings_dir=self.recordings_dir,
+            recording=self.recording,
+            on_recording=self.on_recording,
+            call_facts=facts,
+            transcriber_factory=self.transcriber_factory,
+            dialer=self.dialer,
+            timezone=self.timezone,
+        )

@@ -14,14 +14,75 @@ import logging
 import os
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from ivr_flows.call_api import RecordingMeta, RecordingPurpose
 
 log = logging.getLogger(__name__)
 
 RATE = 8000
 HEADER_SIZE = 44
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the server knows about the call a recording belongs to (never from the flow)."""
+
+    sip_call_id: str = ""
+    call_db_id: int | None = None
+    clinic_id: str | None = None
+    caller: str | None = None
+    called: str = ""
+    started_at: str = ""
+    """ISO 8601 UTC."""
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """The `<name>.json` beside a recording: the call's facts and the flow's RecordingMeta.
+
+    Written (fsynced) before the first audio frame. Flat JSON, with the keys the first version
+    wrote, so recordings left by an older version are still filed correctly after an upgrade.
+    """
+
+    call: CallFacts
+    meta: RecordingMeta
+    language: str = "sv"
+
+    def to_json(self) -> dict[str, Any]:
+        meta = {
+            "purpose": self.meta.purpose.value,
+            "personnummer": self.meta.personnummer,
+            "personnummer_source": "keypad" if self.meta.personnummer else None,
+            "callback_id": self.meta.callback_id,
+        }
+        return {**asdict(self.call), **meta, "language": self.language}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Sidecar:
+        """Raises ValueError for a document that does not describe a recording."""
+        if not isinstance(data, dict):
+            raise ValueError("recording metadata is not a JSON object")
+        purpose = RecordingPurpose(data.get("purpose") or RecordingPurpose.CANCELLATION)
+        keyed = data.get("personnummer") if data.get("personnummer_source") == "keypad" else None
+        call_db_id = data.get("call_db_id")
+        facts = CallFacts(
+            sip_call_id=str(data.get("sip_call_id") or ""),
+            call_db_id=call_db_id if isinstance(call_db_id, int) else None,
+            clinic_id=data.get("clinic_id") or None,
+            caller=data.get("caller"),
+            called=str(data.get("called") or ""),
+            started_at=str(data.get("started_at") or ""),
+        )
+        callback_id = data.get("callback_id")
+        meta = RecordingMeta(
+            purpose,
+            personnummer=keyed if isinstance(keyed, str) else None,
+            callback_id=callback_id if isinstance(callback_id, int) else None,
+        )
+        return cls(facts, meta, str(data.get("language") or "sv"))
 
 
 def _wav_header(data_bytes: int) -> bytes:
@@ -56,7 +117,7 @@ def write_json_durably(path: Path, data: dict[str, Any]) -> None:
 class DurableRecording:
     """One message being recorded: 16-bit 8 kHz mono PCM appended to a .part file."""
 
-    def __init__(self, final_path: Path, metadata: dict[str, Any], fsync_interval: float = 1.0):
+    def __init__(self, final_path: Path, sidecar: Sidecar, fsync_interval: float = 1.0) -> None:
         self.final_path = final_path
         self.part_path = final_path.with_name(final_path.name + ".part")
         self.meta_path = final_path.with_suffix(".json")
@@ -65,7 +126,7 @@ class DurableRecording:
         self._last_sync = time.monotonic()
         self._syncing: asyncio.Future | None = None
         final_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_durably(self.meta_path, metadata)
+        write_json_durably(self.meta_path, sidecar.to_json())
         self._file = open(self.part_path, "wb")  # noqa: SIM115 - kept open for the message
         self._file.write(_wav_header(0))
         self._file.flush()
@@ -128,7 +189,8 @@ def finalize_part(part_path: Path) -> Path:
 @dataclass(frozen=True)
 class Leftover:
     wav_path: Path
-    metadata: dict[str, Any]
+    sidecar: Sidecar | None
+    """None when the metadata is missing or unreadable: left for an operator."""
     duration_s: float
     partial: bool
 
@@ -148,18 +210,18 @@ def sweep(recordings_dir: Path) -> list[Leftover]:
     for part in sorted(recordings_dir.rglob("*.wav.part")):
         wav = finalize_part(part)
         log.warning("recovered interrupted recording %s (%.1f s)", wav, wav_duration(wav))
-        found.append(Leftover(wav, _read_meta(wav), wav_duration(wav), True))
+        found.append(Leftover(wav, _read_sidecar(wav), wav_duration(wav), True))
     for wav in sorted(recordings_dir.rglob("*.wav")):
         if any(item.wav_path == wav for item in found):
             continue
-        found.append(Leftover(wav, _read_meta(wav), wav_duration(wav), False))
+        found.append(Leftover(wav, _read_sidecar(wav), wav_duration(wav), False))
     return found
 
 
-def _read_meta(wav: Path) -> dict[str, Any]:
+def _read_sidecar(wav: Path) -> Sidecar | None:
     meta = wav.with_suffix(".json")
     try:
-        return json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        log.error("recording %s has no readable metadata %s", wav, meta)
-        return {}
+        return Sidecar.from_json(json.loads(meta.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        log.error("recording %s has no readable metadata %s (%s)", wav, meta, exc)
+        return None

@@ -18,7 +18,7 @@ import holidays
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SPAN = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
-# Not public holidays by law, but Swedish clinics are closed (../shared/notes/anchors.md).
+# Not public holidays by law, but Swedish clinics are closed on them (docs/swedish-calendar.md).
 DE_FACTO_CLOSED = {(12, 24): "julafton", (12, 31): "nyårsafton"}
 
 
@@ -186,8 +186,8 @@ def _parse_callbacks(
                 )
             values[key] = data[key].strip()
     schedule = CallbackSchedule(hours=hours, **values)  # type: ignore[arg-type]
-    for key, spans in hours.items():
-        short = [s for s in spans if _minutes(s[1]) - _minutes(s[0]) < schedule.slot_minutes]
+    for key, day_spans in hours.items():
+        short = [s for s in day_spans if _minutes(s[1]) - _minutes(s[0]) < schedule.slot_minutes]
         if short:
             raise ClinicConfigError(
                 f"{path}: callbacks.hours.{WEEKDAYS[key]}: a span is shorter than "

@@ -8,6 +8,7 @@ it. Validation happens once, at start-up, and every error names the key and what
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import tomllib
 from collections.abc import Mapping
@@ -88,6 +89,14 @@ class CallbackSettings:
 
 
 @dataclass(frozen=True)
+class ClockSettings:
+    start: str = ""
+    """ISO 8601 instant with offset at which this server's calendar clock starts, then runs at
+    real speed (config/clock.py). For end-to-end tests and demonstrations; empty = real time.
+    Never set it in production: phone hours, slots and callback times would follow it."""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
 
@@ -102,6 +111,7 @@ class Settings:
     stt: SttSettings = field(default_factory=SttSettings)
     clinics: ClinicsSettings = field(default_factory=ClinicsSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    clock: ClockSettings = field(default_factory=ClockSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     @property
@@ -119,6 +129,11 @@ class Settings:
     @property
     def prompts_dir(self) -> Path:
         return self.data_dir / "prompts"
+
+    @property
+    def clock_start(self) -> dt.datetime | None:
+        """`clock.start` as an aware datetime (validated at load), or None for real time."""
+        return dt.datetime.fromisoformat(self.clock.start) if self.clock.start else None
 
     @property
     def sip_peer(self) -> tuple[str, int]:
@@ -179,6 +194,16 @@ def _validate(s: Settings, errors: list[str]) -> None:
             "callbacks.poll_interval_s must be > 0 and callbacks.lease_s longer than "
             "sip.outbound_timeout_s (a lease must outlive one dialling attempt)"
         )
+    if s.clock.start:
+        try:
+            start = dt.datetime.fromisoformat(s.clock.start)
+        except ValueError:
+            start = None
+        if start is None or start.utcoffset() is None:
+            errors.append(
+                f"clock.start: {s.clock.start!r} must be an ISO 8601 time with offset, e.g. "
+                "2026-12-02T09:00:00+01:00 (or empty for the real time)"
+            )
     if s.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         errors.append(f"log.level: {s.log.level!r} must be DEBUG, INFO, WARNING or ERROR")
 

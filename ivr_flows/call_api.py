@@ -6,10 +6,11 @@ own media; tests implement it with a scripted fake to check flow logic in millis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 BridgeResult = Literal["completed", "no_answer", "busy", "failed"]
 
@@ -18,11 +19,39 @@ class CallEnded(Exception):
     """Raised inside a flow by any Call operation once the caller has hung up."""
 
 
+RecordingEnd = Literal["key", "silence", "max", "hangup"]
+
+
 @dataclass(frozen=True)
 class RecordingResult:
     path: Path | None
     duration_s: float
-    ended_by: str  # "key" | "silence" | "max" | "hangup"
+    ended_by: RecordingEnd
+
+
+class RecordingPurpose(StrEnum):
+    """What a recording is for, which decides where the server files it."""
+
+    CANCELLATION = "cancellation"
+    """A message to the clinic: becomes a ticket for staff."""
+    CALLBACK_MESSAGE = "callback_message"
+    """A message for the nurse who will call back: filed on that callback, never a ticket."""
+
+
+@dataclass(frozen=True)
+class RecordingMeta:
+    """What the flow knows about a recording it asks for; stored beside the audio *before* the
+    first frame, so that a crash mid-message cannot separate the two."""
+
+    purpose: RecordingPurpose
+    personnummer: str | None = None
+    """12 digits, validated and read back to the caller (keypad), if the caller gave one."""
+    callback_id: int | None = None
+    """The callback a CALLBACK_MESSAGE belongs to."""
+
+    def __post_init__(self) -> None:
+        if self.purpose is RecordingPurpose.CALLBACK_MESSAGE and self.callback_id is None:
+            raise ValueError("a callback message needs the callback_id it belongs to")
 
 
 @dataclass
@@ -31,7 +60,6 @@ class CallInfo:
     called: str
     clinic_id: str
     language: str = "sv"
-    facts: dict[str, Any] = field(default_factory=dict)
 
 
 class Call(Protocol):
@@ -46,10 +74,16 @@ class Call(Protocol):
         the terminator (not included), or what was typed when `timeout` s pass without a key."""
 
     async def record(
-        self, max_s: float, silence_s: float, beep: bool = True, finish_key: str = "#"
+        self,
+        meta: RecordingMeta,
+        *,
+        max_s: float,
+        silence_s: float,
+        beep: bool = True,
+        finish_key: str = "#",
     ) -> RecordingResult:
-        """Record the caller to durable storage; what is known about the call so far
-        (`info.facts`) is stored beside the audio so a crash cannot orphan it."""
+        """Record the caller to durable storage, with `meta` stored beside the audio so a
+        crash cannot orphan it; the server files the finished recording by `meta.purpose`."""
 
     async def bridge_to(
         self,

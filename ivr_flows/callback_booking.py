@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
-from ivr_flows.call_api import Call, CallEnded
+from ivr_flows.call_api import Call, CallEnded, RecordingMeta, RecordingPurpose
 
 MAX_OFFERS = 6
 MAX_NUMBER_TRIES = 3
@@ -32,6 +32,10 @@ class ExistingBooking:
     number: str
 
 
+BookResult = Literal["booked", "slot_full", "duplicate", "failed"]
+"""failed: anything else (e.g. the booking being moved is being dialled right now)."""
+
+
 class BookingService(Protocol):
     """What the flow needs from the callback store (implemented by the server)."""
 
@@ -44,8 +48,10 @@ class BookingService(Protocol):
 
     async def next_free(self, after: datetime | None) -> OfferedSlot | None: ...
 
-    async def book(self, slot: OfferedSlot, number: str, move_id: int | None) -> str:
-        """ "booked", "slot_full" or "duplicate"."""
+    async def book(
+        self, slot: OfferedSlot, number: str, move_id: int | None
+    ) -> tuple[BookResult, int | None]:
+        """How the booking went, and the callback's id when it was booked or moved."""
 
 
 async def _choose_slot(call: Call, service: BookingService) -> OfferedSlot | None:
@@ -96,9 +102,11 @@ async def _offer_message(call: Call, callback_id: int) -> bool:
         await call.play("callback_message_offer")
         if await call.gather(max_digits=1, timeout=6.0) != "1":
             return True
-        call.info.facts.update(purpose="callback_message", callback_id=callback_id)
+        meta = RecordingMeta(RecordingPurpose.CALLBACK_MESSAGE, callback_id=callback_id)
         await call.play("callback_message_instructions", interruptible=False)
-        result = await call.record(max_s=MESSAGE_MAX_S, silence_s=MESSAGE_SILENCE_S, beep=True)
+        result = await call.record(
+            meta, max_s=MESSAGE_MAX_S, silence_s=MESSAGE_SILENCE_S, beep=True
+        )
         if result.ended_by == "hangup":
             return False
         await call.play("callback_message_saved", interruptible=False)
@@ -144,6 +152,10 @@ async def callback_booking(call: Call, service: BookingService) -> str:
             await call.play("goodbye", interruptible=False)
             await call.hangup()
             return "callback_duplicate"
+        if result == "failed":
+            await call.play("callback_none_free", "goodbye", interruptible=False)
+            await call.hangup()
+            return "callback_failed"
         await call.play("callback_booked")
         await call.say_time(slot.start, slot.end)
         await call.play("callback_number_is")

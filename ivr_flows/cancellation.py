@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ivr_flows.call_api import Call, RecordingResult
+from ivr_flows.call_api import Call, RecordingMeta, RecordingPurpose, RecordingResult
 from ivr_flows.keypad_personnummer import parse_keyed_personnummer
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,9 @@ async def ask_personnummer(call: Call) -> str | None:
 async def cancellation_flow(call: Call, limits: RecordingLimits) -> RecordingResult:
     """Ask for the personnummer, then record the message; returns what was recorded."""
     pnr = await ask_personnummer(call)
-    call.info.facts["personnummer"] = pnr
-    call.info.facts["personnummer_source"] = "keypad" if pnr else None
+    meta = RecordingMeta(RecordingPurpose.CANCELLATION, personnummer=pnr)
     await call.play("record_instructions", interruptible=False)
-    result = await call.record(max_s=limits.max_s, silence_s=limits.silence_s, beep=True)
+    result = await call.record(meta, max_s=limits.max_s, silence_s=limits.silence_s, beep=True)
     if result.ended_by == "hangup":
         return result
     if result.duration_s < limits.min_s:

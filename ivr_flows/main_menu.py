@@ -49,10 +49,10 @@ async def main_menu(call: Call, options: MenuOptions) -> str:
         if options.open_now and choice == "0":
             if options.switchboard_number:
                 await call.play("transferring", interruptible=False)
-                result = await call.bridge_to(
+                transfer = await call.bridge_to(
                     options.switchboard_number, caller_id=call.info.caller, timeout=30.0
                 )
-                if result == "completed":
+                if transfer == "completed":
                     return "transferred"
                 await call.play("transfer_failed", interruptible=False)
             else:

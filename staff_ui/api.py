@@ -1,7 +1,10 @@
 """JSON beside the pages, for integrations (e.g. a switchboard wallboard) using a staff login.
 
-Same session cookie, same clinic scoping and the same access logging as the HTML pages: the
-API is another view of the same patient data, not a way around its rules.
+Same session cookie, same clinic scoping and the same access logging as the HTML pages (the
+same ticket_queries and callback_queries functions): the API is another view of the same
+patient data, not a way around its rules. What the pages leave out stays out here too: server
+paths of recordings, unmasked personnummer in lists. Reasons are given both worded for people
+(Swedish, or English with ?lang=en or Accept-Language) and as code plus parameters for programs.
 """
 
 from __future__ import annotations
@@ -11,18 +14,17 @@ import json
 from dataclasses import asdict
 from datetime import date, datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from callbacks.reasons import Reason
-from staff_ui import callbacks, tickets
-from staff_ui.callbacks import CallbackRow
-from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, viewer_of
+from staff_ui import callback_queries, ticket_queries
+from staff_ui.callback_queries import CallbackRow
+from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, path_id, viewer_of
 from staff_ui.reasons import LANGUAGES, Language, describe
-from staff_ui.tickets import TicketDetail, TicketRow
-from staff_ui.views import ticket_id_of
+from staff_ui.ticket_queries import TicketDetail, TicketRow
 
 
 def _row_json(row: TicketRow) -> dict[str, Any]:
@@ -51,16 +53,16 @@ def _not_found() -> web.Response:
 
 async def api_ticket_list(request: web.Request) -> web.Response:
     status = request.query.get("status", "new")
-    if status not in tickets.STATUS_FILTERS:
+    if status not in ticket_queries.STATUS_FILTERS:
         return web.json_response(
             {
                 "error": "bad_status",
-                "message": f"status måste vara en av {', '.join(tickets.STATUS_FILTERS)}",
+                "message": f"status måste vara en av {', '.join(ticket_queries.STATUS_FILTERS)}",
             },
             status=400,
         )
     rows = await asyncio.to_thread(
-        tickets.list_tickets,
+        ticket_queries.list_tickets,
         request.app[SESSION_FACTORY],
         viewer_of(request),
         status,
@@ -71,11 +73,11 @@ async def api_ticket_list(request: web.Request) -> web.Response:
 
 async def api_ticket(request: web.Request) -> web.Response:
     try:
-        ticket_id = ticket_id_of(request)
+        ticket_id = path_id(request)
     except web.HTTPNotFound:
         return _not_found()
     ticket = await asyncio.to_thread(
-        tickets.view_ticket,
+        ticket_queries.view_ticket,
         request.app[SESSION_FACTORY],
         viewer_of(request),
         ticket_id,
@@ -92,22 +94,33 @@ def _iso(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _spoken(tag: str) -> Language | None:
+    """`tag` as one of our languages, or None if we do not speak it."""
+    for language in LANGUAGES:
+        if tag == language:
+            return language
+    return None
+
+
 def _language(request: web.Request) -> Language:
     """?lang=en|sv, else the first of Accept-Language we speak, else Swedish."""
-    asked = request.query.get("lang", "")
-    if asked in LANGUAGES:
-        return cast(Language, asked)
+    asked = _spoken(request.query.get("lang", ""))
+    if asked is not None:
+        return asked
     for part in request.headers.get("Accept-Language", "").split(","):
-        tag = part.split(";")[0].strip().lower()[:2]
-        if tag in LANGUAGES:
-            return cast(Language, tag)
+        language = _spoken(part.split(";")[0].strip().lower()[:2])
+        if language is not None:
+            return language
     return "sv"
 
 
-def _reason_json(prefix: str, reason: Reason | None, zone: ZoneInfo, lang: Language) -> dict:
-    """The reason worded for people (`{prefix}`), and as code and parameters for programs."""
+def _reason_json(
+    prefix: str, words_key: str, reason: Reason | None, zone: ZoneInfo, lang: Language
+) -> dict[str, Any]:
+    """The reason worded for people (`words_key`) and, named as its database columns
+    (`{prefix}_code`, `{prefix}_params`), as code and parameters for programs."""
     return {
-        prefix: describe(reason, zone, lang),
+        words_key: describe(reason, zone, lang),
         f"{prefix}_code": reason.code.value if reason else None,
         f"{prefix}_params": dict(reason.params) if reason else None,
     }
@@ -116,13 +129,13 @@ def _reason_json(prefix: str, reason: Reason | None, zone: ZoneInfo, lang: Langu
 def _callback_json(row: CallbackRow, zone: ZoneInfo, lang: Language) -> dict[str, Any]:
     data = asdict(row)
     del data["escalation"]
-    data.update(_reason_json("escalation_reason", row.escalation, zone, lang))
+    data.update(_reason_json("escalation", "escalation_reason", row.escalation, zone, lang))
     data["attempt_log"] = [
         {
             "started_at": attempt.started_at,
             "ended_at": attempt.ended_at,
             "outcome": attempt.outcome,
-            **_reason_json("detail", attempt.reason, zone, lang),
+            **_reason_json("detail", "detail", attempt.reason, zone, lang),
         }
         for attempt in row.attempt_log
     ]
@@ -157,7 +170,7 @@ async def api_callback_list(request: web.Request) -> web.Response:
             status=400,
         )
     listing = await asyncio.to_thread(
-        callbacks.list_callbacks,
+        callback_queries.list_callbacks,
         request.app[SESSION_FACTORY],
         viewer_of(request),
         day,

@@ -23,7 +23,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui import api, auth, callback_views, views
+from staff_ui import api, auth, callback_views, ticket_views
 from staff_ui.context import (
     CALLBACKS_CHANGED,
     CLINICS,
@@ -192,11 +192,11 @@ def create_app(
     app.router.add_post("/logout", auth.logout)
     app.router.add_get("/password", auth.password_page)
     app.router.add_post("/password", auth.password_submit)
-    app.router.add_get("/", views.ticket_list)
-    app.router.add_get("/tickets/{id}", views.ticket_page)
-    app.router.add_get("/tickets/{id}/audio", views.ticket_audio)
-    app.router.add_post("/tickets/{id}/confirm", views.ticket_confirm)
-    app.router.add_post("/tickets/{id}/reject", views.ticket_reject)
+    app.router.add_get("/", ticket_views.ticket_list)
+    app.router.add_get("/tickets/{id}", ticket_views.ticket_page)
+    app.router.add_get("/tickets/{id}/audio", ticket_views.ticket_audio)
+    app.router.add_post("/tickets/{id}/confirm", ticket_views.ticket_confirm)
+    app.router.add_post("/tickets/{id}/reject", ticket_views.ticket_reject)
     app.router.add_get("/callbacks", callback_views.callback_list)
     app.router.add_get("/callbacks/new", callback_views.callback_new_page)
     app.router.add_get("/callbacks/{id}/message", callback_views.callback_message)

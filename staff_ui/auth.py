@@ -15,7 +15,7 @@ from urllib.parse import quote
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
-from staff_ui import tickets
+from staff_ui import accounts
 from staff_ui.context import (
     IDLE_TIMEOUT_S,
     SESSION_FACTORY,
@@ -66,7 +66,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             expired = True
         else:
             factory = request.app[SESSION_FACTORY]
-            viewer = await asyncio.to_thread(tickets.load_viewer, factory, user_id)
+            viewer = await asyncio.to_thread(accounts.load_viewer, factory, user_id)
     if viewer is None:
         session.pop("uid", None)
         if expired:
@@ -124,7 +124,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
     factory = request.app[SESSION_FACTORY]
     viewer = await asyncio.to_thread(
-        tickets.login, factory, username[:150], password[:1024], request.remote
+        accounts.login, factory, username[:150], password[:1024], request.remote
     )
     if viewer is None:
         return await render(
@@ -168,7 +168,7 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
             request, "password.html", {"error": "De nya lösenorden är inte lika."}, status=400
         )
     error = await asyncio.to_thread(
-        tickets.change_password, request.app[SESSION_FACTORY], viewer_of(request), current, new
+        accounts.change_password, request.app[SESSION_FACTORY], viewer_of(request), current, new
     )
     if error:
         return await render(request, "password.html", {"error": error}, status=400)

@@ -1,9 +1,11 @@
 """The callback pages: a day's callbacks with the missed ones, their buttons and the callers'
 messages for the nurse, and booking.
 
-Every change goes through staff_ui.callbacks (scoped, access-logged, in a worker thread); after
-"call now", a booking or a move the dispatcher is woken through the app's CALLBACKS_CHANGED
-hook so that it does not wait for its next poll.
+Handlers only parse the request and render: every read and change goes through
+staff_ui.callback_queries (scoped, access-logged, in a worker thread). After "call now", a
+booking or a move the dispatcher is woken through the app's CALLBACKS_CHANGED hook so that it
+does not wait for its next poll. Without clinic files (CLINICS unset) every page says that
+callbacks are not configured. Reasons are worded here, in Swedish, by staff_ui.reasons.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from aiohttp_session import get_session
 from yarl import URL
 
 from callbacks.slots import Slot
+from callbacks.states import CallbackState
 from config.clinics import Clinic
-from staff_ui import callbacks
-from staff_ui.callbacks import Action, BookingResult, CallbackRow
+from staff_ui import callback_queries
+from staff_ui.callback_queries import Action, BookingResult, CallbackRow
 from staff_ui.context import (
     CALLBACK_OUTCOME_LABELS,
     CALLBACK_SOURCE_LABELS,
@@ -34,16 +37,17 @@ from staff_ui.context import (
     TIMEZONE,
     csrf_ok,
     day_name,
+    path_id,
     render,
     slot_time,
     viewer_of,
 )
 from staff_ui.reasons import describe
-from staff_ui.views import ticket_id_of
-from storage.models import CALLBACK_STATES
 
 log = logging.getLogger(__name__)
 
+CALLBACK_STATES = tuple(state.value for state in CallbackState)
+"""The state machine's states in its order (callbacks/states.py): the filter and the counts."""
 STATE_FILTERS = ("all", *CALLBACK_STATES)
 MAX_NUMBER_CHARS = 40
 STALE_FORM = "Sidan hade hunnit bli för gammal. Försök igen."
@@ -149,7 +153,7 @@ def _labels(request: web.Request) -> dict[str, Any]:
         ),
         "short_time": lambda value: _short_time(value, zone, today),
         "reason_text": lambda reason: describe(reason, zone),
-        "missed_days": callbacks.MISSED_DAYS,
+        "missed_days": callback_queries.MISSED_DAYS,
     }
 
 
@@ -205,7 +209,7 @@ async def _list_page(
     options = [
         (clinic.id, clinic.name)
         for clinic in sorted(clinics.values(), key=lambda c: c.name)
-        if callbacks.visible(viewer, clinic.id)
+        if viewer.sees(clinic.id)
     ]
     clinic_filter = query.get("clinic", "")
     if clinic_filter not in {clinic_id for clinic_id, _ in options}:
@@ -213,7 +217,7 @@ async def _list_page(
     shown = [option for option in options if clinic_filter in ("", option[0])]
     all_missed = query.get("missed") == "all"
     listing = await asyncio.to_thread(
-        callbacks.list_callbacks,
+        callback_queries.list_callbacks,
         request.app[SESSION_FACTORY],
         viewer,
         day,
@@ -249,7 +253,7 @@ async def _list_page(
         groups=_groups(rows, clinics, shown),
         counts=counts,
         error=error,
-        can_book=bool(callbacks.bookable_clinics(viewer, clinics)),
+        can_book=bool(callback_queries.bookable_clinics(viewer, clinics)),
         return_to=str(here),
         here=here,
         prev_day=_list_url(day - timedelta(days=1), today),
@@ -264,11 +268,11 @@ async def callback_list(request: web.Request) -> web.Response:
 
 async def callback_message(request: web.Request) -> web.StreamResponse:
     """The caller's message for the nurse, scoped and logged like ticket audio."""
-    callback_id = ticket_id_of(request)
+    callback_id = path_id(request)
     if _clinics(request) is None:
         return await _not_found(request)
     audio = await asyncio.to_thread(
-        callbacks.find_message,
+        callback_queries.find_message,
         request.app[SESSION_FACTORY],
         viewer_of(request),
         callback_id,
@@ -300,7 +304,7 @@ async def callback_message(request: web.Request) -> web.StreamResponse:
 
 
 async def _act(request: web.Request, action: Action) -> web.Response:
-    callback_id = ticket_id_of(request)
+    callback_id = path_id(request)
     form = await request.post()
     return_to = _safe_return(str(form.get("return_to") or ""))
     back_query = URL(return_to).query
@@ -309,7 +313,7 @@ async def _act(request: web.Request, action: Action) -> web.Response:
     if not await csrf_ok(request, form):
         return await _list_page(request, back_query, error=STALE_FORM, status=403)
     result = await asyncio.to_thread(
-        callbacks.act,
+        callback_queries.act,
         request.app[SESSION_FACTORY],
         viewer_of(request),
         callback_id,
@@ -384,13 +388,13 @@ async def _booking_page(
     if clinics is None:
         return await render(request, "callback_new.html", context, status=status)
     zone = request.app[TIMEZONE]
-    choices = callbacks.bookable_clinics(viewer_of(request), clinics)
+    choices = callback_queries.bookable_clinics(viewer_of(request), clinics)
     if clinic is None and len(choices) == 1:
         clinic = choices[0]
     slots: list[Slot] = []
     if clinic is not None:
         slots = await asyncio.to_thread(
-            callbacks.slots_for, request.app[SESSION_FACTORY], clinic, _now(request)
+            callback_queries.slots_for, request.app[SESSION_FACTORY], clinic, _now(request)
         )
     existing_day = existing.slot_start.astimezone(zone).date() if existing else None
     context.update(
@@ -412,7 +416,7 @@ def _chosen_clinic(request: web.Request, clinic_id: str) -> Clinic | None:
     clinic = clinics.get(clinic_id)
     if clinic is None or clinic.callbacks is None:
         return None
-    if not callbacks.visible(viewer_of(request), clinic.id):
+    if not viewer_of(request).sees(clinic.id):
         return None
     return clinic
 
@@ -454,17 +458,29 @@ async def callback_new_submit(request: web.Request) -> web.Response:
     if clinic is None:
         return await _not_found(request)
     slot_start = _parse_slot(slot_text) if slot_text else None
-    page = {"number": number, "selected_slot": slot_start}
-    if not await csrf_ok(request, form):
-        return await _booking_page(request, clinic, **page, error=STALE_FORM, status=403)
-    if not number:
+
+    async def form_again(
+        error: str, status: int, existing: CallbackRow | None = None
+    ) -> web.Response:
+        """The form as it was sent, with why it was refused."""
         return await _booking_page(
-            request, clinic, **page, error="Fyll i telefonnumret som ska ringas upp.", status=400
+            request,
+            clinic,
+            number=number,
+            selected_slot=slot_start,
+            error=error,
+            existing=existing,
+            status=status,
         )
+
+    if not await csrf_ok(request, form):
+        return await form_again(STALE_FORM, 403)
+    if not number:
+        return await form_again("Fyll i telefonnumret som ska ringas upp.", 400)
     if slot_start is None:
-        return await _booking_page(request, clinic, **page, error="Välj en tid.", status=400)
+        return await form_again("Välj en tid.", 400)
     result = await asyncio.to_thread(
-        callbacks.book,
+        callback_queries.book,
         request.app[SESSION_FACTORY],
         viewer_of(request),
         clinic,
@@ -482,20 +498,17 @@ async def callback_new_submit(request: web.Request) -> web.Response:
     if result.reason == "duplicate" and result.existing is not None:
         existing = result.existing
         when = slot_time(existing.slot_start, existing.slot_end, request.app[TIMEZONE])
-        return await _booking_page(
-            request,
-            clinic,
-            **page,
-            error=f"{existing.number_display} har redan en bokad återuppringning: {when}.",
-            existing=existing,
-            status=409,
+        return await form_again(
+            f"{existing.number_display} har redan en bokad återuppringning: {when}.",
+            409,
+            existing,
         )
     status = 400 if result.reason == "invalid_number" else 409
-    return await _booking_page(request, clinic, **page, error=_refusal_text(result), status=status)
+    return await form_again(_refusal_text(result), status)
 
 
 async def callback_move(request: web.Request) -> web.Response:
-    callback_id = ticket_id_of(request)
+    callback_id = path_id(request)
     form = await request.post()
     clinics = _clinics(request)
     if clinics is None:
@@ -506,7 +519,7 @@ async def callback_move(request: web.Request) -> web.Response:
     if slot_start is None:
         return await _booking_page(request, None, error="Välj en tid.", status=400)
     result = await asyncio.to_thread(
-        callbacks.move,
+        callback_queries.move,
         request.app[SESSION_FACTORY],
         viewer_of(request),
         clinics,

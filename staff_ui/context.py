@@ -1,7 +1,9 @@
-"""What every staff page needs: app keys, the viewer, CSRF tokens and Swedish rendering.
+"""What every staff page needs: app keys, the viewer, the path's id, CSRF tokens and Swedish
+rendering.
 
-Kept apart from app.py so that the handler modules (auth, views, api) can share it without
-importing the application factory.
+Kept apart from app.py so that the handler modules (auth, ticket_views, callback_views, api)
+share it without importing the application factory or each other: ticket and callback pages
+are separate rooms that meet only here.
 """
 
 from __future__ import annotations
@@ -20,22 +22,21 @@ from aiohttp_session import get_session
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui.tickets import Viewer
+from staff_ui.accounts import Viewer
 from storage.personnummer import format_personnummer
 
 SESSION_FACTORY = web.AppKey("session_factory", sessionmaker[Session])
 TIMEZONE = web.AppKey("timezone", ZoneInfo)
 IDLE_TIMEOUT_S = web.AppKey("idle_timeout_s", float)
-CLINICS = web.AppKey("clinics", Mapping[str, Clinic])
+# Keys of generic types are annotated rather than given the type: AppKey's second argument
+# must be a class, and Mapping[...] or Callable[...] is not one.
+CLINICS: web.AppKey[Mapping[str, Clinic]] = web.AppKey("clinics")
 """The clinic files by id; absent when the server runs the UI without callbacks."""
-CALLBACKS_CHANGED = web.AppKey("callbacks_changed", Callable[[], None])
+CALLBACKS_CHANGED: web.AppKey[Callable[[], None]] = web.AppKey("callbacks_changed")
 """Wakes the callback dispatcher after "call now", a booking or a move (optional)."""
-CLOCK = web.AppKey("clock", Callable[[], datetime])
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 """Aware UTC now: which day is "today" and which slots are still bookable."""
-if hasattr(web, "RequestKey"):
-    VIEWER: Any = web.RequestKey("viewer", Viewer)
-else:  # aiohttp < 3.13 has no RequestKey; a plain string key works the same there
-    VIEWER = "viewer"
+VIEWER = web.RequestKey("viewer", Viewer)
 """request[VIEWER] holds the logged-in Viewer, set by the auth middleware."""
 
 CSRF_FIELD = "csrf_token"
@@ -96,6 +97,16 @@ def viewer_of(request: web.Request) -> Viewer:
     """The logged-in viewer; only call from handlers behind the auth middleware."""
     viewer: Viewer = request[VIEWER]
     return viewer
+
+
+def path_id(request: web.Request) -> int:
+    """The {id} of the path (a ticket's or a callback's); anything that is not a positive
+    number is simply not found (404), never a 500 or a database query."""
+    raw = request.match_info["id"]
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) == 0:
+        raise web.HTTPNotFound()
+    return int(raw)
 
 
 def csrf_token(session: WebSession) -> str:

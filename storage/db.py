@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -88,3 +88,11 @@ def migrate(url: str) -> None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), "head")
     log.info("database schema is at the newest revision")
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed: how a conditional UPDATE tells who won.
+
+    `Session.execute` is typed as returning a plain Result; for DML it is a CursorResult.
+    """
+    return cast(CursorResult[Any], result).rowcount

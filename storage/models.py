@@ -8,6 +8,7 @@ guess which clock a value came from.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -30,10 +31,28 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from config import clock
+
 ROLES = ("staff", "switchboard", "admin")
 """`staff` sees only their clinics; `switchboard` and `admin` see every clinic."""
 
 TICKET_STATUSES = ("new", "confirmed", "rejected")
+
+
+class TranscriptStatus(StrEnum):
+    """Ticket.transcript_status: whether the recording has its transcript, and if not, why.
+
+    None in the column means not transcribed yet (pending). The words for staff are the staff
+    UI's; the operator's detail of a failure is in the server log.
+    """
+
+    OK = "ok"
+    MODEL_MISSING = "model_missing"
+    """No speech model is configured or it could not be loaded."""
+    FAILED = "error"
+    """The recognizer failed on this recording."""
+
+
 PERSONNUMMER_SOURCES = ("keypad", "speech")
 CALLBACK_STATES = ("booked", "due", "calling", "done", "missed", "escalated", "cancelled")
 """What Callback.state may hold; the state machine over them is callbacks/states.py."""
@@ -56,8 +75,8 @@ ACCESS_ACTIONS = (
 
 
 def utcnow() -> datetime:
-    """Aware UTC now; the single default for every timestamp column."""
-    return datetime.now(UTC)
+    """Aware UTC now (config/clock.py); the single default for every timestamp column."""
+    return clock.utcnow()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -218,7 +237,7 @@ class Ticket(Base):
     transcript: Mapped[str | None] = mapped_column(Text)
     """What the recognizer heard; None until transcribed."""
     transcript_status: Mapped[str | None] = mapped_column(String(32))
-    """"ok", "model_missing", "error" or None (not transcribed)."""
+    """A TranscriptStatus, or None while not transcribed."""
     transcript_json: Mapped[str | None] = mapped_column(Text)
     """Words with times and confidence, and n-best alternatives (JSON)."""
     speech_personnummer: Mapped[str | None] = mapped_column(String(12))

@@ -7,6 +7,7 @@ ports chosen at run time, and stops exactly the processes it started, by PID.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -126,8 +127,21 @@ class ServerProcess:
     http_port: int = field(default_factory=lambda: free_port(socket.SOCK_STREAM))
     rtp_range: tuple[int, int] = field(default_factory=free_port_range)
     extra_env: dict[str, str] = field(default_factory=dict)
+    clock_start: dt.datetime | None = None
+    """Run the server's calendar clock from this instant (setting clock.start) instead of the
+    real time, so a test sees the same weekday and hour whenever the suite runs. The clock
+    keeps running across restarts of this server, as a real one would."""
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    _clock_set_at: float | None = None
+
+    def now(self) -> dt.datetime:
+        """What the server's clock reads now."""
+        if self.clock_start is None:
+            return dt.datetime.now(dt.UTC)
+        if self._clock_set_at is None:
+            return self.clock_start
+        return self.clock_start + dt.timedelta(seconds=time.monotonic() - self._clock_set_at)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -141,6 +155,8 @@ class ServerProcess:
             CALLSERVER_LOG_LEVEL="DEBUG",
             PYTHONUNBUFFERED="1",
         )
+        if self.clock_start is not None:
+            env["CALLSERVER_CLOCK_START"] = self.now().isoformat()
         env.update(self.extra_env)
         return env
 
@@ -157,8 +173,12 @@ class ServerProcess:
             link.symlink_to(self.prompts_dir)
         self.log_path = self.data_dir / f"server-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")  # noqa: SIM115 - handed to the child
+        env = self.env()
+        if self.clock_start is not None:
+            self.clock_start, self._clock_set_at = self.now(), time.monotonic()
+            env["CALLSERVER_CLOCK_START"] = self.clock_start.isoformat()
         self.proc = subprocess.Popen(
-            [*CALLSERVER, "serve"], env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [*CALLSERVER, "serve"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ivr_flows.call_api import CallEnded, CallInfo, RecordingResult
+from ivr_flows.call_api import (
+    CallEnded,
+    CallInfo,
+    RecordingMeta,
+    RecordingPurpose,
+    RecordingResult,
+)
 from ivr_flows.cancellation import RecordingLimits, ask_personnummer
 from ivr_flows.keypad_personnummer import parse_keyed_personnummer
 from ivr_flows.main_menu import MenuOptions, main_menu
@@ -22,6 +28,7 @@ class ScriptedCall:
         self.played: list[str] = []
         self.record_s = record_s
         self.hung_up = False
+        self.recorded: list[RecordingMeta] = []
 
     async def play(self, *prompts: str, interruptible: bool = True) -> None:
         self.played.extend(prompts)
@@ -31,7 +38,10 @@ class ScriptedCall:
             raise CallEnded("script ended")
         return self.entries.pop(0)
 
-    async def record(self, max_s, silence_s, beep=True, finish_key="#") -> RecordingResult:
+    async def record(
+        self, meta: RecordingMeta, *, max_s, silence_s, beep=True, finish_key="#"
+    ) -> RecordingResult:
+        self.recorded.append(meta)
         return RecordingResult(Path("/tmp/x.wav"), self.record_s, "key")
 
     async def hangup(self) -> None:
@@ -95,7 +105,7 @@ async def test_reenter_after_readback() -> None:
 async def test_menu_one_records_and_keypad_facts_are_kept() -> None:
     call = ScriptedCall(["1", "198506121238", "1"])
     assert await main_menu(call, OPEN) == "ticket"
-    assert call.info.facts == {"personnummer": "198506121238", "personnummer_source": "keypad"}
+    assert call.recorded == [RecordingMeta(RecordingPurpose.CANCELLATION, "198506121238")]
     assert "message_saved" in call.played and call.hung_up
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from ivr_flows.call_api import RecordingMeta, RecordingPurpose
 from ivr_flows.callback_booking import ExistingBooking, OfferedSlot, callback_booking
 from ivr_flows.callback_staff import CallbackToMake, staff_callback
 from tests.test_flows import ScriptedCall
@@ -36,8 +37,9 @@ class Call(ScriptedCall):
 class Service:
     caller_id = "0101234567"
 
-    def __init__(self, free=(0, 1, 2), existing=None, full_once=False):
+    def __init__(self, free=(0, 1, 2), existing=None, full_once=False, refuse=None):
         self.free = [slot(i) for i in free]
+        self.refuse = refuse
         self.booked: list[tuple[OfferedSlot, str, int | None]] = []
         self._existing = existing
         self.full_once = full_once
@@ -53,6 +55,8 @@ class Service:
         return next((s for s in self.free if after is None or s.start > after), None)
 
     async def book(self, offered, number, move_id):
+        if self.refuse:
+            return self.refuse, None
         if self.full_once:
             self.full_once = False
             self.free.remove(offered)
@@ -133,7 +137,7 @@ async def test_staff_silent_is_a_failed_attempt() -> None:
 async def test_caller_leaves_a_message_for_the_nurse() -> None:
     call, service = Call(["1", "1", "1"]), Service()
     assert await callback_booking(call, service) == "callback_booked"
-    assert call.info.facts == {"purpose": "callback_message", "callback_id": 42}
+    assert call.recorded == [RecordingMeta(RecordingPurpose.CALLBACK_MESSAGE, callback_id=42)]
     assert "callback_message_instructions" in call.played
     assert "callback_message_saved" in call.played
 
@@ -143,3 +147,10 @@ async def test_no_message_unless_asked() -> None:
     await callback_booking(call, Service())
     assert "callback_message_offer" in call.played
     assert "callback_message_instructions" not in call.played
+
+
+async def test_a_refused_booking_is_never_announced_as_booked() -> None:
+    """E.g. moving a callback that the dispatcher started dialling meanwhile."""
+    call = Call(["1", "1"])
+    assert await callback_booking(call, Service(refuse="failed")) == "callback_failed"
+    assert "callback_booked" not in call.played and call.hung_up

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
 from callserver.live_call import LiveCall
+from callserver.recording import CallFacts, Sidecar
 from callserver.sip.engine import Dialog
 from config.settings import RecordingSettings
-from ivr_flows.call_api import CallEnded, CallInfo
+from ivr_flows.call_api import CallEnded, CallInfo, RecordingMeta, RecordingPurpose
 
 
 class FakeMedia:
@@ -59,7 +61,7 @@ class FakePrompts:
 
 class FakeEngine:
     def hangup(self, dialog: Dialog) -> None:
-        dialog._finish("local_bye")
+        dialog.finish("local_bye")
 
 
 def make_call(tmp_path: Path, media: FakeMedia, stored: list) -> tuple[LiveCall, Dialog]:
@@ -78,7 +80,7 @@ def make_call(tmp_path: Path, media: FakeMedia, stored: list) -> tuple[LiveCall,
         recordings_dir=tmp_path,
         recording=RecordingSettings(fsync_interval_s=0.05),
         on_recording=on_recording,
-        base_metadata={"clinic_id": "demo"},
+        call_facts=CallFacts(sip_call_id="c1", clinic_id="demo"),
     )
     return call, dialog
 
@@ -125,7 +127,7 @@ async def test_gather_stops_at_terminator_and_swallows_late_hash(tmp_path: Path)
 async def test_hangup_raises_call_ended(tmp_path: Path) -> None:
     media = FakeMedia(play_s=5.0)
     call, dialog = make_call(tmp_path, media, [])
-    asyncio.get_running_loop().call_later(0.05, dialog._finish, "remote_bye")
+    asyncio.get_running_loop().call_later(0.05, dialog.finish, "remote_bye")
     with pytest.raises(CallEnded):
         await call.play("menu")
     with pytest.raises(CallEnded):
@@ -136,7 +138,6 @@ async def test_record_writes_audio_and_hands_it_over_on_hangup(tmp_path: Path) -
     media = FakeMedia(play_s=0.01)
     stored: list = []
     call, dialog = make_call(tmp_path, media, stored)
-    call.info.facts["personnummer"] = "198506121238"
 
     async def talk_then_hang_up() -> None:
         await asyncio.sleep(0.1)
@@ -144,21 +145,26 @@ async def test_record_writes_audio_and_hands_it_over_on_hangup(tmp_path: Path) -
         for _ in range(50):
             for sink in media.sinks:
                 sink(loud)
-        dialog._finish("remote_bye")
+        dialog.finish("remote_bye")
 
     asyncio.get_running_loop().create_task(talk_then_hang_up())
-    result = await call.record(max_s=10, silence_s=4)
+    keyed = RecordingMeta(RecordingPurpose.CANCELLATION, personnummer="198506121238")
+    result = await call.record(keyed, max_s=10, silence_s=4)
     assert result.ended_by == "hangup"
     assert result.duration_s == pytest.approx(1.0)
     assert result.path is not None and result.path.exists()
     assert not list(tmp_path.rglob("*.part"))
-    [(stored_result, metadata)] = stored
+    [(stored_result, sidecar)] = stored
     assert stored_result == result
-    assert metadata["personnummer"] == "198506121238" and metadata["clinic_id"] == "demo"
+    assert sidecar.meta.personnummer == "198506121238" and sidecar.call.clinic_id == "demo"
+    on_disk = json.loads(result.path.with_suffix(".json").read_text())
+    assert Sidecar.from_json(on_disk) == sidecar  # what a crash recovery would read
 
 
 async def test_record_ends_on_silence(tmp_path: Path) -> None:
     media = FakeMedia(play_s=0.01)
     call, _ = make_call(tmp_path, media, [])
-    result = await call.record(max_s=10, silence_s=0.3)
+    result = await call.record(
+        RecordingMeta(RecordingPurpose.CANCELLATION), max_s=10, silence_s=0.3
+    )
     assert result.ended_by == "silence"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import tarfile
@@ -31,7 +30,7 @@ pytestmark = [
     pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
 ]
 
-PROTOS = Path(os.environ.get("PROTOS_C07_SIP", "/work/shared/data/protos-c07-sip.tar.gz"))
+PROTOS = Path(__file__).parent / "data" / "protos" / "protos-c07-sip.tar.gz"
 STEP = 15  # every 15th case: ~300 of 4,527, a sample of every part of the suite
 WINDOW_S = 0.015  # listen this long after each case before sending the next
 
@@ -213,8 +212,6 @@ def end_answered_call(sock: socket.socket, server: ServerProcess, response: byte
 def protos_run(
     server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ProtosRun]:
-    if not PROTOS.exists():
-        pytest.skip(f"PROTOS c07-sip cases not found at {PROTOS} (set PROTOS_C07_SIP)")
     directory = tmp_path_factory.mktemp("protos")
     with tarfile.open(PROTOS) as tar:
         tar.extractall(directory, filter="data")

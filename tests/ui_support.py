@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from callbacks.reasons import Reason, ReasonCode
 from config.clinics import Clinic, load_clinics
 from staff_ui.app import create_app
 from storage.clinics import upsert_clinic
@@ -201,16 +202,17 @@ def transcript_json(text: str, uncertain: dict[str, float] | None = None) -> str
     """transcript_json as the call server stores it: every word 0.4 s long with confidence
     0.95, except the words named in `uncertain` (word -> confidence)."""
     uncertain = uncertain or {}
+    confidences = [uncertain.get(word, 0.95) for word in text.split()]
     words = [
         {
             "word": word,
             "start": round(index * 0.4, 2),
             "end": round(index * 0.4 + 0.4, 2),
-            "conf": uncertain.get(word, 0.95),
+            "conf": conf,
         }
-        for index, word in enumerate(text.split())
+        for index, (word, conf) in enumerate(zip(text.split(), confidences, strict=True))
     ]
-    confidence = sum(word["conf"] for word in words) / len(words) if words else 0.0
+    confidence = sum(confidences) / len(confidences) if confidences else 0.0
     return json.dumps(
         {"text": text, "words": words, "alternatives": [text], "confidence": confidence},
         ensure_ascii=False,
@@ -269,7 +271,6 @@ TRANSCRIPT_SCENE: dict[str, dict[str, object]] = {
         personnummer="196402294562",
         personnummer_source="keypad",
         transcript_status="model_missing",
-        free_text="no transcript: speech model missing",
     ),
 }
 """Transcribed demo tickets, one per case staff must tell apart: keypad and speech disagree,
@@ -404,6 +405,23 @@ def local_slot(day_offset: int, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=STOCKHOLM).astimezone(UTC)
 
 
+def missed_after(outcome: str, attempts: int = 3) -> Reason:
+    """Why a callback is missed after `attempts` tries ending in `outcome`, as the dispatcher
+    stores it ("Inget svar efter 3 försök" for no_answer, "Upptaget efter 3 försök" for busy)."""
+    return Reason(ReasonCode.ATTEMPTS_USED, {"outcome": outcome, "attempts": attempts})
+
+
+def not_dialled(slot_start: datetime, cause: str = "server_down") -> Reason:
+    """Why a callback is escalated when its 15-minute slot passed without an attempt, as the
+    dispatcher stores it ("Inte uppringd under …: servern var nere")."""
+    window = {
+        "window_start": slot_start.astimezone(UTC).isoformat(),
+        "window_end": (slot_start + timedelta(minutes=15)).astimezone(UTC).isoformat(),
+        "cause": cause,
+    }
+    return Reason(ReasonCode.NOT_DIALLED, window)
+
+
 def add_callback(
     seeded: SeededUi,
     *,
@@ -412,9 +430,13 @@ def add_callback(
     number: str,
     state: str = "booked",
     slot_minutes: int = 15,
+    escalation: Reason | None = None,
     **fields: object,
 ) -> int:
-    """Insert a callback row as the IVR or the dispatcher would have left it; returns its id."""
+    """Insert a callback row as the IVR or the dispatcher would have left it; returns its id.
+
+    `escalation` is why a missed or escalated one waits for staff (see missed_after and
+    not_dialled), stored as the dispatcher stores it: a code with JSON parameters."""
     values: dict[str, object] = dict(
         clinic_id=clinic_id,
         number=number,
@@ -428,6 +450,8 @@ def add_callback(
         created_at=slot_start - timedelta(days=1),
         updated_at=slot_start - timedelta(days=1),
     )
+    if escalation is not None:
+        values.update(escalation.columns("escalation"))
     values.update(fields)
     with seeded.session_factory.begin() as session:
         callback = Callback(**values)

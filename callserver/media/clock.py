@@ -1,6 +1,6 @@
 """One 20 ms send tick for every call in the process.
 
-Late sending, not loss, is what breaks first under load (notes/media-performance.md), and a
+Late sending, not loss, is what breaks first under load (bench/README.md), and a
 timer per call multiplies wake-ups and drift. So a single task wakes every 20 ms and has every
 registered session send its next frame. Deadlines are absolute (``t0 + k * interval``), never
 "sleep 20 ms after the work", so time spent sending does not accumulate into drift. When the

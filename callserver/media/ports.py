@@ -2,7 +2,8 @@
 
 Handing out a port means binding it: the kernel is the only authority on whether a port is free
 (another process, or a socket of ours not yet closed, may hold it), so a port that fails to bind
-is skipped instead of being handed out twice (pyVoIP did that; see notes/pyvoip.md defect 9).
+is skipped instead of being handed out twice (pyVoIP did that: docs/pyvoip-defects.md,
+DEFECT 9).
 Even ports only, because RFC 3550 reserves port + 1 for RTCP.
 """
 

@@ -4,7 +4,7 @@ pyVoIP keeps the SIP side; this session owns the media, so the SIP engine only h
 with the addresses and payload types from the SDP offer/answer and close it at BYE.
 
 Receiving is driven by datagrams: packets from anywhere but the address in the peer's SDP are
-dropped (pyVoIP mixed injected audio into recordings, notes/pyvoip.md defect 10), audio goes
+dropped (pyVoIP mixed injected audio into recordings, docs/pyvoip-defects.md, DEFECT 10), audio goes
 through the jitter buffer to the attached sinks, telephone-events become digits. Whatever a
 datagram contains, it costs at most a counter: the session never dies of its input.
 

@@ -1,6 +1,6 @@
 """Is a SIP request well-formed enough to act on? (RFC 3261 / RFC 4566 grammar, the parts we use)
 
-DEFECT 13 of pyVoIP (../shared/notes/pyvoip.md): it rings, answers and records INVITEs that are
+DEFECT 13 of pyVoIP (docs/pyvoip-defects.md): it rings, answers and records INVITEs that are
 plainly malformed (PROTOS c07-sip: 2,515 rang, 305 were answered) and echoes the sender's junk
 back in responses. Every request is checked here before the engine does anything with it, like
 Kamailio's `sanity` module but as strict as a voicemail server can afford to be. Pure text
@@ -73,7 +73,7 @@ class Malformed:
 
 def ipv4_ok(text: str) -> bool:
     match = _IPV4_RE.fullmatch(text)
-    return bool(match) and all(int(part) <= 255 for part in match.groups())
+    return match is not None and all(int(part) <= 255 for part in match.groups())
 
 
 def _host_ok(host: str) -> bool:
@@ -200,12 +200,13 @@ def _check_sdp(body_raw: bytes) -> Malformed | None:
         kind, value = match[1], match[2]
         seen.add(kind)
         pattern = _SDP_RES.get(kind)
-        if pattern is not None and not pattern.fullmatch(value):
+        fields = pattern.fullmatch(value) if pattern is not None else None
+        if pattern is not None and fields is None:
             return Malformed(400, f"Bad Request (SDP {kind}=)")
         if kind == "c" and value.startswith("IN IP4 ") and not ipv4_ok(value[7:].split("/")[0]):
             return Malformed(400, "Bad Request (SDP c= address)")
-        if kind == "m":
-            port, formats = _SDP_RES["m"].fullmatch(value).groups()  # type: ignore[union-attr]
+        if kind == "m" and fields is not None:
+            port, formats = fields.groups()
             if int(port) > 65535:
                 return Malformed(400, "Bad Request (SDP m= port)")
             if "RTP/AVP" in value and not all(

@@ -6,9 +6,10 @@ replace the server's logging set-up.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 
 from storage.db import make_engine
 from storage.models import Base, UTCDateTime
@@ -17,7 +18,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render UTCDateTime as a plain sa.DateTime so revisions do not import model code.
 
     The aware-UTC conversion happens in Python; the column in the database is an ordinary

@@ -1,4 +1,4 @@
-"""callback reasons as code plus parameters
+"""callback reasons as code plus parameters; transcript status without free-text reasons
 
 Revision ID: 0006
 Revises: 0005
@@ -7,6 +7,10 @@ Revises: 0005
 (with English exception text appended). They become a code and JSON parameters, which the staff
 UI words in the viewer's language. Sentences already stored are kept, as the code
 `legacy_text` with the sentence as its `text` parameter, so nothing a nurse could read is lost.
+
+Tickets without a transcript carried the call server's English reason ("no transcript: ...") in
+`free_text`, the field for the caller's message; `transcript_status` alone says it now, so the
+reason is moved into the status (for tickets old enough to have only the text) and removed.
 """
 
 import json
@@ -40,6 +44,16 @@ def upgrade() -> None:
             )
         with op.batch_alter_table(table) as batch:
             batch.drop_column(old)
+    conn.execute(
+        sa.text(
+            "UPDATE ticket SET transcript_status = CASE WHEN free_text LIKE '%model missing%' "
+            "THEN 'model_missing' ELSE 'error' END "
+            "WHERE transcript_status IS NULL AND free_text LIKE 'no transcript:%'"
+        )
+    )
+    conn.execute(
+        sa.text("UPDATE ticket SET free_text = NULL WHERE free_text LIKE 'no transcript:%'")
+    )
 
 
 def downgrade() -> None:
@@ -55,7 +69,8 @@ def downgrade() -> None:
         )
         for row_id, code, params in rows.all():
             values = json.loads(params) if params else {}
-            text = values.get("text") if code == "legacy_text" else f"{code} {params or ''}"
+            legacy = code == "legacy_text"
+            text = str(values.get("text") or "") if legacy else f"{code} {params or ''}"
             conn.execute(
                 sa.text(f"UPDATE {table} SET {old} = :t WHERE id = :id"),
                 {"t": text.strip(), "id": row_id},

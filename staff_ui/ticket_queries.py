@@ -1,10 +1,15 @@
-"""Every read and change of patient data the staff UI makes, scoped and access-logged.
+"""Every read and change of a ticket the staff UI makes, scoped and access-logged.
 
-These functions are synchronous and run in worker threads (asyncio.to_thread) because the event
-loop also carries real-time RTP. Each one opens its own session, checks that the viewer may see
-the ticket (a ticket of another clinic is treated exactly like a missing one), writes the
-AccessLogEntry in the same transaction as the read or change, and returns plain frozen
-dataclasses so that nothing lazy-loads after the session is gone.
+Invariants, and why:
+- Synchronous functions run in worker threads (asyncio.to_thread), because the event loop also
+  carries real-time RTP; each opens its own session.
+- A ticket of a clinic the viewer does not work for is treated exactly like a missing one
+  (None), so the UI never reveals that it exists (accounts.clinic_scope).
+- The access-log row is written in the same transaction as the read or change
+  (staff_ui.access_log), so the log and the data cannot disagree.
+- Results are plain frozen dataclasses, so nothing lazy-loads after the session is gone.
+- Why there is no transcript is `Ticket.transcript_status` (storage.models.TranscriptStatus)
+  alone; free_text is only ever the caller's message.
 """
 
 from __future__ import annotations
@@ -12,57 +17,28 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Select, select, update
-from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
-from storage.models import (
-    TICKET_STATUSES,
-    AccessLogEntry,
-    Recording,
-    StaffUser,
-    Ticket,
-    utcnow,
-)
-from storage.personnummer import mask_personnummer, redact_personnummer
-from storage.users import authenticate, normalize_username, set_password, verify_password
+from staff_ui.access_log import record_access, record_play_once
+from staff_ui.accounts import Viewer, clinic_scope
+from storage.models import TICKET_STATUSES, Recording, Ticket, TranscriptStatus, utcnow
+from storage.personnummer import mask_personnummer
 
 log = logging.getLogger(__name__)
 
 STATUS_FILTERS = (*TICKET_STATUSES, "all")
 LIST_LIMIT = 500
 """The list is a work queue, not an archive: older tickets are reached by status filter."""
-AUDIO_LOG_WINDOW = timedelta(minutes=1)
-"""A browser fetches one recording in several Range requests (play, seek); they are logged as
-one play_audio per user, ticket and minute instead of one row per chunk."""
-
 LOW_CONFIDENCE = 0.6
 """Words the recognizer was less sure of than this are marked on the ticket page."""
-MISSING_TRANSCRIPT_PREFIX = "no transcript:"
-"""How the call server starts the reason it writes to free_text when there is no transcript
-(callserver/call_log.py); such a reason is shown as a Swedish note, not as the message."""
 
 Decision = Literal["confirm", "reject"]
 TranscriptState = Literal["ok", "empty", "pending", "model_missing", "error", "no_recording"]
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """The logged-in staff member as the UI needs it, re-read from the database per request so
-    that a deactivated account or a removed clinic takes effect at once."""
-
-    id: int
-    username: str
-    role: str
-    clinic_ids: frozenset[str]
-    must_change_password: bool
-
-    @property
-    def sees_all_clinics(self) -> bool:
-        return self.role in ("switchboard", "admin")
 
 
 @dataclass(frozen=True)
@@ -129,29 +105,19 @@ class TicketDetail:
     def transcript_state(self) -> TranscriptState:
         """Why there is or is not a transcript, for the page to say so in Swedish.
 
-        The call server sets transcript_status and a free_text reason in one update, but a
-        ticket written by an older version may carry only the reason, so both are read.
+        Read from transcript_status only (None: not transcribed yet); a ticket with no
+        recording has nothing to transcribe.
         """
-        if self.transcript_status == "ok" and self.transcript is not None:
+        status = self.transcript_status
+        if status == TranscriptStatus.OK and self.transcript is not None:
             return "ok" if self.transcript.strip() else "empty"
-        reason = self.free_text or ""
-        if self.transcript_status == "model_missing" or (
-            reason.startswith(MISSING_TRANSCRIPT_PREFIX) and "model missing" in reason
-        ):
+        if status == TranscriptStatus.MODEL_MISSING:
             return "model_missing"
-        if self.transcript_status == "error" or reason.startswith(MISSING_TRANSCRIPT_PREFIX):
+        if status == TranscriptStatus.FAILED:
             return "error"
         if not self.has_recording:
             return "no_recording"
         return "pending"
-
-    @property
-    def message(self) -> str | None:
-        """free_text as the caller's message, unless it is the call server's missing-transcript
-        reason (English, for operators), which the page shows as transcript_state instead."""
-        if self.free_text and self.free_text.startswith(MISSING_TRANSCRIPT_PREFIX):
-            return None
-        return self.free_text
 
 
 @dataclass(frozen=True)
@@ -170,54 +136,18 @@ class Audio:
     path: Path | None
 
 
-def _viewer(user: StaffUser) -> Viewer:
-    return Viewer(
-        id=user.id,
-        username=user.username,
-        role=user.role,
-        clinic_ids=frozenset(clinic.id for clinic in user.clinics),
-        must_change_password=user.must_change_password,
-    )
-
-
-def _log(
-    session: Session,
-    viewer: Viewer | None,
-    action: str,
-    remote_addr: str | None,
-    *,
-    ticket: Ticket | None = None,
-    username: str | None = None,
-) -> None:
-    session.add(
-        AccessLogEntry(
-            at=utcnow(),
-            user_id=viewer.id if viewer else None,
-            username=(viewer.username if viewer else username or "")[:150],
-            action=action,
-            ticket_id=ticket.id if ticket else None,
-            clinic_id=ticket.clinic_id if ticket else None,
-            personnummer=ticket.personnummer if ticket else None,
-            remote_addr=remote_addr,
+def _load_ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | None:
+    query = (
+        select(Ticket)
+        .where(Ticket.id == ticket_id, *clinic_scope(viewer, Ticket.clinic_id))
+        .options(
+            joinedload(Ticket.clinic),
+            joinedload(Ticket.call),
+            joinedload(Ticket.recording),
+            joinedload(Ticket.acted_by),
         )
     )
-
-
-def _scoped(viewer: Viewer, query: Select[tuple[Ticket]]) -> Select[tuple[Ticket]]:
-    if viewer.sees_all_clinics:
-        return query
-    return query.where(Ticket.clinic_id.in_(viewer.clinic_ids))
-
-
-def _load_ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | None:
-    query = select(Ticket).where(Ticket.id == ticket_id)
-    query = query.options(
-        joinedload(Ticket.clinic),
-        joinedload(Ticket.call),
-        joinedload(Ticket.recording),
-        joinedload(Ticket.acted_by),
-    )
-    return session.scalars(_scoped(viewer, query)).unique().one_or_none()
+    return session.scalars(query).unique().one_or_none()
 
 
 def needs_personnummer_check(ticket: Ticket) -> bool:
@@ -298,64 +228,6 @@ def _detail(ticket: Ticket) -> TicketDetail:
     )
 
 
-def login(
-    factory: sessionmaker[Session], username: str, password: str, remote_addr: str | None
-) -> Viewer | None:
-    """Check the password (argon2, slow on purpose: hence a thread) and log the attempt."""
-    with factory.begin() as session:
-        user = authenticate(session, username, password)
-        if user is None:
-            known = session.scalar(
-                select(StaffUser).where(StaffUser.username == normalize_username(username))
-            )
-            session.add(
-                AccessLogEntry(
-                    at=utcnow(),
-                    user_id=known.id if known else None,
-                    username=username.strip()[:150],
-                    action="login_failed",
-                    remote_addr=remote_addr,
-                )
-            )
-            log.warning(
-                "failed staff login for %r from %s", redact_personnummer(username), remote_addr
-            )
-            return None
-        viewer = _viewer(user)
-        _log(session, viewer, "login", remote_addr)
-    log.info("staff login: %s from %s", viewer.username, remote_addr)
-    return viewer
-
-
-def load_viewer(factory: sessionmaker[Session], user_id: int) -> Viewer | None:
-    """The active user with this id, or None (account removed or deactivated)."""
-    with factory() as session:
-        user = session.scalar(
-            select(StaffUser)
-            .where(StaffUser.id == user_id, StaffUser.active.is_(True))
-            .options(selectinload(StaffUser.clinics))
-        )
-        return _viewer(user) if user else None
-
-
-def change_password(
-    factory: sessionmaker[Session], viewer: Viewer, current: str, new: str
-) -> str | None:
-    """Set a new password; returns a Swedish error message for the form, or None on success."""
-    with factory.begin() as session:
-        user = session.get(StaffUser, viewer.id)
-        if user is None or not verify_password(user.password_hash, current):
-            return "Nuvarande lösenord är fel."
-        if new == current:
-            return "Det nya lösenordet måste skilja sig från det gamla."
-        try:
-            set_password(session, user, new)
-        except ValueError:
-            return "Det nya lösenordet måste ha minst 8 tecken."
-    log.info("staff user %s changed password", viewer.username)
-    return None
-
-
 def list_tickets(
     factory: sessionmaker[Session], viewer: Viewer, status: str, remote_addr: str | None
 ) -> list[TicketRow]:
@@ -366,13 +238,14 @@ def list_tickets(
         select(Ticket)
         .options(joinedload(Ticket.clinic), joinedload(Ticket.recording))
         .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .where(*clinic_scope(viewer, Ticket.clinic_id))
         .limit(LIST_LIMIT)
     )
     if status != "all":
         query = query.where(Ticket.status == status)
     with factory.begin() as session:
-        tickets = session.scalars(_scoped(viewer, query)).unique().all()
-        _log(session, viewer, "list_tickets", remote_addr)
+        tickets = session.scalars(query).unique().all()
+        record_access(session, viewer, "list_tickets", remote_addr)
         return [
             TicketRow(
                 id=t.id,
@@ -400,14 +273,15 @@ def view_ticket(
         ticket = _load_ticket(session, viewer, ticket_id)
         if ticket is None:
             return None
-        _log(session, viewer, "view_ticket", remote_addr, ticket=ticket)
+        record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
         return _detail(ticket)
 
 
 def find_audio(
     factory: sessionmaker[Session], viewer: Viewer, ticket_id: int, remote_addr: str | None
 ) -> Audio | None:
-    """The recording's file if the viewer may hear it; logs play_audio only when it exists.
+    """The recording's file if the viewer may hear it; logs play_audio only when it exists,
+    once per user, ticket and AUDIO_LOG_WINDOW (access_log.record_play_once).
 
     The file check runs here, in the worker thread, to keep disk access off the event loop.
     """
@@ -418,16 +292,7 @@ def find_audio(
         path = Path(ticket.recording.path)
         if not path.is_file():
             return Audio(ticket_id=ticket.id, path=None)
-        recent = session.scalar(
-            select(AccessLogEntry.id).where(
-                AccessLogEntry.user_id == viewer.id,
-                AccessLogEntry.ticket_id == ticket.id,
-                AccessLogEntry.action == "play_audio",
-                AccessLogEntry.at > utcnow() - AUDIO_LOG_WINDOW,
-            )
-        )
-        if recent is None:
-            _log(session, viewer, "play_audio", remote_addr, ticket=ticket)
+        record_play_once(session, viewer, "play_audio", remote_addr, ticket=ticket)
         return Audio(ticket_id=ticket.id, path=path)
 
 
@@ -460,15 +325,20 @@ def decide(
         }
         if decision == "reject":
             values["reject_reason"] = (reason or "").strip()
-        result = session.execute(
-            update(Ticket)
-            .where(Ticket.id == ticket.id, Ticket.status == "new")
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        # An UPDATE's result is a CursorResult (it has rowcount); execute() is typed generally.
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Ticket)
+                .where(Ticket.id == ticket.id, Ticket.status == "new")
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ),
         )
-        changed = result.rowcount == 1  # type: ignore[attr-defined]
+        changed = result.rowcount == 1
         session.expire(ticket)  # reload status/acted_by as the database has them now
-        _log(session, viewer, decision if changed else "view_ticket", remote_addr, ticket=ticket)
+        action = decision if changed else "view_ticket"
+        record_access(session, viewer, action, remote_addr, ticket=ticket)
         detail = _detail(ticket)
     if changed:
         log.info("ticket %d %s by %s", ticket_id, detail.status, viewer.username)

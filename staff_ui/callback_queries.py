@@ -1,12 +1,18 @@
-"""Callbacks as staff see and handle them: a day's list, the missed ones, the caller's message
-for the nurse, book, move, call now, mark done, cancel.
+"""Every read and change of a callback the staff UI makes: a day's list, the missed ones, the
+caller's message for the nurse, book, move, call now, mark done, cancel.
 
-Like tickets.py: synchronous functions for worker threads, each with its own session, scoped to
-the viewer's clinics (another clinic's callback is treated exactly like a missing one) and
-access-logged. The changes themselves are callbacks.booking's, whose conditional
-UPDATEs settle races between staff and the dispatcher. Those functions commit their own
-transaction, so the access-log row is added to the session *before* calling them: it is
-committed with the change, and rolled back with a refused one.
+Invariants, and why (as in ticket_queries):
+- Synchronous functions for worker threads, each with its own session.
+- Scoped to the viewer's clinics (accounts.Viewer.sees / clinic_scope): another clinic's
+  callback is treated exactly like a missing one.
+- Access-logged through staff_ui.access_log. The changes themselves are callbacks.booking's,
+  whose conditional UPDATEs settle races between staff and the dispatcher; those functions
+  commit their own transaction, so the access-log row is added to the session *before* calling
+  them: it is committed with the change, and rolled back with a refused one.
+- Which button a state allows is callbacks.states' rule (`accepts`, WAITING/OPEN/NEEDS_STAFF),
+  never a list of states here; this module only words the refusals in Swedish.
+- Reasons stay codes with parameters (callbacks.reasons.Reason) in the rows; the views word
+  them in the viewer's language (staff_ui.reasons.describe).
 """
 
 from __future__ import annotations
@@ -27,17 +33,13 @@ from callbacks.booking import BookingError
 from callbacks.phone_numbers import format_number
 from callbacks.reasons import Reason, reason_from_columns
 from callbacks.slots import Slot, free_slots
-from callbacks.states import NEEDS_STAFF, OPEN, accepts
+from callbacks.states import NEEDS_STAFF, OPEN, CallbackState, accepts
 from callbacks.states import Action as StateAction
 from config.clinics import Clinic
+from staff_ui.access_log import record_access, record_play_once
+from staff_ui.accounts import Viewer, clinic_scope
 from staff_ui.context import slot_time
-from staff_ui.tickets import AUDIO_LOG_WINDOW, Viewer
-from storage.models import (
-    AccessLogEntry,
-    Callback,
-    StaffUser,
-    utcnow,
-)
+from storage.models import Callback, StaffUser
 from storage.personnummer import mask_personnummer
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,11 @@ class CallbackRow:
         return accepts(StateAction.MOVE, self.state)
 
     @property
+    def needs_staff(self) -> bool:
+        """Settled by the system without reaching the patient: its reason is shown."""
+        return self.state in NEEDS_STAFF
+
+    @property
     def message_url(self) -> str | None:
         return f"/callbacks/{self.id}/message" if self.has_message else None
 
@@ -176,43 +183,16 @@ class BookingResult:
     """duplicate: the number's open callback, to keep or move."""
 
 
-def visible(viewer: Viewer, clinic_id: str) -> bool:
-    return viewer.sees_all_clinics or clinic_id in viewer.clinic_ids
-
-
 def bookable_clinics(viewer: Viewer, clinics: Mapping[str, Clinic]) -> list[Clinic]:
     """Clinics that offer callbacks and that the viewer may book for, by name."""
     return sorted(
-        (c for c in clinics.values() if c.callbacks is not None and visible(viewer, c.id)),
+        (c for c in clinics.values() if c.callbacks is not None and viewer.sees(c.id)),
         key=lambda c: c.name,
     )
 
 
 def _day_start(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-
-
-def _log(
-    session: Session,
-    viewer: Viewer,
-    action: str,
-    remote_addr: str | None,
-    *,
-    callback: Callback | None = None,
-    clinic_id: str | None = None,
-) -> None:
-    session.add(
-        AccessLogEntry(
-            at=utcnow(),
-            user_id=viewer.id,
-            username=viewer.username[:150],
-            action=action,
-            clinic_id=callback.clinic_id if callback else clinic_id,
-            personnummer=callback.personnummer if callback else None,
-            callback_id=callback.id if callback else None,
-            remote_addr=remote_addr,
-        )
-    )
 
 
 def _usernames(session: Session, callbacks: list[Callback]) -> dict[int, str]:
@@ -271,7 +251,7 @@ def _load(session: Session, viewer: Viewer, callback_id: int) -> Callback | None
         .options(joinedload(Callback.clinic), selectinload(Callback.attempt_log))
         .execution_options(populate_existing=True)
     ).first()
-    if callback is None or not visible(viewer, callback.clinic_id):
+    if callback is None or not viewer.sees(callback.clinic_id):
         return None
     return callback
 
@@ -303,9 +283,7 @@ def list_callbacks(
         on_day = or_(on_day, and_(Callback.state.in_(OPEN), Callback.slot_start < start))
     missed_from = _day_start(today - timedelta(days=MISSED_DAYS), zone)
     needs_staff = Callback.state.in_(NEEDS_STAFF)
-    scope = []
-    if not viewer.sees_all_clinics:
-        scope.append(Callback.clinic_id.in_(viewer.clinic_ids))
+    scope = clinic_scope(viewer, Callback.clinic_id)
     # The clinic filter narrows the day's list only: no filter may hide a missed callback.
     on_clinic = [Callback.clinic_id == clinic_id] if clinic_id is not None else []
     options = (joinedload(Callback.clinic), selectinload(Callback.attempt_log))
@@ -324,18 +302,21 @@ def list_callbacks(
         missed = session.scalars(missed_query.order_by(*order).limit(LIST_LIMIT)).all()
         older = 0
         if not all_missed:
-            older = session.scalar(
-                select(func.count())
-                .select_from(Callback)
-                .where(needs_staff, Callback.slot_start < missed_from, *scope)
+            older = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Callback)
+                    .where(needs_staff, Callback.slot_start < missed_from, *scope)
+                )
+                or 0
             )
-        _log(session, viewer, "list_callbacks", remote_addr, clinic_id=clinic_id)
+        record_access(session, viewer, "list_callbacks", remote_addr, clinic_id=clinic_id)
         return CallbackDay(
             day=day,
             today=today,
             rows=_rows(session, list(rows)),
             missed=_rows(session, list(missed)),
-            older_missed=older or 0,
+            older_missed=older,
         )
 
 
@@ -347,7 +328,7 @@ def find_message(
     file exists, checked here in the worker thread to keep disk access off the event loop.
 
     A browser fetches one message in several Range requests; like play_audio they are logged
-    once per user, callback and minute.
+    once per user, callback and AUDIO_LOG_WINDOW (access_log.record_play_once).
     """
     with factory.begin() as session:
         callback = _load(session, viewer, callback_id)
@@ -356,25 +337,14 @@ def find_message(
         path = Path(callback.message_recording_path)
         if not path.is_file():
             return MessageAudio(callback_id=callback.id, path=None)
-        recent = session.scalar(
-            select(AccessLogEntry.id)
-            .where(
-                AccessLogEntry.user_id == viewer.id,
-                AccessLogEntry.action == MESSAGE_LOG_ACTION,
-                AccessLogEntry.callback_id == callback.id,
-                AccessLogEntry.at > utcnow() - AUDIO_LOG_WINDOW,
-            )
-            .limit(1)
-        )
-        if recent is None:
-            _log(session, viewer, MESSAGE_LOG_ACTION, remote_addr, callback=callback)
+        record_play_once(session, viewer, MESSAGE_LOG_ACTION, remote_addr, callback=callback)
         return MessageAudio(callback_id=callback.id, path=path)
 
 
 def refusal(action: Action, state: str) -> str:
     """Why a button did nothing, e.g. marking a cancelled callback done."""
     phrase = STATE_PHRASES.get(state, f"har status {state}")
-    if action == "call_now" and state == "calling":
+    if action == "call_now" and state == CallbackState.CALLING:
         text = "Återuppringningen rings just nu."
     else:
         text = f"Återuppringningen {phrase} och {REFUSED[action]}."
@@ -401,7 +371,7 @@ def act(
         callback = _load(session, viewer, callback_id)
         if callback is None:
             return None
-        _log(session, viewer, LOG_ACTIONS[action], remote_addr, callback=callback)
+        record_access(session, viewer, LOG_ACTIONS[action], remote_addr, callback=callback)
         try:
             if action == "call_now":
                 booking.call_now(session, callback_id, now=now)
@@ -447,7 +417,7 @@ def _booking_failed(
     if exc.reason == "duplicate" and existing_id is not None:
         callback = _load(session, viewer, existing_id)
         if callback is not None:
-            _log(session, viewer, "view_callback", remote_addr, callback=callback)
+            record_access(session, viewer, "view_callback", remote_addr, callback=callback)
             existing = _rows(session, [callback])[0]
             session.commit()
     return BookingResult(reason=exc.reason, number_reason=exc.number_reason, existing=existing)
@@ -463,11 +433,11 @@ def book(
     remote_addr: str | None,
 ) -> BookingResult | None:
     """Book a callback from the switchboard or a staff member; None if not the viewer's clinic."""
-    if not visible(viewer, clinic.id):
+    if not viewer.sees(clinic.id):
         return None
     source = "switchboard" if viewer.role == "switchboard" else "ui"
     with factory() as session:
-        _log(session, viewer, "callback_book", remote_addr, clinic_id=clinic.id)
+        record_access(session, viewer, "callback_book", remote_addr, clinic_id=clinic.id)
         try:
             callback = booking.book_callback(
                 session,
@@ -500,7 +470,7 @@ def move(
         if callback is None or callback.clinic_id not in clinics:
             return None
         clinic = clinics[callback.clinic_id]
-        _log(session, viewer, "callback_move", remote_addr, callback=callback)
+        record_access(session, viewer, "callback_move", remote_addr, callback=callback)
         try:
             booking.move_callback(session, clinic, callback_id, slot_start, now=now)
         except BookingError as exc:

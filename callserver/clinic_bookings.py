@@ -18,8 +18,14 @@ from callbacks.phone_numbers import PhoneNumberError, normalize_swedish_number
 from callbacks.slots import free_slots
 from callserver.call_log import SessionFactory
 from config.clinics import Clinic
-from ivr_flows.callback_booking import ExistingBooking, OfferedSlot
+from ivr_flows.callback_booking import BookResult, ExistingBooking, OfferedSlot
 from storage.models import utcnow
+
+_BOOK_RESULTS: dict[str, BookResult] = {
+    "slot_full": "slot_full",
+    "closed": "slot_full",  # the slot closed while offered: offer the next one
+    "duplicate": "duplicate",
+}
 
 
 class ClinicBookings:
@@ -62,8 +68,8 @@ class ClinicBookings:
 
     async def book(
         self, slot: OfferedSlot, number: str, move_id: int | None
-    ) -> tuple[str, int | None]:
-        def write() -> tuple[str, int | None]:
+    ) -> tuple[BookResult, int | None]:
+        def write() -> tuple[BookResult, int | None]:
             with self.db() as session:
                 try:
                     if move_id is not None:
@@ -74,8 +80,7 @@ class ClinicBookings:
                             call_db_id=self.call_db_id,
                         )  # fmt: skip
                 except BookingError as exc:
-                    reason = "slot_full" if exc.reason in ("slot_full", "closed") else exc.reason
-                    return reason, None
+                    return _BOOK_RESULTS.get(exc.reason, "failed"), None
                 return "booked", callback.id
 
         return await asyncio.to_thread(write)

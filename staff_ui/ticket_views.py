@@ -1,4 +1,9 @@
-"""The HTML pages staff work in: the ticket list, one ticket, its recording, confirm/reject."""
+"""The ticket pages staff work in: the list, one ticket, its recording, confirm and reject.
+
+Handlers only parse the request and render: every read and change is a ticket_queries function
+run in a worker thread (scoped to the viewer's clinics and access-logged there). A missing
+ticket and another clinic's ticket get the same 404 page, so existence is never revealed.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,11 @@ import asyncio
 from aiohttp import web
 from aiohttp_session import get_session
 
-from staff_ui import tickets
-from staff_ui.context import SESSION_FACTORY, STATUS_LABELS, csrf_ok, render, viewer_of
-from staff_ui.tickets import Decision, TicketDetail
+from staff_ui import ticket_queries
+from staff_ui.context import SESSION_FACTORY, STATUS_LABELS, csrf_ok, path_id, render, viewer_of
+from staff_ui.ticket_queries import Decision, TicketDetail
 
 MAX_REASON_CHARS = 2000
-
-
-def ticket_id_of(request: web.Request) -> int:
-    """The {id} of the path; anything that is not a positive number is simply not found."""
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise web.HTTPNotFound()
-    return int(raw)
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -37,10 +34,10 @@ async def not_found(request: web.Request) -> web.Response:
 
 async def ticket_list(request: web.Request) -> web.Response:
     status = request.query.get("status", "new")
-    if status not in tickets.STATUS_FILTERS:
+    if status not in ticket_queries.STATUS_FILTERS:
         status = "new"
     rows = await asyncio.to_thread(
-        tickets.list_tickets,
+        ticket_queries.list_tickets,
         request.app[SESSION_FACTORY],
         viewer_of(request),
         status,
@@ -52,7 +49,7 @@ async def ticket_list(request: web.Request) -> web.Response:
         {
             "rows": rows,
             "status": status,
-            "status_filters": tickets.STATUS_FILTERS,
+            "status_filters": ticket_queries.STATUS_FILTERS,
             "nav": "tickets",
         },
     )
@@ -71,10 +68,10 @@ async def _ticket_page(
 
 async def ticket_page(request: web.Request) -> web.Response:
     ticket = await asyncio.to_thread(
-        tickets.view_ticket,
+        ticket_queries.view_ticket,
         request.app[SESSION_FACTORY],
         viewer_of(request),
-        ticket_id_of(request),
+        path_id(request),
         request.remote,
     )
     if ticket is None:
@@ -84,10 +81,10 @@ async def ticket_page(request: web.Request) -> web.Response:
 
 async def ticket_audio(request: web.Request) -> web.StreamResponse:
     audio = await asyncio.to_thread(
-        tickets.find_audio,
+        ticket_queries.find_audio,
         request.app[SESSION_FACTORY],
         viewer_of(request),
-        ticket_id_of(request),
+        path_id(request),
         request.remote,
     )
     if audio is None:
@@ -115,13 +112,13 @@ async def ticket_audio(request: web.Request) -> web.StreamResponse:
 
 
 async def _decide(request: web.Request, decision: Decision) -> web.Response:
-    ticket_id = ticket_id_of(request)
+    ticket_id = path_id(request)
     form = await request.post()
     factory = request.app[SESSION_FACTORY]
     viewer = viewer_of(request)
     if not await csrf_ok(request, form):
         ticket = await asyncio.to_thread(
-            tickets.view_ticket, factory, viewer, ticket_id, request.remote
+            ticket_queries.view_ticket, factory, viewer, ticket_id, request.remote
         )
         if ticket is None:
             return await not_found(request)
@@ -134,7 +131,7 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
     reason = str(form.get("reason") or "").strip()[:MAX_REASON_CHARS]
     if decision == "reject" and not reason:
         ticket = await asyncio.to_thread(
-            tickets.view_ticket, factory, viewer, ticket_id, request.remote
+            ticket_queries.view_ticket, factory, viewer, ticket_id, request.remote
         )
         if ticket is None:
             return await not_found(request)
@@ -145,7 +142,7 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
             status=400,
         )
     result = await asyncio.to_thread(
-        tickets.decide, factory, viewer, ticket_id, decision, reason or None, request.remote
+        ticket_queries.decide, factory, viewer, ticket_id, decision, reason or None, request.remote
     )
     if result is None:
         return await not_found(request)

@@ -1,0 +1,138 @@
+"""One inbound call from INVITE to hang-up: which clinic, media, answer, the menu, the call row.
+
+The call row is written before anything can fail and closed in `finally`, so the call log holds
+every INVITE that reached a flow decision with its outcome (cancelled, no media port, unknown
+number, what the menu returned, or the caller hanging up). Recordings the flow makes are filed
+by callserver/voicemail.py through the LiveCall's hook, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from callserver import call_log
+from callserver.call_log import SessionFactory
+from callserver.clinic_bookings import ClinicBookings
+from callserver.live_call import LiveCalls
+from callserver.media.clock import MediaClock
+from callserver.media.ports import NoMediaPortError, PortPool
+from callserver.media.session import MediaSession
+from callserver.recording import CallFacts
+from callserver.sip.engine import Dialog, SipEngine
+from config.clinics import Clinic, clinic_for_number
+from config.clock import utcnow
+from ivr_flows.call_api import CallEnded, CallInfo
+from ivr_flows.cancellation import RecordingLimits
+from ivr_flows.main_menu import MenuOptions, main_menu
+
+log = logging.getLogger(__name__)
+
+ANSWER_DELAY_S = 0.3
+"""A short ring before answering, so that a caller's CANCEL can still win the race."""
+LAST_FRAMES_S = 0.2
+"""After the flow ends: let the last prompt frames leave before the BYE."""
+
+
+class InboundCalls:
+    """The SipEngine's `on_invite` handler."""
+
+    def __init__(
+        self,
+        *,
+        db: SessionFactory,
+        engine: SipEngine,
+        pool: PortPool,
+        media_clock: MediaClock,
+        clinics: Mapping[str, Clinic],
+        calls: LiveCalls,
+        limits: RecordingLimits,
+    ) -> None:
+        self.db, self.engine, self.pool, self.media_clock = db, engine, pool, media_clock
+        self.clinics, self.calls, self.limits = clinics, calls, limits
+
+    async def handle(self, dialog: Dialog) -> None:
+        clinic = clinic_for_number(dict(self.clinics), dialog.called)
+        call_db_id = await asyncio.to_thread(
+            call_log.call_started, self.db, sip_call_id=dialog.call_id,
+            clinic_id=clinic.id if clinic else None, caller=dialog.caller, called=dialog.called,
+        )  # fmt: skip
+        outcome = "error"
+        media: MediaSession | None = None
+        try:
+            try:
+                media, pt = await self._open_media(dialog)
+            except (NoMediaPortError, ValueError) as exc:
+                log.error("call %s refused: %s", dialog.call_id, exc)
+                self.engine.reject(dialog, 503, "Service Unavailable")
+                outcome = "no_media_port"
+                return
+            await asyncio.sleep(ANSWER_DELAY_S)
+            if dialog.ended.is_set() or not self.engine.answer(dialog, media.local_port, pt):
+                outcome = "cancelled"
+                return
+            await asyncio.to_thread(
+                call_log.call_updated, self.db, call_db_id, answered_at=call_log.now()
+            )
+            outcome = await self._run_flow(dialog, media, clinic, call_db_id)
+            if not dialog.ended.is_set():
+                await asyncio.sleep(LAST_FRAMES_S)
+        finally:
+            if media is not None:
+                media.close()
+            self.engine.hangup(dialog)
+            await asyncio.to_thread(
+                call_log.call_updated, self.db, call_db_id, ended_at=call_log.now(),
+                outcome=outcome,
+            )  # fmt: skip
+
+    async def _run_flow(
+        self, dialog: Dialog, media: MediaSession, clinic: Clinic | None, call_db_id: int
+    ) -> str:
+        info = CallInfo(
+            caller=dialog.caller, called=dialog.called, clinic_id=clinic.id if clinic else ""
+        )
+        facts = CallFacts(
+            sip_call_id=dialog.call_id,
+            call_db_id=call_db_id,
+            clinic_id=clinic.id if clinic else None,
+            caller=dialog.caller,
+            called=dialog.called,
+            started_at=utcnow().isoformat(),
+        )
+        call = self.calls.make(dialog, media, info, facts)
+        try:
+            if clinic is None:
+                log.warning("call to unknown number %s: told so and hung up", dialog.called)
+                await call.play("unknown_number", interruptible=False)
+                return "unknown_number"
+            return await main_menu(call, self._menu_options(clinic, call_db_id))
+        except CallEnded:
+            return "caller_hangup"
+
+    def _menu_options(self, clinic: Clinic, call_db_id: int) -> MenuOptions:
+        offers_callback = clinic.callback and clinic.callbacks is not None
+        return MenuOptions(
+            open_now=clinic.is_open(utcnow()),
+            callback=offers_callback,
+            switchboard=clinic.switchboard_number is not None,
+            limits=self.limits,
+            booking=ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None,
+            switchboard_number=clinic.switchboard_number,
+        )
+
+    async def _open_media(self, dialog: Dialog) -> tuple[MediaSession, int]:
+        """Our RTP session for the peer's offer, in the codec we answer with."""
+        if dialog.offer is None:
+            raise ValueError("the INVITE carried no usable audio offer")
+        codec, pt = dialog.offer.choose_codec() or ("PCMU", 0)
+        media = await MediaSession.open(
+            self.pool,
+            (dialog.offer.address, dialog.offer.port),
+            codec=codec,
+            payload_type=pt,
+            dtmf_payload_type=dialog.offer.dtmf_payload_type,
+            clock=self.media_clock,
+        )
+        return media, pt

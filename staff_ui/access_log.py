@@ -1,0 +1,97 @@
+"""The access log of patient data (Patientdatalagen / HSLF-FS 2016:40): the one way the staff UI
+writes it.
+
+Every read or change of a ticket or callback adds one AccessLogEntry naming who, what, when,
+which patient (personnummer) and which care unit (clinic), in the *same session* as the read or
+change: it is committed with it and rolled back with it, so the log never claims an access that
+did not happen nor misses one that did. The row is only added here; the caller's transaction
+decides.
+
+Recordings are the exception to "one row per request": a browser fetches one file in several
+Range requests (play, seek), so record_play_once logs one play per user, item and
+AUDIO_LOG_WINDOW instead of one row per chunk. Tickets and callbacks share the rule.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import AccessLogEntry, Callback, Ticket, utcnow
+
+if TYPE_CHECKING:  # accounts logs logins through this module, so it is imported for types only
+    from staff_ui.accounts import Viewer
+
+AUDIO_LOG_WINDOW = timedelta(minutes=1)
+"""Requests for the same recording by the same user within this window are one play."""
+
+
+def record_access(
+    session: Session,
+    viewer: Viewer | None,
+    action: str,
+    remote_addr: str | None,
+    *,
+    ticket: Ticket | None = None,
+    callback: Callback | None = None,
+    clinic_id: str | None = None,
+    username: str | None = None,
+    user_id: int | None = None,
+) -> None:
+    """Add one access-log row for `action` to the session (not committed here).
+
+    The patient and the clinic are taken from `ticket` or `callback` when given, else
+    `clinic_id` names the care unit (a list filtered by clinic, a booking). `username` and
+    `user_id` are for a failed login only, when there is no viewer: the name as typed and the
+    account it names, if any.
+    """
+    subject = ticket if ticket is not None else callback
+    session.add(
+        AccessLogEntry(
+            at=utcnow(),
+            user_id=viewer.id if viewer else user_id,
+            username=(viewer.username if viewer else username or "")[:150],
+            action=action,
+            ticket_id=ticket.id if ticket is not None else None,
+            callback_id=callback.id if callback is not None else None,
+            clinic_id=subject.clinic_id if subject is not None else clinic_id,
+            personnummer=subject.personnummer if subject is not None else None,
+            remote_addr=remote_addr,
+        )
+    )
+
+
+def record_play_once(
+    session: Session,
+    viewer: Viewer,
+    action: str,
+    remote_addr: str | None,
+    *,
+    ticket: Ticket | None = None,
+    callback: Callback | None = None,
+) -> bool:
+    """Log a play of a ticket's or a callback's recording unless this user's same play of the
+    same item was logged within AUDIO_LOG_WINDOW; True when a row was added."""
+    if ticket is not None and callback is None:
+        item = AccessLogEntry.ticket_id == ticket.id
+    elif callback is not None and ticket is None:
+        item = AccessLogEntry.callback_id == callback.id
+    else:
+        raise ValueError("record_play_once needs exactly one of ticket or callback")
+    recent = session.scalar(
+        select(AccessLogEntry.id)
+        .where(
+            AccessLogEntry.user_id == viewer.id,
+            AccessLogEntry.action == action,
+            item,
+            AccessLogEntry.at > utcnow() - AUDIO_LOG_WINDOW,
+        )
+        .limit(1)
+    )
+    if recent is not None:
+        return False
+    record_access(session, viewer, action, remote_addr, ticket=ticket, callback=callback)
+    return True
