@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 
 from callserver.media.clock import MediaClock
 from callserver.media.ports import PortPool
 from callserver.media.session import MediaSession
 from callserver.sip.engine import Dialog, SipEngine, SipError
+from callserver.sip.sdp import MediaOffer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,25 @@ def classify(exc: SipError) -> str:
     if exc.code in _BUSY:
         return "busy"
     return "failed"
+
+
+async def open_media(
+    pool: PortPool, offer: MediaOffer, clock: MediaClock, *, sock: socket.socket | None = None
+) -> tuple[MediaSession, int]:
+    """Our RTP session towards what the peer's SDP offers (or answers), in the peer's most
+    preferred G.711 codec; returns it with the payload type we speak. `sock` is a port already
+    taken from `pool` (an outbound offer names it before the answer comes)."""
+    codec, pt = offer.choose_codec() or ("PCMU", 0)
+    media = await MediaSession.open(
+        pool,
+        (offer.address, offer.port),
+        codec=codec,
+        payload_type=pt,
+        dtmf_payload_type=offer.dtmf_payload_type,
+        clock=clock,
+        sock=sock,
+    )
+    return media, pt
 
 
 @dataclass
@@ -70,17 +91,8 @@ class Dialer:
             self.pool.release(port)
             raise
         assert dialog.offer is not None
-        codec, pt = dialog.offer.choose_codec() or ("PCMU", 0)
         try:
-            media = await MediaSession.open(
-                self.pool,
-                (dialog.offer.address, dialog.offer.port),
-                codec=codec,
-                payload_type=pt,
-                dtmf_payload_type=dialog.offer.dtmf_payload_type,
-                clock=self.clock,
-                sock=sock,
-            )
+            media, _pt = await open_media(self.pool, dialog.offer, self.clock, sock=sock)
         except Exception as exc:
             self.engine.hangup(dialog)
             raise DialFailed("failed", f"media for {number}: {exc}") from exc

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from callserver import call_log
 from callserver.call_log import SessionFactory
 from callserver.clinic_bookings import ClinicBookings
+from callserver.dialer import open_media
 from callserver.live_call import LiveCalls
 from callserver.media.clock import MediaClock
 from callserver.media.ports import NoMediaPortError, PortPool
@@ -126,13 +127,4 @@ class InboundCalls:
         """Our RTP session for the peer's offer, in the codec we answer with."""
         if dialog.offer is None:
             raise ValueError("the INVITE carried no usable audio offer")
-        codec, pt = dialog.offer.choose_codec() or ("PCMU", 0)
-        media = await MediaSession.open(
-            self.pool,
-            (dialog.offer.address, dialog.offer.port),
-            codec=codec,
-            payload_type=pt,
-            dtmf_payload_type=dialog.offer.dtmf_payload_type,
-            clock=self.media_clock,
-        )
-        return media, pt
+        return await open_media(self.pool, dialog.offer, self.media_clock)

@@ -41,6 +41,7 @@ from staff_ui.context import (
     render,
     slot_time,
     viewer_of,
+    wav_response,
 )
 from staff_ui.reasons import describe
 
@@ -293,14 +294,7 @@ async def callback_message(request: web.Request) -> web.StreamResponse:
             },
             status=410,
         )
-    # FileResponse answers Range requests (seeking in the player) and streams from disk.
-    return web.FileResponse(
-        audio.path,
-        headers={
-            "Content-Type": "audio/wav",
-            "Content-Disposition": f'inline; filename="meddelande-{audio.callback_id}.wav"',
-        },
-    )
+    return wav_response(audio.path, f"meddelande-{audio.callback_id}.wav")
 
 
 async def _act(request: web.Request, action: Action) -> web.Response:

@@ -12,6 +12,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -183,3 +184,15 @@ async def render(
         **context,
     }
     return aiohttp_jinja2.render_template(template, request, full, status=status)
+
+
+def wav_response(path: Path, filename: str) -> web.FileResponse:
+    """A recording for the page's audio player. FileResponse answers Range requests (seeking)
+    and streams from disk without loading the file into memory."""
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "audio/wav",
+            "Content-Disposition": f'inline; filename="{filename}"',
+        },
+    )

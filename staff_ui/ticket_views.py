@@ -13,7 +13,15 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from staff_ui import ticket_queries
-from staff_ui.context import SESSION_FACTORY, STATUS_LABELS, csrf_ok, path_id, render, viewer_of
+from staff_ui.context import (
+    SESSION_FACTORY,
+    STATUS_LABELS,
+    csrf_ok,
+    path_id,
+    render,
+    viewer_of,
+    wav_response,
+)
 from staff_ui.ticket_queries import Decision, TicketDetail
 
 MAX_REASON_CHARS = 2000
@@ -100,15 +108,7 @@ async def ticket_audio(request: web.Request) -> web.StreamResponse:
             },
             status=410,
         )
-    # FileResponse answers Range requests (seeking in the player) and streams from disk
-    # without loading the file into memory.
-    return web.FileResponse(
-        audio.path,
-        headers={
-            "Content-Type": "audio/wav",
-            "Content-Disposition": f'inline; filename="avbokning-{audio.ticket_id}.wav"',
-        },
-    )
+    return wav_response(audio.path, f"avbokning-{audio.ticket_id}.wav")
 
 
 async def _decide(request: web.Request, decision: Decision) -> web.Response:

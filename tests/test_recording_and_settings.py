@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from callserver.recording import DurableRecording, finalize_part, sweep
+from callserver.recording import CallFacts, DurableRecording, Sidecar, finalize_part, sweep
 from config.clinics import ClinicConfigError, load_clinics
 from config.settings import SettingsError, load_settings
+from ivr_flows.call_api import RecordingMeta, RecordingPurpose
 
 
 async def test_recording_is_a_part_file_until_finished(tmp_path: Path) -> None:
     final = tmp_path / "demo" / "msg.wav"
-    rec = DurableRecording(final, {"clinic_id": "demo"}, fsync_interval=0.0)
+    sidecar = Sidecar(CallFacts(clinic_id="demo"), RecordingMeta(RecordingPurpose.CANCELLATION))
+    rec = DurableRecording(final, sidecar, fsync_interval=0.0)
     rec.write(b"\x01\x00" * 8000)
     assert rec.part_path.exists() and not final.exists()
     assert (tmp_path / "demo" / "msg.json").exists(), "metadata must be on disk before audio"
@@ -34,7 +36,9 @@ def test_sweep_finalizes_leftover_part_files(tmp_path: Path) -> None:
     (tmp_path / "demo" / "crashed.json").write_text('{"clinic_id": "demo", "personnummer": null}')
     [item] = sweep(tmp_path)
     assert item.partial and item.duration_s == pytest.approx(1.5)
-    assert item.metadata["clinic_id"] == "demo"
+    # A sidecar in the first version's flat form (no purpose) is still a cancellation message.
+    assert item.sidecar is not None and item.sidecar.call.clinic_id == "demo"
+    assert item.sidecar.meta == RecordingMeta(RecordingPurpose.CANCELLATION)
     with wave.open(str(item.wav_path)) as w:
         assert w.getnframes() == 12000
     # A second sweep sees the same recording as complete, no longer partial.
