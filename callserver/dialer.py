@@ -12,6 +12,7 @@ import logging
 import socket
 from dataclasses import dataclass
 
+from callserver import inactivity
 from callserver.media.clock import MediaClock
 from callserver.media.ports import PortPool
 from callserver.media.session import MediaSession
@@ -68,11 +69,16 @@ async def open_media(
 class OutboundLeg:
     dialog: Dialog
     media: MediaSession
+    watchdog: asyncio.Task[None] | None = None
+    """Hangs the leg up if the far end stops sending RTP (callserver/inactivity.py)."""
 
 
 class Dialer:
-    def __init__(self, engine: SipEngine, pool: PortPool, clock: MediaClock) -> None:
+    def __init__(
+        self, engine: SipEngine, pool: PortPool, clock: MediaClock, *, rtp_timeout_s: float
+    ) -> None:
         self.engine, self.pool, self.clock = engine, pool, clock
+        self.rtp_timeout_s = rtp_timeout_s
 
     async def dial(self, number: str, *, caller_id: str | None, timeout: float) -> OutboundLeg:
         """Call `number`; returns the answered leg with media running, or raises DialFailed."""
@@ -96,9 +102,12 @@ class Dialer:
         except Exception as exc:
             self.engine.hangup(dialog)
             raise DialFailed("failed", f"media for {number}: {exc}") from exc
-        return OutboundLeg(dialog, media)
+        watchdog = inactivity.watch(self.engine, dialog, media, self.rtp_timeout_s)
+        return OutboundLeg(dialog, media, watchdog)
 
     def release(self, leg: OutboundLeg) -> None:
+        if leg.watchdog is not None:
+            leg.watchdog.cancel()
         self.engine.hangup(leg.dialog)
         leg.media.close()
 

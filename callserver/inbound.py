@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from callserver import call_log
+from callserver import call_log, inactivity
 from callserver.call_log import SessionFactory
 from callserver.clinic_bookings import ClinicBookings
 from callserver.dialer import open_media
@@ -21,7 +21,7 @@ from callserver.media.clock import MediaClock
 from callserver.media.ports import NoMediaPortError, PortPool
 from callserver.media.session import MediaSession
 from callserver.recording import CallFacts
-from callserver.sip.engine import Dialog, SipEngine
+from callserver.sip.engine import NO_ACK, Dialog, SipEngine
 from config.clinics import Clinic, clinic_for_number
 from config.clock import utcnow
 from ivr_flows.call_api import CallEnded, CallInfo
@@ -34,6 +34,8 @@ ANSWER_DELAY_S = 0.3
 """A short ring before answering, so that a caller's CANCEL can still win the race."""
 LAST_FRAMES_S = 0.2
 """After the flow ends: let the last prompt frames leave before the BYE."""
+ENDS_OF_OUR_OWN = (inactivity.RTP_TIMEOUT, NO_ACK)
+"""Dialog end reasons that are the call's outcome, not the caller hanging up."""
 
 
 class InboundCalls:
@@ -49,9 +51,11 @@ class InboundCalls:
         clinics: Mapping[str, Clinic],
         calls: LiveCalls,
         limits: RecordingLimits,
+        rtp_timeout_s: float,
     ) -> None:
         self.db, self.engine, self.pool, self.media_clock = db, engine, pool, media_clock
         self.clinics, self.calls, self.limits = clinics, calls, limits
+        self.rtp_timeout_s = rtp_timeout_s
 
     async def handle(self, dialog: Dialog) -> None:
         clinic = clinic_for_number(dict(self.clinics), dialog.called)
@@ -61,6 +65,7 @@ class InboundCalls:
         )  # fmt: skip
         outcome = "error"
         media: MediaSession | None = None
+        watchdog: asyncio.Task[None] | None = None
         try:
             try:
                 media, pt = await self._open_media(dialog)
@@ -73,13 +78,18 @@ class InboundCalls:
             if dialog.ended.is_set() or not self.engine.answer(dialog, media.local_port, pt):
                 outcome = "cancelled"
                 return
+            watchdog = inactivity.watch(self.engine, dialog, media, self.rtp_timeout_s)
             await asyncio.to_thread(
                 call_log.call_updated, self.db, call_db_id, answered_at=call_log.now()
             )
             outcome = await self._run_flow(dialog, media, clinic, call_db_id)
+            if outcome == "caller_hangup" and dialog.end_reason in ENDS_OF_OUR_OWN:
+                outcome = dialog.end_reason
             if not dialog.ended.is_set():
                 await asyncio.sleep(LAST_FRAMES_S)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             if media is not None:
                 media.close()
             self.engine.hangup(dialog)

@@ -76,7 +76,9 @@ class CallServer:
             username=settings.sip.username,
             password=settings.sip.password,
         )
-        self.dialer = Dialer(self.engine, self.pool, self.media_clock)
+        self.dialer = Dialer(
+            self.engine, self.pool, self.media_clock, rtp_timeout_s=settings.sip.rtp_timeout_s
+        )
         self.calls = LiveCalls(
             engine=self.engine,
             prompts=self.prompts,
@@ -95,6 +97,7 @@ class CallServer:
             clinics=self.clinics,
             calls=self.calls,
             limits=limits,
+            rtp_timeout_s=settings.sip.rtp_timeout_s,
         )
         self.callback_caller = CallbackCaller(
             self.dialer, self._staff_call, timeout_s=settings.sip.outbound_timeout_s

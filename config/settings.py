@@ -38,6 +38,9 @@ class SipSettings:
     rtp_port_low: int = 20000
     rtp_port_high: int = 20999
     outbound_timeout_s: float = 45.0
+    rtp_timeout_s: float = 30.0
+    """Hang up a call when no RTP has come from the peer for this long (not while it holds the
+    call); 0 turns the timer off."""
 
 
 @dataclass(frozen=True)

@@ -300,3 +300,91 @@ async def test_close_delivers_audio_still_waiting_in_the_jitter_buffer(pool, pee
         2 * FRAME_SAMPLES
     ) + g711.decode("PCMU", payloads[2])
     assert session.stats.lost == 1
+
+
+# -- following the peer's new SDP (re-INVITE, UPDATE, hold) ----------------------------------
+
+
+async def test_frames_go_to_the_new_address_and_keys_come_from_it(pool, peer, clock) -> None:
+    moved = await open_peer()
+    session = await MediaSession.open(pool, peer.address, clock=clock)
+    try:
+        await wait_for(lambda: len(peer.received) >= 3)
+        session.follow(moved.address, codec="PCMU", payload_type=PCMU, dtmf_payload_type=None)
+        before = len(peer.received)
+        await wait_for(lambda: len(moved.received) >= 5)
+        assert len(peer.received) - before <= 1  # at most the frame already on its way
+        heard: list[bytes] = []
+        session.add_audio_sink(heard.append)
+        moved.send(audio_packet(1, bytes([0x55]) * FRAME_SAMPLES), session)
+        peer.send(audio_packet(2, bytes([0x66]) * FRAME_SAMPLES, ssrc=0x99), session)
+        await wait_for(lambda: session.stats.received >= 1)
+        await asyncio.sleep(0.05)
+        assert session.stats.foreign_dropped >= 1  # the old address is a stranger now
+    finally:
+        session.close()
+        moved.transport.close()
+
+
+async def test_a_codec_change_transcodes_what_is_still_queued(pool, peer, clock) -> None:
+    session = await MediaSession.open(pool, peer.address, clock=clock)
+    try:
+        tone = (g711.decode("PCMU", bytes(range(1, 161))) * 20)[: 20 * FRAME_SAMPLES * 2]
+        done = session.play(tone)
+        await wait_for(lambda: len(peer.received) >= 3)
+        session.follow(peer.address, codec="PCMA", payload_type=8, dtmf_payload_type=None)
+        assert await done
+        kinds = {parse_rtp(data).payload_type for _, data in peer.received[-5:]}
+        assert kinds == {8}
+    finally:
+        session.close()
+
+
+async def test_on_hold_nothing_is_sent_but_prompts_keep_their_pace(pool, peer, clock) -> None:
+    session = await MediaSession.open(pool, peer.address, clock=clock)
+    try:
+        await wait_for(lambda: len(peer.received) >= 2)
+        session.follow(
+            peer.address, codec="PCMU", payload_type=PCMU, dtmf_payload_type=None,
+            direction="sendonly",
+        )  # fmt: skip
+        assert session.on_hold and not session.sending
+        await asyncio.sleep(0.05)  # a frame already on the wire may still arrive
+        count = len(peer.received)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await session.play(bytes(2 * FRAME_SAMPLES * 10))  # 200 ms of audio, unheard
+        assert loop.time() - started >= 0.15
+        assert len(peer.received) == count
+        session.follow(peer.address, codec="PCMU", payload_type=PCMU, dtmf_payload_type=None)
+        assert session.sending and not session.on_hold
+        await wait_for(lambda: len(peer.received) > count)
+        first = parse_rtp(peer.received[count][1])
+        assert first.marker  # a new talkspurt after the hold
+    finally:
+        session.close()
+
+
+async def test_old_style_hold_sends_nothing_to_zero_address(pool, peer, clock) -> None:
+    session = await MediaSession.open(pool, peer.address, clock=clock)
+    try:
+        session.follow(None, codec="PCMU", payload_type=PCMU, dtmf_payload_type=None)
+        await asyncio.sleep(0.05)
+        count = len(peer.received)
+        await asyncio.sleep(0.2)
+        assert len(peer.received) == count and session.on_hold
+        assert session.remote == (HOST, peer.address[1])  # still whom we accept packets from
+    finally:
+        session.close()
+
+
+async def test_silence_is_timed_from_the_last_packet(pool, peer) -> None:
+    session = await MediaSession.open(pool, peer.address)
+    try:
+        await asyncio.sleep(0.2)
+        assert session.seconds_since_received() >= 0.2
+        peer.send(audio_packet(1, bytes(FRAME_SAMPLES)), session)
+        await wait_for(lambda: session.stats.received == 1)
+        assert session.seconds_since_received() < 0.1
+    finally:
+        session.close()

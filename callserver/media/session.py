@@ -11,6 +11,11 @@ datagram contains, it costs at most a counter: the session never dies of its inp
 Sending is driven by the shared ``MediaClock``: every tick the session sends the next queued
 frame of played audio, or silence when nothing plays so that the peer's jitter buffer and any
 NAT binding stay alive.
+
+A re-INVITE or UPDATE can move the peer (new address, port or codec) or put the call on hold;
+``follow`` applies it between two ticks. On hold nothing is sent, but time goes on: queued
+audio is consumed at the same pace as if it were heard, so a flow's timing does not change.
+``seconds_since_received`` feeds the inactivity timer (callserver/inactivity.py).
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import ipaddress
 import logging
 import secrets
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Literal, cast
 
 from callserver.media import g711
 from callserver.media.clock import MediaClock
@@ -41,6 +47,8 @@ AudioSink = Callable[[bytes], None]
 """Receives the caller's audio as 16-bit little-endian PCM chunks; must not block."""
 DtmfHandler = Callable[[str], None]
 """Receives one key ('0'-'9', '*', '#', 'A'-'D') per press; must not block."""
+Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
+"""The peer's SDP direction attribute, from the peer's point of view (RFC 3264 6.1)."""
 
 
 @dataclass
@@ -130,6 +138,9 @@ class MediaSession(asyncio.DatagramProtocol):
         self._idle = True  # the last frame sent was silence: the next audio starts a talkspurt
         self._queue: deque[tuple[bytes, asyncio.Future[bool] | None]] = deque()
         self._silence = g711.silence_payload(codec, FRAME_SAMPLES)
+        self.direction: Direction = "sendrecv"
+        self._sending = True
+        self._last_received = time.monotonic()  # the answer counts: silence is timed from it
 
     @classmethod
     async def open(
@@ -191,6 +202,56 @@ class MediaSession(asyncio.DatagramProtocol):
         if not 0 < port < 65536:
             raise ValueError(f"remote RTP port {port} from the SDP is not a UDP port")
         self._remote = (_normalize_ip(host), port)
+
+    def follow(
+        self,
+        remote: tuple[str, int] | None,
+        *,
+        codec: str,
+        payload_type: int,
+        dtmf_payload_type: int | None,
+        direction: Direction = "sendrecv",
+    ) -> None:
+        """Apply the peer's new SDP (re-INVITE or UPDATE): address, codec and direction.
+
+        ``remote`` None is the old way of holding a call (``c=0.0.0.0``): send nothing, and
+        keep accepting the peer's packets from where they came. Audio still queued is
+        transcoded when the codec changes, so a prompt goes on in the new codec.
+        """
+        if codec not in g711.STATIC_PAYLOAD_TYPES:
+            raise ValueError(f"unsupported codec {codec!r}: the media session speaks PCMU or PCMA")
+        if remote is not None:
+            self.set_remote(remote)
+        if codec != self.codec:
+            self._queue = deque(
+                (g711.encode(codec, g711.decode(self.codec, payload)), done)
+                for payload, done in self._queue
+            )
+            self._silence = g711.silence_payload(codec, FRAME_SAMPLES)
+            self.codec = codec
+            self._marker_next = True
+        if payload_type != self.payload_type or dtmf_payload_type != self.dtmf_payload_type:
+            self.payload_type, self.dtmf_payload_type = payload_type, dtmf_payload_type
+        self.direction = direction
+        self._sending = remote is not None and direction in ("sendrecv", "recvonly")
+        if self._sending:
+            self._marker_next = True
+        self._last_received = time.monotonic()  # a new offer restarts the inactivity timer
+
+    @property
+    def sending(self) -> bool:
+        """Whether our frames go on the wire (False while the peer holds the call)."""
+        return self._sending
+
+    @property
+    def on_hold(self) -> bool:
+        """The peer does not want a two-way call right now (anything but sendrecv, or
+        c=0.0.0.0): no inactivity timeout applies."""
+        return self.direction != "sendrecv" or not self._sending
+
+    def seconds_since_received(self) -> float:
+        """Seconds since the last RTP packet from the peer (or since the answer / last offer)."""
+        return time.monotonic() - self._last_received
 
     @property
     def closed(self) -> bool:
@@ -288,16 +349,19 @@ class MediaSession(asyncio.DatagramProtocol):
             payload = self._silence
             marker = self._marker_next
             self._idle = True
-        self._marker_next = False
-        transport.sendto(
-            build_rtp(
-                self.payload_type, self._sequence, self._timestamp, self._ssrc, payload, marker
-            ),
-            self._remote,
-        )
-        self._sequence = (self._sequence + 1) & 0xFFFF
+        if self._sending:
+            self._marker_next = False
+            transport.sendto(
+                build_rtp(
+                    self.payload_type, self._sequence, self._timestamp, self._ssrc, payload, marker
+                ),
+                self._remote,
+            )
+            self._sequence = (self._sequence + 1) & 0xFFFF
+            self._stats.sent += 1
+        # On hold the timestamp runs on (RFC 3550: it follows the sampling clock), so the
+        # stream resumes with a gap, not with audio squeezed together.
         self._timestamp = (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
-        self._stats.sent += 1
         if done is not None and not done.done():
             done.set_result(True)
 
@@ -371,6 +435,7 @@ class MediaSession(asyncio.DatagramProtocol):
             return
         try:
             self._stats.received += 1
+            self._last_received = time.monotonic()
             if packet.payload_type == self.payload_type:
                 self._on_audio(packet)
             elif packet.payload_type == self.dtmf_payload_type:

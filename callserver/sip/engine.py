@@ -53,6 +53,10 @@ REGISTER_EXPIRES = 300  # asked for; refreshed at 80 % of what the registrar gra
 REGISTER_RETRY_S = 30.0
 
 
+NO_ACK = "no_ack"
+"""Dialog.end_reason when our 200 OK was never acknowledged (Timer H ran out)."""
+
+
 class SipError(RuntimeError):
     """A signalling failure the caller of the engine should handle (e.g. a dial that failed).
 
@@ -474,7 +478,7 @@ class SipEngine:
             self._send(dialog.last_response)
             interval = min(interval * 2, T2)
         log.warning("call %s: no ACK for 200 OK after %.0f s, hanging up", dialog.call_id, waited)
-        self.hangup(dialog, reason="no_ack")
+        self.hangup(dialog, reason=NO_ACK)
 
     def reject(self, dialog: Dialog, code: int = 486, reason: str = "Busy Here") -> None:
         if dialog.state == "early" and dialog.invite is not None:
