@@ -7,7 +7,8 @@ when nothing has arrived for `timeout_s` the peer is gone: we hang up, and whate
 recorded is filed as usual (the flow sees CallEnded, the recording ends as "hangup").
 
 No timeout applies while the peer holds the call (sendonly, inactive, c=0.0.0.0): a held party
-legitimately sends nothing. The timer starts at the answer and restarts with every re-offer.
+legitimately sends nothing. The timer starts when the peer ACKs our answer (before that, Timer H
+ends a call that was never confirmed) and restarts with every re-offer.
 """
 
 from __future__ import annotations
@@ -31,8 +32,19 @@ async def hang_up_when_silent(
     """Run for the life of the call; hang up once `timeout_s` pass without a packet."""
     if timeout_s <= 0:
         return
+    # Until the peer ACKs our answer, Timer H (sip/engine.py) decides about the call.
+    ended = asyncio.ensure_future(dialog.ended.wait())
+    confirmed = asyncio.ensure_future(dialog.confirmed.wait())
+    try:
+        await asyncio.wait({ended, confirmed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended.cancel()
+        confirmed.cancel()
+    loop = asyncio.get_running_loop()
+    since = loop.time()
     while not dialog.ended.is_set():
-        remaining = timeout_s if media.on_hold else timeout_s - media.seconds_since_received()
+        silent = min(media.seconds_since_received(), loop.time() - since)
+        remaining = timeout_s if media.on_hold else timeout_s - silent
         if remaining <= 0:
             log.warning(
                 "call %s: no RTP from %s:%s for %.0f s: hanging up",

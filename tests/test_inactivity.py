@@ -25,7 +25,10 @@ class Engine:
 
 
 def dialog() -> Dialog:
-    return Dialog(call_id="c1", caller="070", called="100", offer=None)
+    """A call the peer has confirmed (ACKed): the timer runs from then."""
+    call = Dialog(call_id="c1", caller="070", called="100", offer=None)
+    call.confirmed.set()
+    return call
 
 
 async def test_a_peer_that_stops_sending_is_hung_up_on(pool, peer) -> None:  # noqa: F811
@@ -73,4 +76,20 @@ async def test_zero_turns_the_timer_off(pool, peer) -> None:  # noqa: F811
         )
         assert not call.ended.is_set()
     finally:
+        session.close()
+
+
+async def test_the_timer_waits_for_the_ack(pool, peer) -> None:  # noqa: F811
+    """A never-ACKed answer is Timer H's to end (logged no_ack), not the silence timer's."""
+    session = await MediaSession.open(pool, peer.address)
+    engine, call = Engine(), Dialog(call_id="c2", caller="070", called="100", offer=None)
+    task = inactivity.watch(engine, call, session, timeout_s=0.2)  # type: ignore[arg-type]
+    try:
+        await asyncio.sleep(0.5)
+        assert engine.hung_up == []
+        call.confirmed.set()
+        await asyncio.wait_for(task, timeout=2)
+        assert engine.hung_up == [inactivity.RTP_TIMEOUT]
+    finally:
+        task.cancel()
         session.close()
