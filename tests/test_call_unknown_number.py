@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import Sipp, ended_call_rows, have, keys_scenario
+from tests.support.database import ended_call_rows
+from tests.support.sipp import Sipp, keys_scenario
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
-]
+pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
 
 def test_unknown_number_hears_a_message_and_the_server_hangs_up(

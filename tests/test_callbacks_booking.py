@@ -26,11 +26,12 @@ from callbacks.booking import (
 )
 from callbacks.export import list_callbacks_json
 from callbacks.slots import free_slots
-from config.clinics import CallbackSchedule, Clinic
+from config.clinics import Clinic
 from storage.db import make_engine, make_session_factory
 from storage.models import Callback, CallbackAttempt
 from storage.users import create_user
-from tests.callback_support import race_for_slot
+from tests.support.clinics import WORKDAYS, ClinicFactory, ClinicSpec, every
+from tests.support.database import race_for_slot
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NOW = dt.datetime(2026, 11, 25, 7, 0, tzinfo=STOCKHOLM).astimezone(dt.UTC)  # Wednesday
@@ -44,23 +45,17 @@ SLOT = local(2026, 11, 25, 8, 0)
 NEXT_SLOT = local(2026, 11, 25, 8, 15)
 
 
-def make_clinic(**schedule: object) -> Clinic:
-    weekdays = range(5)
-    return Clinic(
-        id="vc",
-        name="Vårdcentralen",
-        numbers=("100",),
-        hours={d: (dt.time(8), dt.time(16)) for d in weekdays},
-        callback=True,
-        callbacks=CallbackSchedule(
-            hours={d: ((dt.time(8), dt.time(11, 30)),) for d in weekdays},
-            **schedule,  # type: ignore[arg-type]
-        ),
+@pytest.fixture
+def clinic_spec() -> ClinicSpec:
+    """Phone hours 08-16 and callbacks 08:00-11:30 on weekdays; the loader's schedule defaults
+    otherwise (3 days ahead, 15 minutes' cut-off)."""
+    return ClinicSpec(
+        hours=every(WORKDAYS, "08:00-16:00"), callback_hours=every(WORKDAYS, "08:00-11:30")
     )
 
 
 @pytest.fixture
-def clinic() -> Clinic:
+def clinic(make_clinic: ClinicFactory) -> Clinic:
     return make_clinic(capacity=2)
 
 
@@ -140,7 +135,9 @@ def test_caller_may_keep_or_move_the_existing_callback(
         assert session.get(Callback, first.id, populate_existing=True).slot_start == NEXT_SLOT
 
 
-def test_a_full_slot_refuses_the_next_booking(session_factory: sessionmaker[Session]) -> None:
+def test_a_full_slot_refuses_the_next_booking(
+    session_factory: sessionmaker[Session], make_clinic: ClinicFactory
+) -> None:
     clinic = make_clinic(capacity=2)
     with session_factory() as session:
         book_callback(session, clinic, SLOT, "0701111111", now=NOW)
@@ -161,6 +158,7 @@ def test_a_full_slot_refuses_the_next_booking(session_factory: sessionmaker[Sess
 )
 def test_foreign_premium_and_invalid_numbers_are_refused_unless_the_clinic_allows(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
     number: str,
     reason: str,
     allowed: dict[str, bool] | None,
@@ -196,8 +194,17 @@ def test_closed_days_and_times_that_are_not_open_slots_are_refused(
     assert error.value.reason == "closed"
 
 
-def test_clinic_without_callbacks_refuses_bookings(session_factory: sessionmaker[Session]) -> None:
-    clinic = Clinic(id="vc", name="VC", numbers=("100",), hours={2: (dt.time(8), dt.time(16))})
+def test_clinic_without_callbacks_refuses_bookings(
+    session_factory: sessionmaker[Session], make_clinic: ClinicFactory
+) -> None:
+    clinic = make_clinic(
+        ClinicSpec(
+            name="VC",
+            hours={"wednesday": "08:00-16:00"},
+            menu_callback=False,
+            callback_hours=None,
+        )
+    )
     with session_factory() as session, pytest.raises(BookingError) as error:
         book_callback(session, clinic, SLOT, "0701234567", now=NOW)
     assert error.value.reason == "closed"
@@ -252,7 +259,7 @@ def test_call_now_makes_the_callback_due_at_once_and_gives_a_missed_one_another_
 
 
 def test_two_callers_never_get_the_last_place(
-    url: str, session_factory: sessionmaker[Session]
+    url: str, session_factory: sessionmaker[Session], make_clinic: ClinicFactory
 ) -> None:
     """Eight threads, each with its own engine (as separate processes would), race for one place."""
     clinic = make_clinic(capacity=2)
@@ -265,7 +272,7 @@ def test_two_callers_never_get_the_last_place(
 
 
 def test_two_bookings_for_one_number_at_once_end_in_one_duplicate(
-    url: str, session_factory: sessionmaker[Session]
+    url: str, session_factory: sessionmaker[Session], make_clinic: ClinicFactory
 ) -> None:
     clinic = make_clinic(capacity=5)
     engines = [make_engine(url) for _ in range(4)]

@@ -12,17 +12,19 @@ import json
 from collections import Counter
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callbacks.booking import book_callback, call_now, mark_done
 from callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
 from callbacks.reasons import Reason, ReasonCode, reason_from_columns
-from config.clinics import CallbackSchedule, Clinic
+from config.clinics import Clinic
 from staff_ui.reasons import describe
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory
 from storage.models import Callback, CallbackAttempt, utcnow
+from tests.support.clinics import ClinicFactory, ClinicSpec
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -45,22 +47,11 @@ def said(callback: Callback) -> str | None:
     return describe(reason, STOCKHOLM)
 
 
-def make_clinic(**schedule: object) -> Clinic:
-    weekdays = range(7)
-    return Clinic(
-        id="vc",
-        name="Vårdcentralen",
-        numbers=("100",),
-        hours={d: (dt.time(0), dt.time(23, 59)) for d in weekdays},
-        callback=True,
-        staff_number="199",
-        callbacks=CallbackSchedule(
-            hours={d: ((dt.time(8), dt.time(11, 30)),) for d in weekdays},
-            caller_id="0101234567",
-            staff_number="200",
-            **schedule,  # type: ignore[arg-type]
-        ),
-    )
+@pytest.fixture
+def clinic_spec() -> ClinicSpec:
+    """Phone hours around the clock, callbacks 08:00-11:30 every day; the schedule's staff
+    line (200) is dialled, not the clinic's own (199)."""
+    return ClinicSpec(staff_number="199", schedule=dict(caller_id="0101234567", staff_number="200"))
 
 
 class FakeClock:
@@ -152,6 +143,7 @@ async def run(dispatcher: CallbackDispatcher) -> list[CallbackJob]:
 
 async def test_callback_is_dialled_staff_first_at_its_slot_and_done(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic()
     callback_id = book(session_factory, clinic)
@@ -185,6 +177,7 @@ async def test_callback_is_dialled_staff_first_at_its_slot_and_done(
 
 async def test_no_answer_and_busy_are_retried_after_the_delay_then_missed(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic(retry_delay_minutes=5, max_attempts=3, grace_minutes=15)
     callback_id = book(session_factory, clinic)
@@ -229,6 +222,7 @@ async def test_no_answer_and_busy_are_retried_after_the_delay_then_missed(
 
 async def test_retries_stop_when_the_slot_and_its_grace_period_are_over(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic(retry_delay_minutes=10, max_attempts=10, grace_minutes=15)
     callback_id = book(session_factory, clinic)
@@ -247,6 +241,7 @@ async def test_retries_stop_when_the_slot_and_its_grace_period_are_over(
 
 async def test_postponed_by_staff_is_dialled_again_later_without_using_an_attempt(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic(max_attempts=1)
     callback_id = book(session_factory, clinic)
@@ -276,6 +271,7 @@ async def test_postponed_by_staff_is_dialled_again_later_without_using_an_attemp
 
 async def test_a_dialer_that_raises_counts_as_a_failed_attempt(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic(max_attempts=1)
     callback_id = book(session_factory, clinic)
@@ -298,6 +294,7 @@ async def test_a_dialer_that_raises_counts_as_a_failed_attempt(
 
 async def test_staff_ticking_done_during_the_call_is_kept(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic()
     callback_id = book(session_factory, clinic)
@@ -318,6 +315,7 @@ async def test_staff_ticking_done_during_the_call_is_kept(
 
 async def test_parallel_calls_bound_how_many_are_dialled_at_once(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic(capacity=10, parallel_calls=2)
     ids = [book(session_factory, clinic, f"07012345{i:02d}") for i in range(5)]
@@ -336,6 +334,7 @@ async def test_parallel_calls_bound_how_many_are_dialled_at_once(
 
 async def test_expired_lease_is_reclaimed_and_the_lost_attempt_recorded(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     """Node A died mid-call: its lease ran out; node B records "node lost" and dials again."""
     clinic = make_clinic()
@@ -373,6 +372,7 @@ async def test_expired_lease_is_reclaimed_and_the_lost_attempt_recorded(
 
 async def test_long_calls_keep_their_lease_so_no_other_node_dials_them(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic()
     callback_id = insert_callback(
@@ -395,6 +395,7 @@ async def test_long_calls_keep_their_lease_so_no_other_node_dials_them(
 
 async def test_callbacks_due_while_the_server_was_down_are_handled_at_start_up(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     """One still within its window is dialled; one whose window passed is escalated, not lost."""
     now = utcnow()
@@ -445,6 +446,7 @@ async def test_callbacks_due_while_the_server_was_down_are_handled_at_start_up(
 
 async def test_the_scheduler_wakes_the_dispatcher_at_the_due_time(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     """A poll interval of a minute, yet the callback is dialled within moments of its time."""
     clinic = make_clinic()
@@ -478,6 +480,7 @@ async def test_the_scheduler_wakes_the_dispatcher_at_the_due_time(
 
 async def test_stopping_during_a_call_gives_the_callback_back_at_once(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     clinic = make_clinic()
     callback_id = book(session_factory, clinic)
@@ -493,7 +496,9 @@ async def test_stopping_during_a_call_gives_the_callback_back_at_once(
     assert [a.outcome for a in attempts(session_factory, callback_id)] == ["failed"]
 
 
-async def test_two_dispatchers_on_one_sqlite_file_dial_each_callback_once(url: str) -> None:
+async def test_two_dispatchers_on_one_sqlite_file_dial_each_callback_once(
+    url: str, make_clinic: ClinicFactory
+) -> None:
     engines = [make_engine(url), make_engine(url)]
     factories = [make_session_factory(e) for e in engines]
     with factories[0]() as session, session.begin():
@@ -535,6 +540,7 @@ async def test_two_dispatchers_on_one_sqlite_file_dial_each_callback_once(url: s
 
 async def test_a_postponed_call_is_redialled_on_time_between_polls(
     session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
 ) -> None:
     """Staff pressed 2 ("call me in a moment"): a wake-up at the new time, not the next poll."""
     clinic = make_clinic()
@@ -567,7 +573,9 @@ async def test_a_postponed_call_is_redialled_on_time_between_polls(
     assert load(session_factory, callback_id).state == "done"
 
 
-async def test_call_now_from_the_ui_dials_at_once(session_factory: sessionmaker[Session]) -> None:
+async def test_call_now_from_the_ui_dials_at_once(
+    session_factory: sessionmaker[Session], make_clinic: ClinicFactory
+) -> None:
     clinic = make_clinic()
     later = utcnow() + dt.timedelta(hours=2)
     callback_id = insert_callback(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,36 +13,28 @@ from sqlalchemy.orm import Session, sessionmaker
 from callbacks.booking import book_callback
 from callbacks.slots import day_slots, free_slots
 from config.clinics import Clinic, ClinicConfigError, load_clinic, load_clinics
-from storage.clinics import upsert_clinic
-from storage.db import make_engine, make_session_factory, migrate
+from tests.support.clinics import ALL_DAY, WORKDAYS, ClinicFactory, ClinicSpec, every
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
-CLINIC_FILE = """
-id = "vc"
-name = "Vårdcentralen"
-numbers = ["100"]
-closed_dates = ["2026-11-27"]
-[hours]
-monday = "08:00-16:00"
-tuesday = "08:00-16:00"
-wednesday = "08:00-16:00"
-thursday = "08:00-16:00"
-friday = "08:00-16:00"
-sunday = "00:00-23:59"
-[menu]
-callback = true
-[callbacks]
-slot_minutes = 15
-capacity = 2
-days_ahead = 3
-cutoff_minutes = 15
-hours.monday = "08:00-11:30, 13:00-15:00"
-hours.tuesday = "08:00-11:30"
-hours.wednesday = "08:00-11:30, 13:00-15:00"
-hours.thursday = "08:00-11:30"
-hours.friday = "08:00-11:30"
-hours.sunday = "00:00-23:59"
-"""
+
+
+@pytest.fixture
+def clinic_spec() -> ClinicSpec:
+    """Phone hours 08-16 on weekdays and all Sunday, closed Friday 27 November 2026; callbacks
+    with a lunch break on Monday and Wednesday, 3 days ahead, 15 minutes' cut-off."""
+    return ClinicSpec(
+        closed_dates=("2026-11-27",),
+        hours={**every(WORKDAYS, "08:00-16:00"), "sunday": ALL_DAY},
+        callback_hours={
+            "monday": "08:00-11:30, 13:00-15:00",
+            "tuesday": "08:00-11:30",
+            "wednesday": "08:00-11:30, 13:00-15:00",
+            "thursday": "08:00-11:30",
+            "friday": "08:00-11:30",
+            "sunday": ALL_DAY,
+        },
+        schedule=dict(slot_minutes=15, capacity=2, days_ahead=3, cutoff_minutes=15),
+    )
 
 
 def local(*args: int) -> dt.datetime:
@@ -50,35 +42,9 @@ def local(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=STOCKHOLM).astimezone(dt.UTC)
 
 
-def write_clinic(tmp_path: Path, text: str = CLINIC_FILE, **overrides: str) -> Path:
-    """The clinic file with `[callbacks]` keys replaced or added."""
-    if overrides:
-        head, callbacks = text.split("[callbacks]\n")
-        lines = callbacks.splitlines()
-        for key, value in overrides.items():
-            lines = [line for line in lines if not line.startswith(f"{key} =")]
-            lines.insert(0, f"{key} = {value}")
-        text = head + "[callbacks]\n" + "\n".join(lines) + "\n"
-    path = tmp_path / "vc.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture
-def clinic(tmp_path: Path) -> Clinic:
-    return load_clinic(write_clinic(tmp_path))
-
-
-@pytest.fixture
-def session_factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'callserver.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session, session.begin():
-        upsert_clinic(session, "vc", "Vårdcentralen")
-    yield factory
-    engine.dispose()
+def clinic(make_clinic: ClinicFactory) -> Clinic:
+    return make_clinic()
 
 
 def test_demo_clinic_offers_callbacks_with_a_schedule() -> None:
@@ -94,32 +60,39 @@ def test_demo_clinic_offers_callbacks_with_a_schedule() -> None:
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("schedule", "hours", "message"),
     [
-        ({"slot_minutes": "0"}, r"callbacks\.slot_minutes = 0: use a whole number from 5"),
-        ({"capacity": '"2"'}, r"callbacks\.capacity = '2'"),
-        ({"allow_foreign": '"yes"'}, r"callbacks\.allow_foreign = 'yes': use true or false"),
-        ({"slot_minute": "15"}, r"callbacks\.slot_minute: unknown key"),
-        ({"hours.saturday": '"08:00-10:00"'}, r"callbacks\.hours\.saturday: the clinic has no"),
-        ({"hours.friday": '"11:00-08:00"'}, r"callbacks\.hours\.friday = .*closes before"),
-        ({"hours.friday": '"08:00-10:00, 09:00-11:00"'}, r"callbacks\.hours\.friday = .*overlap"),
-        ({"hours.friday": '"08:00-08:10"'}, r"callbacks\.hours\.friday: a span is shorter"),
+        ({"slot_minutes": 0}, {}, r"callbacks\.slot_minutes = 0: use a whole number from 5"),
+        ({"capacity": "2"}, {}, r"callbacks\.capacity = '2'"),
+        ({"allow_foreign": "yes"}, {}, r"callbacks\.allow_foreign = 'yes': use true or false"),
+        ({"slot_minute": 15}, {}, r"callbacks\.slot_minute: unknown key"),
+        ({}, {"saturday": "08:00-10:00"}, r"callbacks\.hours\.saturday: the clinic has no"),
+        ({}, {"friday": "11:00-08:00"}, r"callbacks\.hours\.friday = .*closes before"),
+        ({}, {"friday": "08:00-10:00, 09:00-11:00"}, r"callbacks\.hours\.friday = .*overlap"),
+        ({}, {"friday": "08:00-08:10"}, r"callbacks\.hours\.friday: a span is shorter"),
     ],
 )
 def test_callback_schedule_errors_name_the_file_and_key(
-    tmp_path: Path, override: dict[str, str], message: str
+    make_clinic: ClinicFactory,
+    clinic_spec: ClinicSpec,
+    schedule: dict[str, object],
+    hours: dict[str, str],
+    message: str,
 ) -> None:
-    path = write_clinic(tmp_path, CLINIC_FILE.replace('hours.friday = "08:00-11:30"\n', ""))
-    path = write_clinic(tmp_path, path.read_text(), **override)
+    assert clinic_spec.callback_hours is not None
+    others = {day: s for day, s in clinic_spec.callback_hours.items() if day != "friday"}
+    path = make_clinic.file(replace(clinic_spec, callback_hours={**others, **hours}), **schedule)
     with pytest.raises(ClinicConfigError, match=message) as error:
         load_clinic(path)
     assert str(path) in str(error.value)
 
 
-def test_menu_callback_without_a_schedule_is_refused(tmp_path: Path) -> None:
-    text = CLINIC_FILE.split("[callbacks]")[0]
+def test_menu_callback_without_a_schedule_is_refused(
+    make_clinic: ClinicFactory, clinic_spec: ClinicSpec
+) -> None:
+    path = make_clinic.file(replace(clinic_spec, callback_hours=None, schedule={}))
     with pytest.raises(ClinicConfigError, match=r"menu\.callback = true needs a \[callbacks\]"):
-        load_clinic(write_clinic(tmp_path, text))
+        load_clinic(path)
 
 
 def test_slots_follow_the_weekly_hours_in_local_time(
@@ -153,9 +126,9 @@ def test_cutoff_closes_booking_before_closing_and_past_slots_are_never_offered(
 
 
 def test_cutoff_shorter_than_a_slot_offers_the_slot_in_progress(
-    tmp_path: Path, session_factory: sessionmaker[Session]
+    make_clinic: ClinicFactory, session_factory: sessionmaker[Session]
 ) -> None:
-    clinic = load_clinic(write_clinic(tmp_path, cutoff_minutes="5"))
+    clinic = make_clinic(cutoff_minutes=5)
     with session_factory() as session:
         early = free_slots(session, clinic, local(2026, 11, 25, 9, 9))
         late = free_slots(session, clinic, local(2026, 11, 25, 9, 10))

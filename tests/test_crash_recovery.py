@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from callserver.prompts import PromptLibrary
-from tests.peers import Sipp, decode_g711_wav, have, read_pcm16, speech_wav, xcorr_peak
-from tests.test_call_sipp_cancellation import cancellation_scenario
+from tests.support.audio import decode_g711_wav, read_pcm16, speech_wav, xcorr_peak
+from tests.support.sipp import ONE_UTTERANCE_ENV, Sipp, cancellation_scenario
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
-]
+pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
 LONG_MESSAGE = (
     "Hej, jag heter Per Andersson. Jag har en tid hos sjuksköterskan på måndag klockan nio, "
@@ -35,7 +33,7 @@ def caller_mid_message(tmp_path: Path, server_factory, prompts: PromptLibrary, s
         tmp_path, prompts, voice, len(reference) / 8000, pnr_keys="198506121238#"
     )
     sipp = Sipp(scenario, remote="")
-    server = server_factory(peer_port=sipp.local_port).start()
+    server = server_factory(peer_port=sipp.local_port, extra_env={**ONE_UTTERANCE_ENV}).start()
     sipp.remote = f"127.0.0.1:{server.sip_port}"
     sipp.start()
     recordings = server.data_dir / "recordings"

@@ -3,50 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
 from ivr_flows.call_api import (
-    CallEnded,
-    CallInfo,
     RecordingMeta,
     RecordingPurpose,
-    RecordingResult,
 )
 from ivr_flows.cancellation import RecordingLimits, ask_personnummer
 from ivr_flows.keypad_personnummer import parse_keyed_personnummer
 from ivr_flows.main_menu import MenuOptions, main_menu
-
-
-class ScriptedCall:
-    """Answers each gather with the next scripted entry; records what was played."""
-
-    def __init__(self, entries: list[str], record_s: float = 5.0) -> None:
-        self.info = CallInfo(caller="0701234567", called="100", clinic_id="demo")
-        self.entries = list(entries)
-        self.played: list[str] = []
-        self.record_s = record_s
-        self.hung_up = False
-        self.recorded: list[RecordingMeta] = []
-
-    async def play(self, *prompts: str, interruptible: bool = True) -> None:
-        self.played.extend(prompts)
-
-    async def gather(self, max_digits: int, terminator: str = "#", timeout: float = 6.0) -> str:
-        if not self.entries:
-            raise CallEnded("script ended")
-        return self.entries.pop(0)
-
-    async def record(
-        self, meta: RecordingMeta, *, max_s, silence_s, beep=True, finish_key="#"
-    ) -> RecordingResult:
-        self.recorded.append(meta)
-        return RecordingResult(Path("/tmp/x.wav"), self.record_s, "key")
-
-    async def hangup(self) -> None:
-        self.hung_up = True
-
+from tests.support.scripted_call import ScriptedCall
 
 OPEN = MenuOptions(open_now=True, callback=False, switchboard=False, limits=RecordingLimits())
 

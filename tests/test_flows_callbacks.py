@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from ivr_flows.call_api import RecordingMeta, RecordingPurpose
 from ivr_flows.callback_booking import ExistingBooking, OfferedSlot, callback_booking
 from ivr_flows.callback_staff import CallbackToMake, staff_callback
-from tests.test_flows import ScriptedCall
+from tests.support.scripted_call import ScriptedCall
 
 T0 = datetime(2026, 11, 26, 13, 30, tzinfo=UTC)
 

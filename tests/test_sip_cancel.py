@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import Sipp, ended_call_rows, have, received_responses, scenario_copy
+from tests.support.database import ended_call_rows
+from tests.support.sipp import Sipp, received_responses, scenario_copy
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
-]
+pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
 
 def test_cancelled_invite_gets_487_and_is_never_answered(tmp_path: Path, server_factory) -> None:

@@ -13,20 +13,11 @@ from pathlib import Path
 import pytest
 
 from callserver.sip.engine import Dialog, SipEngine, SipError
-from tests.peers import (
-    Sipp,
-    SippMessage,
-    free_port,
-    have,
-    scenario_copy,
-    sipp_messages,
-    wait_udp_bound,
-)
+from tests.support.ports import free_port, wait_udp_bound
+from tests.support.sipp import Sipp, SippMessage, scenario_copy, sipp_messages
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
-]
+pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
 NUMBER = "0701234567"
 PASSWORD = "hemligt-4711"

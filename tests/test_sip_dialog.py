@@ -12,28 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import (
-    ServerProcess,
-    Sipp,
-    call_rows,
-    free_port,
-    have,
-    scenario_copy,
-    serving,
-    sipp_messages,
-)
+from tests.support.database import call_rows
+from tests.support.server import ServerProcess
+from tests.support.sipp import Sipp, scenario_copy, sipp_messages
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
-]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, prompts_dir: Path) -> Iterator[ServerProcess]:
-    """One server for the module; the callers take the trusted peer port one after another."""
-    with serving(tmp_path_factory.mktemp("dialog"), prompts_dir, free_port()) as srv:
-        yield srv
+# One `sip_server` (tests/conftest.py) for the module: the callers take its trusted peer port
+# one after another.
+pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
 
 def run_sipp(server: ServerProcess, scenario: Path) -> None:
@@ -47,17 +33,17 @@ def rows_for(server: ServerProcess, call_id: str) -> list[dict]:
 
 
 def test_retransmitted_invite_does_not_start_a_second_call(
-    server: ServerProcess, tmp_path: Path
+    sip_server: ServerProcess, tmp_path: Path
 ) -> None:
     """DEFECT 6/no transactions: a duplicated INVITE gets our last response again, no new call."""
     scenario = scenario_copy("retransmitted_invite_uac.xml", tmp_path)
-    run_sipp(server, scenario)
+    run_sipp(sip_server, scenario)
     messages = sipp_messages(tmp_path, scenario)
     invites = [m for m in messages if m.direction == "sent" and m.first_line.startswith("INVITE")]
     assert len(invites) >= 2, "the scenario did not send the INVITE twice"
     assert len({(m.header("Call-ID"), m.header("CSeq"), m.header("Via")) for m in invites}) == 1
     call_id = invites[0].header("Call-ID")
-    assert len(rows_for(server, call_id)) == 1, call_rows(server)
+    assert len(rows_for(sip_server, call_id)) == 1, call_rows(sip_server)
     oks = [
         m for m in messages
         if m.direction == "received" and m.first_line.startswith("SIP/2.0 200")
@@ -97,13 +83,13 @@ def sdp_port(text: str) -> int:
     return int(match.group(1))
 
 
-def test_reinvite_keeps_media_port_and_rtp_rate(server: ServerProcess, tmp_path: Path) -> None:
+def test_reinvite_keeps_media_port_and_rtp_rate(sip_server: ServerProcess, tmp_path: Path) -> None:
     """DEFECT 8: a re-INVITE gets 200 with the same media port; RTP is not restarted/doubled."""
     with rtp_listener() as (rtp_port, arrivals):
         scenario = scenario_copy(
             "reinvite_uac.xml", tmp_path, rtp_port=rtp_port, before_ms=2500, after_ms=2500
         )
-        run_sipp(server, scenario)
+        run_sipp(sip_server, scenario)
     messages = sipp_messages(tmp_path, scenario)
     oks = {
         m.header("CSeq"): m for m in messages
@@ -126,11 +112,11 @@ def test_reinvite_keeps_media_port_and_rtp_rate(server: ServerProcess, tmp_path:
     assert len(after) > 0.5 * len(before), "RTP stopped after the re-INVITE"
 
 
-def test_unacknowledged_answer_is_retransmitted_then_hung_up(server: ServerProcess) -> None:
+def test_unacknowledged_answer_is_retransmitted_then_hung_up(sip_server: ServerProcess) -> None:
     """Timer G/H: a 200 OK that is never ACKed is resent, and the call ends with BYE at ~32 s."""
     call_id = f"noack-{time.time_ns()}"
-    sip = f"127.0.0.1:{server.sip_port}"
-    peer = server.peer_port
+    sip = f"127.0.0.1:{sip_server.sip_port}"
+    peer = sip_server.peer_port
     sdp = (
         "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
         "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -146,7 +132,7 @@ def test_unacknowledged_answer_is_retransmitted_then_hung_up(server: ServerProce
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as sock:
         sock.bind(("127.0.0.1", peer))
         sock.settimeout(0.5)
-        sock.sendto(invite.encode(), ("127.0.0.1", server.sip_port))
+        sock.sendto(invite.encode(), ("127.0.0.1", sip_server.sip_port))
         start = time.monotonic()
         while time.monotonic() - start < 50:
             with contextlib.suppress(TimeoutError):
@@ -158,7 +144,7 @@ def test_unacknowledged_answer_is_retransmitted_then_hung_up(server: ServerProce
                              ("Via", "From", "To", "Call-ID", "CSeq")]  # fmt: skip
                     sock.sendto(
                         ("SIP/2.0 200 OK\r\n" + "\r\n".join(lines) + "\r\nContent-Length: 0\r\n"
-                         "\r\n").encode(), ("127.0.0.1", server.sip_port),
+                         "\r\n").encode(), ("127.0.0.1", sip_server.sip_port),
                     )  # fmt: skip
                     break
     oks = [t for t, text in received if text.startswith("SIP/2.0 200") and "1 INVITE" in text]
@@ -166,5 +152,5 @@ def test_unacknowledged_answer_is_retransmitted_then_hung_up(server: ServerProce
     assert len(oks) >= 4, f"200 OK sent {len(oks)} times: not retransmitted"
     assert byes, f"no BYE within 50 s; got {[text.split(chr(13))[0] for _, text in received]}"
     assert byes[0] > 20, f"BYE after {byes[0]:.1f} s: not the unacknowledged-answer timeout"
-    assert "no ACK for 200 OK" in server.log()
-    assert len(rows_for(server, call_id)) == 1
+    assert "no ACK for 200 OK" in sip_server.log()
+    assert len(rows_for(sip_server, call_id)) == 1

@@ -13,33 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import (
-    ServerProcess,
-    Sipp,
-    call_rows,
-    free_port,
-    have,
-    received_responses,
-    recording_files,
-    scenario_copy,
-    serving,
-)
+from tests.support.database import call_rows, recording_files
+from tests.support.server import ServerProcess
+from tests.support.sipp import Sipp, received_responses, scenario_copy
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
-]
+# One `sip_server` (tests/conftest.py) for the module: the PROTOS sender and sipp take its
+# trusted peer port in turn.
+pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
 PROTOS = Path(__file__).parent / "data" / "protos" / "protos-c07-sip.tar.gz"
 STEP = 15  # every 15th case: ~300 of 4,527, a sample of every part of the suite
 WINDOW_S = 0.015  # listen this long after each case before sending the next
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, prompts_dir: Path) -> Iterator[ServerProcess]:
-    """One server for the module; the PROTOS sender and sipp take the peer port in turn."""
-    with serving(tmp_path_factory.mktemp("malformed"), prompts_dir, free_port()) as srv:
-        yield srv
 
 
 # ------------------------------------------------------------------------------ PROTOS cases
@@ -210,7 +195,7 @@ def end_answered_call(sock: socket.socket, server: ServerProcess, response: byte
 
 @pytest.fixture(scope="module")
 def protos_run(
-    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+    sip_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ProtosRun]:
     directory = tmp_path_factory.mktemp("protos")
     with tarfile.open(PROTOS) as tar:
@@ -222,7 +207,7 @@ def protos_run(
     unattributed: list[bytes] = []
     too_big = 0
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as sock:
-        sock.bind(("127.0.0.1", server.peer_port))
+        sock.bind(("127.0.0.1", sip_server.peer_port))
         sock.settimeout(0.005)
 
         def collect(until: float, current: int | None) -> None:
@@ -239,11 +224,11 @@ def protos_run(
                     continue
                 cases[number].responses.append(parsed[:2])
                 if parsed[1] == "INVITE" and 200 <= parsed[0] < 300:
-                    end_answered_call(sock, server, data)
+                    end_answered_call(sock, sip_server, data)
 
         for path in paths:
             number = int(path.name)
-            messages = [fill(m, number, server, nonce) for m in split_case(path.read_bytes())]
+            messages = [fill(m, number, sip_server, nonce) for m in split_case(path.read_bytes())]
             if any(len(m) > 65_000 for m in messages):
                 too_big += 1
                 continue
@@ -252,7 +237,7 @@ def protos_run(
             cases[number] = Case(number, invite, call_id, obviously_malformed(invite))
             by_call_id.setdefault(call_id, number)
             for message in messages:  # the case, then its CANCEL teardown
-                sock.sendto(message, ("127.0.0.1", server.sip_port))
+                sock.sendto(message, ("127.0.0.1", sip_server.sip_port))
             collect(time.monotonic() + WINDOW_S, number)
         # A call the teardown did not reach is answered after a short ring: wait for it.
         collect(time.monotonic() + 3.0, None)
@@ -282,17 +267,17 @@ def test_protos_malformed_invites_never_ring_or_answer(protos_run: ProtosRun) ->
     assert stray == [], stray
 
 
-def test_protos_never_answers_or_records(protos_run: ProtosRun, server: ServerProcess) -> None:
+def test_protos_never_answers_or_records(protos_run: ProtosRun, sip_server: ServerProcess) -> None:
     """DEFECT 13: after PROTOS the server lives, answered nothing malformed, recorded nothing."""
     answered = [
         n for n, c in protos_run.cases.items()
         if any(code == 200 and method == "INVITE" for code, method in c.responses)
     ]  # fmt: skip
     assert [n for n in answered if protos_run.cases[n].malformed] == []
-    assert server.proc is not None and server.proc.poll() is None, server.log()[-3000:]
-    assert recording_files(server) == []
-    assert server.tickets() == []
-    assert not [r for r in call_rows(server) if r["answered_at"] and r["outcome"] == "ticket"]
+    assert sip_server.proc is not None and sip_server.proc.poll() is None, sip_server.log()[-3000:]
+    assert recording_files(sip_server) == []
+    assert sip_server.tickets() == []
+    assert not [r for r in call_rows(sip_server) if r["answered_at"] and r["outcome"] == "ticket"]
 
 
 def run_basic_call(
@@ -308,27 +293,27 @@ def run_basic_call(
 
 
 def test_normal_call_is_answered_after_protos(
-    protos_run: ProtosRun, server: ServerProcess, tmp_path: Path
+    protos_run: ProtosRun, sip_server: ServerProcess, tmp_path: Path
 ) -> None:
     """DEFECT 13: the PROTOS barrage leaves the server able to take an ordinary call."""
-    scenario = run_basic_call(server, tmp_path)
+    scenario = run_basic_call(sip_server, tmp_path)
     assert (200, "INVITE") in received_responses(tmp_path, scenario)
-    assert server.proc is not None and server.proc.poll() is None
+    assert sip_server.proc is not None and sip_server.proc.poll() is None
 
 
-def test_invite_with_empty_header_is_answered(server: ServerProcess, tmp_path: Path) -> None:
+def test_invite_with_empty_header_is_answered(sip_server: ServerProcess, tmp_path: Path) -> None:
     """DEFECT 2: an empty header (`Supported:`, as baresip 1.0 sends) does not drop the INVITE."""
-    scenario = run_basic_call(server, tmp_path, extra_headers="\n      Supported:")
+    scenario = run_basic_call(sip_server, tmp_path, extra_headers="\n      Supported:")
     sent = (tmp_path / next(tmp_path.glob("basic_call_uac_*_messages.log")).name).read_text()
     assert re.search(r"^Supported:\s*$", sent, re.MULTILINE), "sipp did not send the empty header"
     assert (200, "INVITE") in received_responses(tmp_path, scenario)
 
 
 def test_invite_with_rtpmap_for_unlisted_payload_is_answered(
-    server: ServerProcess, tmp_path: Path
+    sip_server: ServerProcess, tmp_path: Path
 ) -> None:
     """DEFECT 2: an `a=rtpmap` for a payload type not on the m= line does not drop the INVITE."""
     scenario = run_basic_call(
-        server, tmp_path, extra_sdp="\n      a=rtpmap:101 telephone-event/8000"
+        sip_server, tmp_path, extra_sdp="\n      a=rtpmap:101 telephone-event/8000"
     )
     assert (200, "INVITE") in received_responses(tmp_path, scenario)

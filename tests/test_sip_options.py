@@ -10,33 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import (
-    ServerProcess,
-    Sipp,
-    call_rows,
-    free_port,
-    have,
-    received_responses,
-    scenario_copy,
-    serving,
-)
+from tests.support.database import call_rows
+from tests.support.server import ServerProcess
+from tests.support.sipp import Sipp, received_responses, scenario_copy
+from tests.support.tools import require
 
-pytestmark = [
-    pytest.mark.peer,
-    pytest.mark.skipif(not have("sipp"), reason="sipp (Debian sip-tester) is not installed"),
-]
+# One `sip_server` (tests/conftest.py) for the module: every sipp run takes its trusted peer
+# port in turn.
+pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
 ALLOW_CHECK = (
     '<ereg regexp="INVITE.*ACK.*BYE.*CANCEL.*OPTIONS" search_in="hdr" header="Allow:" '
     'check_it="true" assign_to="allow"/>'
 )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, prompts_dir: Path) -> Iterator[ServerProcess]:
-    """One server for the module; every sipp run takes the trusted peer port in turn."""
-    with serving(tmp_path_factory.mktemp("options"), prompts_dir, free_port()) as srv:
-        yield srv
 
 
 def probe(
@@ -54,26 +40,26 @@ def probe(
     return received_responses(tmp, scenario)
 
 
-def test_options_probe_gets_200_with_allow(server: ServerProcess, tmp_path: Path) -> None:
+def test_options_probe_gets_200_with_allow(sip_server: ServerProcess, tmp_path: Path) -> None:
     """DEFECT 7: an OPTIONS health probe (Kamailio dispatcher) gets 200 OK listing Allow."""
-    assert probe(server, tmp_path, "OPTIONS", 200, checks=ALLOW_CHECK, references=",allow") == [
+    assert probe(sip_server, tmp_path, "OPTIONS", 200, checks=ALLOW_CHECK, references=",allow") == [
         (200, "OPTIONS")
     ]
 
 
-def test_info_outside_a_call_gets_200(server: ServerProcess, tmp_path: Path) -> None:
+def test_info_outside_a_call_gets_200(sip_server: ServerProcess, tmp_path: Path) -> None:
     """DEFECT 7: INFO is answered instead of left to time out."""
-    assert probe(server, tmp_path, "INFO", 200) == [(200, "INFO")]
+    assert probe(sip_server, tmp_path, "INFO", 200) == [(200, "INFO")]
 
 
-def test_unknown_method_gets_501(server: ServerProcess, tmp_path: Path) -> None:
+def test_unknown_method_gets_501(sip_server: ServerProcess, tmp_path: Path) -> None:
     """DEFECT 7: a method we do not implement (SUBSCRIBE) gets 501, not silence."""
-    assert probe(server, tmp_path, "SUBSCRIBE", 501) == [(501, "SUBSCRIBE")]
+    assert probe(sip_server, tmp_path, "SUBSCRIBE", 501) == [(501, "SUBSCRIBE")]
 
 
-def test_bye_for_unknown_dialog_gets_481(server: ServerProcess, tmp_path: Path) -> None:
+def test_bye_for_unknown_dialog_gets_481(sip_server: ServerProcess, tmp_path: Path) -> None:
     """DEFECT 6/7: a BYE for a call we do not have gets 481 (pyVoIP had a TODO there)."""
-    responses = probe(server, tmp_path, "BYE", 481, to_tag=";tag=nosuchdialog")
+    responses = probe(sip_server, tmp_path, "BYE", 481, to_tag=";tag=nosuchdialog")
     assert responses == [(481, "BYE")]
 
 
@@ -111,18 +97,18 @@ def request(method: str, server: ServerProcess, port: int, call_id: str) -> byte
     ).encode()
 
 
-def test_sip_from_another_port_is_ignored(server: ServerProcess, tmp_path: Path) -> None:
+def test_sip_from_another_port_is_ignored(sip_server: ServerProcess, tmp_path: Path) -> None:
     """DEFECT 11: only the trusted peer is answered; a stranger gets no reply and no call."""
-    calls_before = len(call_rows(server))
+    calls_before = len(call_rows(sip_server))
     # pyVoIP sends every reply to the peer, so listen there as well as on the stranger's port.
-    with udp_socket(server.peer_port) as peer, udp_socket() as stranger:
+    with udp_socket(sip_server.peer_port) as peer, udp_socket() as stranger:
         port = stranger.getsockname()[1]
         for method in ("OPTIONS", "INVITE"):
-            stranger.sendto(request(method, server, port, f"stranger-{method}"), (
-                "127.0.0.1", server.sip_port))  # fmt: skip
+            stranger.sendto(request(method, sip_server, port, f"stranger-{method}"), (
+                "127.0.0.1", sip_server.sip_port))  # fmt: skip
         assert drain(peer, stranger, seconds=1.5) == []
-    assert len(call_rows(server)) == calls_before
-    assert "not the trusted peer" in server.log()
+    assert len(call_rows(sip_server)) == calls_before
+    assert "not the trusted peer" in sip_server.log()
     # ... and the trusted peer is still served.
-    assert probe(server, tmp_path, "OPTIONS", 200) == [(200, "OPTIONS")]
-    assert server.proc is not None and server.proc.poll() is None
+    assert probe(sip_server, tmp_path, "OPTIONS", 200) == [(200, "OPTIONS")]
+    assert sip_server.proc is not None and sip_server.proc.poll() is None

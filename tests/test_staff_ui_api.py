@@ -20,7 +20,7 @@ from yarl import URL
 from staff_ui.app import load_or_create_secret
 from storage.models import StaffUser
 from storage.users import create_user
-from tests.ui_support import (
+from tests.support.ui import (
     DEMO_KEYPAD_TEXT,
     PASSWORD,
     SeededUi,
@@ -46,7 +46,7 @@ def seeded(tmp_path: Path) -> Iterator[SeededUi]:
 
 @pytest.fixture
 def scene(seeded: SeededUi) -> SeededUi:
-    """The standard scene plus transcribed tickets (see ui_support.TRANSCRIPT_SCENE)."""
+    """The standard scene plus transcribed tickets (see tests/support/ui.py TRANSCRIPT_SCENE)."""
     seed_transcript_scene(seeded)
     return seeded
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from tests.ui_support import (
+from tests.support.ui import (
     BROWSER_MARKS,
     CHROMIUM,
     CHROMIUM_ARGS,

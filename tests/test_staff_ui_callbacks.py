@@ -19,9 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from callbacks.reasons import Reason, ReasonCode
-from config.clinics import Clinic
+from config.clinics import Clinic, load_clinics
 from storage.models import Callback, CallbackAttempt, StaffUser
-from tests.ui_support import (
+from tests.support.clinics import ClinicFactory
+from tests.support.ui import (
+    CALLBACK_CLINICS,
     CALLBACK_NOW,
     SeededUi,
     add_callback,
@@ -35,7 +37,6 @@ from tests.ui_support import (
     not_dialled,
     page_token,
     seed_ui_db,
-    write_callback_clinics,
 )
 
 TODAY = CALLBACK_NOW.date().isoformat()  # 09:05 UTC is the same date in Stockholm
@@ -71,9 +72,9 @@ class Scene:
 
 
 @pytest.fixture
-def scene(tmp_path: Path) -> Iterator[Scene]:
+def scene(tmp_path: Path, make_clinic: ClinicFactory) -> Iterator[Scene]:
     seeded = seed_ui_db(tmp_path)
-    clinics = write_callback_clinics(tmp_path / "clinics")
+    clinics = load_clinics(make_clinic.directory(*CALLBACK_CLINICS))
     specs: dict[str, dict[str, object]] = {
         "demo_booked": dict(
             clinic_id="demo",

@@ -13,9 +13,12 @@ import pytest
 from playwright.async_api import async_playwright, expect
 from sqlalchemy import select
 
+from config.clinics import load_clinics
 from storage.models import Callback
-from tests.ui_support import (
+from tests.support.clinics import ClinicFactory
+from tests.support.ui import (
     BROWSER_MARKS,
+    CALLBACK_CLINICS,
     CALLBACK_NOW,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -28,7 +31,6 @@ from tests.ui_support import (
     missed_after,
     running_ui,
     seed_ui_db,
-    write_callback_clinics,
 )
 
 pytestmark = BROWSER_MARKS
@@ -42,9 +44,9 @@ def seeded(tmp_path: Path) -> Iterator[SeededUi]:
 
 
 async def test_switchboard_books_a_callback_in_the_form_and_sees_it_listed(
-    seeded: SeededUi, tmp_path: Path
+    seeded: SeededUi, make_clinic: ClinicFactory
 ) -> None:
-    clinics = write_callback_clinics(tmp_path / "clinics")
+    clinics = load_clinics(make_clinic.directory(*CALLBACK_CLINICS))
     missed_id = add_callback(
         seeded,
         clinic_id="norr",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_transcription_engine import KO_MODEL
+from tests.support.speech_model import KO_MODEL
 from transcription.transcribe_cli import run_transcribe
 from transcription.wav import read_wav_8k
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_transcription_engine import FRAME, KO_MODEL, recognize, speak_korean, steady_copy
+from tests.support.speech_model import FRAME, KO_MODEL, recognize, speak_korean, steady_copy
 from transcription import streaming
 from transcription.streaming import CallTranscriber, NullTranscriber
 from transcription.vosk_engine import SpeechModel, TranscriptFailure, load_model

@@ -6,7 +6,7 @@ fake dialer that only notes the time and holds the "call" for 0.2 s. Two shapes 
 `spread` (due times uniform over 10 s) and `burst` (5 slot starts 2 s apart, 100 callbacks
 each, as bookings really bunch at slot starts). `poll only` switches the due-time wake-ups
 off to show what they buy. SQLite always; PostgreSQL too when `pg_ctl` is available (it is
-started the way tests/test_callbacks_postgres.py does).
+started the way tests/support/postgres.py does).
 
     .venv/bin/python bench/callbacks/bench_dispatch.py [--no-postgres] [--write-readme]
 """
@@ -198,7 +198,7 @@ async def main() -> None:
         migrate(url)
         results += await bench(url, "SQLite")
     if not args.no_postgres:
-        from tests.test_callbacks_postgres import (
+        from tests.support.postgres import (
             PostgresUnavailable,
             create_database,
             temporary_postgres,

@@ -1,4 +1,5 @@
-"""Real databases and a running staff UI for tests: seeded clinics, users, tickets and WAVs.
+"""The staff UI's scene for tests: a real migrated database seeded with clinics, users,
+tickets, callbacks and their WAVs, the UI served over it, and logging in through its forms.
 
 Shared by the staff UI tests and the end-to-end tests, so that they all talk about the same
 people ("anna" works at demo, "bertil" at norr) and the same patients.
@@ -7,11 +8,8 @@ people ("anna" works at demo, "bertil" at norr) and the same patients.
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
-import struct
-import wave
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,12 +24,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callbacks.reasons import Reason, ReasonCode
-from config.clinics import Clinic, load_clinics
+from config.clinics import WEEKDAYS
 from staff_ui.app import create_app
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
 from storage.models import AccessLogEntry, Call, Callback, Recording, Ticket
 from storage.users import create_user
+from tests.support.audio import tone_wav
+from tests.support.clinics import ALL_DAY, ClinicSpec, every
+from tests.support.tools import require
 
 PASSWORD = "correct horse 1"
 """Every seeded user's password."""
@@ -76,21 +77,6 @@ class SeededUi:
             return ticket
 
 
-def write_wav(path: Path, seconds: float, rate: int = 8000, tone_hz: float = 440.0) -> Path:
-    """A 16-bit mono sine WAV (what the call server records after G.711 decoding)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = int(seconds * rate)
-    samples = (
-        int(8000 * math.sin(2 * math.pi * tone_hz * index / rate)) for index in range(frames)
-    )
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(rate)
-        handle.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
-    return path
-
-
 def add_ticket(
     session: Session,
     *,
@@ -113,7 +99,7 @@ def add_ticket(
     recording = None
     if wav_path is not None:
         if write_file:
-            write_wav(wav_path, seconds)
+            tone_wav(wav_path, seconds)
         recording = Recording(call=call, path=str(wav_path), duration_s=seconds, complete=True)
     ticket = Ticket(clinic_id=clinic_id, call=call, recording=recording, **ticket_fields)
     if created_at is not None:
@@ -360,43 +346,27 @@ CALLBACK_NOW = datetime(2026, 11, 25, 10, 5, tzinfo=STOCKHOLM).astimezone(UTC)
 """The staff UI's clock in callback tests: a Wednesday that is no holiday, so every slot
 assertion holds whatever day the tests run on (pass clock=lambda: CALLBACK_NOW)."""
 
-CALLBACK_CLINIC_TOML = """\
-id = "{clinic_id}"
-name = "{name}"
-numbers = ["{number}"]
-
-[hours]
-{all_days}
-
-[callbacks]
-slot_minutes = 15
-capacity = 2
-days_ahead = 1
-cutoff_minutes = 0
-max_attempts = 3
-allow_foreign = false
-allow_premium = false
-
-[callbacks.hours]
-{all_days}
-"""
-"""A clinic file whose phone and callback hours cover the whole of every day."""
-
-
-def write_callback_clinics(directory: Path) -> dict[str, Clinic]:
-    """Clinic files for the seeded clinics (same ids and names) with callbacks around the
-    clock, written to `directory` and loaded the way the server loads them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    weekdays = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-    all_days = "\n".join(f'{day} = "00:00-23:59"' for day in weekdays)
-    for index, (clinic_id, name) in enumerate(CLINICS.items()):
-        (directory / f"{clinic_id}.toml").write_text(
-            CALLBACK_CLINIC_TOML.format(
-                clinic_id=clinic_id, name=name, number=100 + index, all_days=all_days
-            ),
-            encoding="utf-8",
-        )
-    return load_clinics(directory)
+CALLBACK_CLINICS = tuple(
+    ClinicSpec(
+        id=clinic_id,
+        name=name,
+        numbers=(str(100 + index),),
+        menu_callback=False,
+        callback_hours=every(WEEKDAYS, ALL_DAY),
+        schedule=dict(
+            slot_minutes=15,
+            capacity=2,
+            days_ahead=1,
+            cutoff_minutes=0,
+            max_attempts=3,
+            allow_foreign=False,
+            allow_premium=False,
+        ),
+    )
+    for index, (clinic_id, name) in enumerate(CLINICS.items())
+)
+"""The seeded clinics (same ids and names) as clinic files, with phone and callback hours around
+the clock; `make_clinic.directory(*CALLBACK_CLINICS)` writes them for the loader."""
 
 
 def local_slot(day_offset: int, hour: int, minute: int = 0) -> datetime:
@@ -465,7 +435,7 @@ def add_callback_message(
 ) -> Path:
     """Give a callback the caller's message for the nurse as the IVR leaves it: a WAV under the
     data directory and what the recognizer heard (None: not transcribed). Returns the WAV."""
-    wav = write_wav(seeded.data_dir / "callback_messages" / f"{callback_id}.wav", seconds)
+    wav = tone_wav(seeded.data_dir / "callback_messages" / f"{callback_id}.wav", seconds)
     with seeded.session_factory.begin() as session:
         row = session.get(Callback, callback_id)
         assert row is not None
@@ -482,7 +452,7 @@ def callback(seeded: SeededUi, callback_id: int) -> Callback:
 
 
 # Debian's chromium, driven by Playwright (never `playwright install`: no downloads here).
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -492,10 +462,4 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-BROWSER_MARKS = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason=f"{CHROMIUM} not installed (apt-get install chromium; `make` does it in CI)",
-    ),
-]
+BROWSER_MARKS = [pytest.mark.browser, require("chromium", package="chromium")]
