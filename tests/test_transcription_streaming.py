@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.speech_model import FRAME, KO_MODEL, recognize, speak_korean, steady_copy
+from tests.support.speech_model import FRAME, KO_MODEL, recognize, speak_korean
 from transcription import streaming
 from transcription.streaming import CallTranscriber, NullTranscriber
 from transcription.vosk_engine import SpeechModel, TranscriptFailure, load_model
@@ -37,7 +37,7 @@ def frames(pcm: bytes) -> list[bytes]:
 async def test_concurrent_calls_get_the_same_text_as_direct_recognition(
     speech: bytes, other_speech: bytes, tmp_path: Path
 ) -> None:
-    steady = load_model(steady_copy(KO_MODEL, tmp_path))
+    steady = load_model(KO_MODEL)
     expected = [recognize(steady, speech), recognize(steady, other_speech)]
     assert expected[0].words and expected[1].words
 

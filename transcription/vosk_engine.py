@@ -11,12 +11,14 @@ the check digit in the best text may pass in the second-best one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -145,7 +147,8 @@ def _load(path: Path) -> SpeechModel:
             "unpacked model directory, or run `callserver fetch-model` again"
         )
     try:
-        vosk_model = vosk.Model(str(path))
+        with _without_dither(path) as loadable:
+            vosk_model = vosk.Model(str(loadable))
     except Exception as error:  # vosk raises a bare Exception("Failed to create a model")
         raise SpeechModelError(
             f"vosk could not load the model at {path} ({error}): the files may be damaged; "
@@ -170,6 +173,38 @@ def _load(path: Path) -> SpeechModel:
         else "static graph, runtime grammars are ignored (free speech only)",
     )
     return model
+
+
+@contextlib.contextmanager
+def _without_dither(path: Path) -> Iterator[Path]:
+    """The model as vosk should load it: with --dither=0 in its feature configuration.
+
+    Kaldi adds random dither to every feature frame (from libc rand(), shared by the process),
+    so two recognitions of the same WAV could differ, and a message re-transcribed after a crash
+    or by another worker would not match. Dither exists to avoid log(0) on digital silence;
+    G.711 audio is never digitally silent after decoding and resampling, so nothing is lost.
+    The model's own files are not touched (they may be a read-only package): vosk reads its
+    configuration only while loading, from a throw-away directory that links everything else.
+    """
+    conf = path / "conf" / "mfcc.conf"
+    if not conf.is_file():
+        yield path
+        return
+    text = conf.read_text(encoding="utf-8", errors="replace")
+    if re.search(r"^\s*--dither\s*=\s*0(\.0*)?\s*$", text, re.MULTILINE):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="vosk-model-") as tmp:
+        overlay = Path(tmp)
+        for entry in path.iterdir():
+            if entry.name != "conf":
+                (overlay / entry.name).symlink_to(entry)
+        (overlay / "conf").mkdir()
+        for entry in (path / "conf").iterdir():
+            (overlay / "conf" / entry.name).symlink_to(entry)
+        (overlay / "conf" / "mfcc.conf").unlink()
+        (overlay / "conf" / "mfcc.conf").write_text(text.rstrip("\n") + "\n--dither=0\n")
+        yield overlay
 
 
 def _model_name(path: Path) -> str:
@@ -203,9 +238,8 @@ class Recognition:
     Not thread-safe: use it from one thread at a time (`streaming.CallTranscriber` does).
     Creating one takes ~0.1 s for a full model, so do that off the event loop too.
 
-    Two recognitions of the same audio can differ slightly: Kaldi adds random dither to the
-    features (from libc rand(), shared by the process) unless the model's conf/mfcc.conf sets
-    --dither=0. Within one recognition the result does not depend on how `feed` was chunked.
+    Recognition is deterministic: the same audio gives the same words, times and confidences
+    (models load with --dither=0, see `_without_dither`), however `feed` was chunked.
     """
 
     def __init__(

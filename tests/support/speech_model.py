@@ -26,22 +26,6 @@ def speak_korean(text: str, directory: Path) -> bytes:
     return read_wav_8k(wav)
 
 
-def steady_copy(model_dir: Path, directory: Path) -> Path:
-    """The same model with feature dithering off, for tests that compare two recognitions.
-
-    Kaldi adds random noise (--dither, default 1.0) to every frame from libc rand(), shared by
-    all recognizers of a process, so two recognitions of the same audio differ slightly.
-    """
-    copy = directory / "ko-steady"
-    (copy / "conf").mkdir(parents=True)
-    for part in ("am", "graph", "ivector"):
-        (copy / part).symlink_to(model_dir / part)
-    (copy / "conf" / "model.conf").write_text((model_dir / "conf" / "model.conf").read_text())
-    mfcc = (model_dir / "conf" / "mfcc.conf").read_text()
-    (copy / "conf" / "mfcc.conf").write_text(mfcc.rstrip("\n") + "\n--dither=0\n")
-    return copy
-
-
 def recognize(model: SpeechModel, pcm: bytes, chunk: int = FRAME, **kwargs: Any) -> Transcript:
     recognition = Recognition(model, **kwargs)
     for offset in range(0, len(pcm), chunk):
