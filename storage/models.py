@@ -54,6 +54,10 @@ class TranscriptStatus(StrEnum):
 
 
 PERSONNUMMER_SOURCES = ("keypad", "speech")
+TRANSCRIPTION_STATES = ("pending", "running", "done", "failed", "model_missing")
+"""TranscriptionJob.state: pending (queued), running (leased by a worker or a live call), done,
+failed (after max_attempts; error_code says why), model_missing (no speech model: queued again
+when a model is configured)."""
 CALLBACK_STATES = ("booked", "due", "calling", "done", "missed", "escalated", "cancelled")
 """What Callback.state may hold; the state machine over them is callbacks/states.py."""
 CALLBACK_SOURCES = ("ivr", "switchboard", "ui")
@@ -407,3 +411,57 @@ class CallbackSlot(Base):
     clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"), primary_key=True)
     slot_start: Mapped[datetime] = mapped_column(primary_key=True)
     touched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TranscriptionJob(Base):
+    """One recording's transcription: the database is the queue (callserver/transcription_queue.py).
+
+    Made in the same transaction as the ticket (or the callback message) at hang-up, so no
+    message can lack one. Workers on any node claim the oldest pending job with a lease, as the
+    callback dispatcher claims callbacks; a job whose lease ran out (its worker died) is claimed
+    again, and the result is written only by the lease's owner, so each message gets exactly one
+    transcript. A call recognized live holds its job's lease while it talks.
+    """
+
+    __tablename__ = "transcription_job"
+    __table_args__ = (Index("ix_transcription_job_state_queued", "state", "queued_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    """The WAV; one job per recording, so filing a recording twice queues it once."""
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callback.id"), index=True)
+    keypad_personnummer: Mapped[str | None] = mapped_column(String(12))
+    """The number keyed and read back during the call: it wins over what speech says."""
+    audio_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """When the caller hung up: the queue is served oldest first."""
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    """Why it failed, for staff: unreadable_audio, recognizer_failed, file_missing."""
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    """The exception, for the operator (English, may be anything)."""
+
+    def __repr__(self) -> str:
+        return f"TranscriptionJob(id={self.id!r}, state={self.state!r}, path={self.path!r})"
+
+
+class TranscriptionWorker(Base):
+    """A transcription worker pool that is alive: in a server or a `transcribe-worker` process.
+
+    Each pool renews its row every few seconds; `callserver transcription status` counts those
+    seen recently as alive.
+    """
+
+    __tablename__ = "transcription_worker"
+
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    threads: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
