@@ -180,6 +180,26 @@ def tickets_without_transcript(factory: SessionFactory) -> list[tuple[int, str, 
     return [(tid, path, pnr if source == "keypad" else None) for tid, path, pnr, source in rows]
 
 
+def filed_paths(factory: SessionFactory, paths: list[str]) -> set[str]:
+    """Which of these recording paths are filed already (a Recording row, or the message on a
+    callback): the periodic sweep files only the others."""
+    filed: set[str] = set()
+    with factory() as session:
+        for start in range(0, len(paths), 500):
+            chunk = paths[start : start + 500]
+            filed.update(session.scalars(select(Recording.path).where(Recording.path.in_(chunk))))
+            filed.update(
+                path
+                for path in session.scalars(
+                    select(Callback.message_recording_path).where(
+                        Callback.message_recording_path.in_(chunk)
+                    )
+                )
+                if path is not None
+            )
+    return filed
+
+
 def store_callback_message(
     factory: SessionFactory, *, path: Path, duration_s: float, sidecar: Sidecar,
     complete: bool = True,

@@ -1,4 +1,4 @@
-"""`callserver` command line: serve, migrate, set up, manage users, list tickets."""
+"""`callserver` command line: serve, migrate, set up, check, manage users, list tickets."""
 
 from __future__ import annotations
 
@@ -101,6 +101,24 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"created user 'admin' with one-time password: {password}")
     return 0
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from callserver.checks import run_checks
+
+    return _print_checks(run_checks(settings, args.config), as_json=args.json)
+
+
+def _print_checks(checks: list, *, as_json: bool) -> int:
+    from callserver.checks import report
+
+    text, status = report(checks)
+    if as_json:
+        print(json.dumps({"ok": status == 0, "checks": [c.to_json() for c in checks]},
+                         ensure_ascii=False))  # fmt: skip
+    else:
+        print(text)
+    return status
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -219,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_generate_prompts
     )
     sub.add_parser("seed-demo", help="create the admin user once").set_defaults(func=cmd_seed_demo)
+    check = sub.add_parser(
+        "check", help="is everything in place to take calls? (exit status 1 if not)"
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object with every check")
+    check.set_defaults(func=cmd_check)
     user = sub.add_parser("create-user", help="add a staff, switchboard or admin account")
     user.add_argument("username")
     user.add_argument("--role", required=True, choices=["staff", "switchboard", "admin"])
@@ -252,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
     except SettingsError as exc:
+        if args.func is cmd_check:  # bad settings are one of the things `check` reports
+            from callserver.checks import settings_failed
+
+            return _print_checks([settings_failed(exc)], as_json=args.json)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings)

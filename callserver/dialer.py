@@ -8,6 +8,7 @@ codec and the peer's address are known only from the answer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from dataclasses import dataclass
@@ -51,18 +52,41 @@ async def open_media(
 ) -> tuple[MediaSession, int]:
     """Our RTP session towards what the peer's SDP offers (or answers), in the peer's most
     preferred G.711 codec; returns it with the payload type we speak. `sock` is a port already
-    taken from `pool` (an outbound offer names it before the answer comes)."""
+    taken from `pool` (an outbound offer names it before the answer comes); `pool` must be of
+    the offer's address family (IPv4, or IPv6 for sip.media_host_ipv6)."""
     codec, pt = offer.choose_codec() or ("PCMU", 0)
+    held = "::" if offer.address_type == "IP6" else "0.0.0.0"
     media = await MediaSession.open(
         pool,
-        (offer.address, offer.port),
+        offer.remote or (held, offer.port),
         codec=codec,
         payload_type=pt,
         dtmf_payload_type=offer.dtmf_payload_type,
         clock=clock,
         sock=sock,
     )
+    if offer.direction != "sendrecv" or offer.remote is None:
+        # An offer that starts on hold (sendonly, inactive, c=0.0.0.0): send nothing to it.
+        follow_offer(media, offer)
     return media, pt
+
+
+def follow_offer(media: MediaSession, offer: MediaOffer) -> int | None:
+    """Apply the peer's new offer (re-INVITE, UPDATE) to `media`: its address, codec and
+    direction. Returns the payload type now sent, or None when this media cannot follow (no
+    G.711, or another address family than our socket's): the call then goes on unchanged.
+    This is the `Dialog.on_reoffer` of every call whose media we own."""
+    chosen = offer.choose_codec()
+    if chosen is None or (offer.address_type == "IP6") != (":" in media.local_host):
+        return None
+    codec, pt = chosen
+    if pt == offer.dtmf_payload_type:
+        return None
+    media.follow(
+        offer.remote, codec=codec, payload_type=pt, dtmf_payload_type=offer.dtmf_payload_type,
+        direction=offer.direction,
+    )  # fmt: skip
+    return pt
 
 
 @dataclass
@@ -96,12 +120,18 @@ class Dialer:
             sock.close()
             self.pool.release(port)
             raise
-        assert dialog.offer is not None
+        answered = dialog.offer
+        assert answered is not None
         try:
-            media, _pt = await open_media(self.pool, dialog.offer, self.clock, sock=sock)
+            media, _pt = await open_media(self.pool, answered, self.clock, sock=sock)
         except Exception as exc:
             self.engine.hangup(dialog)
             raise DialFailed("failed", f"media for {number}: {exc}") from exc
+        dialog.on_reoffer = functools.partial(follow_offer, media)
+        if dialog.offer is not answered and dialog.offer is not None:
+            # The callee re-INVITEd while the media opened: the engine answered it from the
+            # offer alone, so the media follows it now.
+            follow_offer(media, dialog.offer)
         watchdog = inactivity.watch(self.engine, dialog, media, self.rtp_timeout_s)
         return OutboundLeg(dialog, media, watchdog)
 

@@ -9,13 +9,14 @@ by callserver/voicemail.py through the LiveCall's hook, not here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 
 from callserver import call_log, inactivity
 from callserver.call_log import SessionFactory
 from callserver.clinic_bookings import ClinicBookings
-from callserver.dialer import open_media
+from callserver.dialer import follow_offer, open_media
 from callserver.live_call import LiveCalls
 from callserver.media.clock import MediaClock
 from callserver.media.ports import NoMediaPortError, PortPool
@@ -52,8 +53,11 @@ class InboundCalls:
         calls: LiveCalls,
         limits: RecordingLimits,
         rtp_timeout_s: float,
+        pool6: PortPool | None = None,
     ) -> None:
         self.db, self.engine, self.pool, self.media_clock = db, engine, pool, media_clock
+        self.pool6 = pool6
+        """RTP ports on sip.media_host_ipv6, for IPv6 offers (None: the engine refuses them)."""
         self.clinics, self.calls, self.limits = clinics, calls, limits
         self.rtp_timeout_s = rtp_timeout_s
 
@@ -78,6 +82,8 @@ class InboundCalls:
             if dialog.ended.is_set() or not self.engine.answer(dialog, media.local_port, pt):
                 outcome = "cancelled"
                 return
+            # From now on a re-INVITE or UPDATE moves this media (transfer, hold, new codec).
+            dialog.on_reoffer = functools.partial(follow_offer, media)
             watchdog = inactivity.watch(self.engine, dialog, media, self.rtp_timeout_s)
             await asyncio.to_thread(
                 call_log.call_updated, self.db, call_db_id, answered_at=call_log.now()
@@ -137,4 +143,7 @@ class InboundCalls:
         """Our RTP session for the peer's offer, in the codec we answer with."""
         if dialog.offer is None:
             raise ValueError("the INVITE carried no usable audio offer")
-        return await open_media(self.pool, dialog.offer, self.media_clock)
+        pool = self.pool6 if dialog.offer.address_type == "IP6" else self.pool
+        if pool is None:
+            raise ValueError("an IPv6 offer, but no sip.media_host_ipv6 to answer it from")
+        return await open_media(pool, dialog.offer, self.media_clock)

@@ -23,7 +23,15 @@ from callbacks.phone_numbers import speakable_groups
 from callserver.dialer import Dialer, DialFailed, bridge
 from callserver.media.session import MediaSession
 from callserver.prompts import PromptLibrary
-from callserver.recording import CallFacts, DurableRecording, Sidecar
+from callserver.recording import (
+    BYTES_PER_SECOND,
+    MB,
+    CallFacts,
+    DurableRecording,
+    Sidecar,
+    StorageUnavailable,
+    storage_problem,
+)
 from callserver.sip.engine import Dialog, SipEngine
 from config.clock import utcnow
 from config.settings import RecordingSettings
@@ -168,6 +176,21 @@ class LiveCall:
                 self._digits.clear()
                 return "".join(got)
 
+    async def can_record(self) -> bool:
+        self._check()
+        problem = await asyncio.to_thread(
+            storage_problem, self.recordings_dir, reserve_bytes=self._reserve_bytes,
+            needed_bytes=int(self.recording.max_seconds * BYTES_PER_SECOND),
+        )  # fmt: skip
+        if problem is not None:
+            log.error("call %s: no message can be taken: %s", self.dialog.call_id, problem)
+            return False
+        return True
+
+    @property
+    def _reserve_bytes(self) -> int:
+        return int(self.recording.min_free_mb * MB)
+
     async def record(
         self,
         meta: RecordingMeta,
@@ -189,9 +212,14 @@ class LiveCall:
             / f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:12]}.wav"
         )
         sidecar = Sidecar(self.call_facts, meta, self.info.language)
-        rec = await asyncio.to_thread(
-            DurableRecording, path, sidecar, self.recording.fsync_interval_s
-        )
+        try:
+            rec = await asyncio.to_thread(
+                DurableRecording, path, sidecar, self.recording.fsync_interval_s,
+                reserve_bytes=self._reserve_bytes,
+            )  # fmt: skip
+        except StorageUnavailable as exc:
+            log.error("call %s: no recording: %s", self.dialog.call_id, exc)
+            return RecordingResult(None, 0.0, "storage_error")
         transcriber = self.transcriber_factory()
         threshold = self.recording.silence_threshold_dbfs
         start = time.monotonic()
@@ -209,6 +237,9 @@ class LiveCall:
         try:
             while True:
                 now = time.monotonic()
+                if rec.failure is not None:
+                    ended_by = "storage_error"
+                    break
                 if self.dialog.ended.is_set():
                     ended_by = "hangup"
                     break
@@ -231,13 +262,18 @@ class LiveCall:
                     self.media.flush_audio()  # the packets still held for reordering
             finally:
                 self.media.remove_audio_sink(sink)
-                final = await rec.finish()
-                result = RecordingResult(final, rec.duration_s, ended_by)
-                log.info(
-                    "call %s: recorded %.1f s (%s) to %s",
-                    self.dialog.call_id, rec.duration_s, ended_by, final,
-                )  # fmt: skip
-                await self.on_recording(result, sidecar, transcriber)
+                try:
+                    final = await rec.finish()
+                    if rec.failure is not None:
+                        ended_by = "storage_error"  # not the whole message, whatever ended it
+                    result = RecordingResult(final, rec.duration_s, ended_by)
+                    log.info(
+                        "call %s: recorded %.1f s (%s) to %s",
+                        self.dialog.call_id, rec.duration_s, ended_by, final or rec.part_path,
+                    )  # fmt: skip
+                    await self.on_recording(result, sidecar, transcriber)
+                finally:
+                    rec.release()  # filed (or given up): the sweep may see it from now on
         return result
 
     async def say_time(

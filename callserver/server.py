@@ -66,6 +66,14 @@ class CallServer:
         self.pool = PortPool(
             settings.sip.host, settings.sip.rtp_port_low, settings.sip.rtp_port_high
         )
+        # IPv6 offers get RTP on sip.media_host_ipv6, from the same port range.
+        self.pool6 = (
+            PortPool(
+                settings.sip.media_host_ipv6, settings.sip.rtp_port_low, settings.sip.rtp_port_high
+            )
+            if settings.sip.media_host_ipv6
+            else None
+        )
         self.media_clock = MediaClock()
         self.engine = SipEngine(
             host=settings.sip.host,
@@ -75,6 +83,7 @@ class CallServer:
             mode=settings.sip.mode,
             username=settings.sip.username,
             password=settings.sip.password,
+            media_host_ipv6=settings.sip.media_host_ipv6,
         )
         self.dialer = Dialer(
             self.engine, self.pool, self.media_clock, rtp_timeout_s=settings.sip.rtp_timeout_s
@@ -98,6 +107,7 @@ class CallServer:
             calls=self.calls,
             limits=limits,
             rtp_timeout_s=settings.sip.rtp_timeout_s,
+            pool6=self.pool6,
         )
         self.callback_caller = CallbackCaller(
             self.dialer, self._staff_call, timeout_s=settings.sip.outbound_timeout_s
@@ -117,6 +127,7 @@ class CallServer:
         await asyncio.to_thread(self._sync_clinics)
         await self._load_speech_model()
         await self.voicemail.recover()
+        self.voicemail.start_sweeping(self.settings.recording.sweep_interval_s)
         self.media_clock.start()
         await self.engine.start()
         await self.dispatcher.start()
@@ -141,7 +152,7 @@ class CallServer:
     async def stop(self) -> None:
         await self.dispatcher.stop()
         await self.engine.stop()  # waits (bounded) for calls to file their recordings
-        await self.voicemail.close()
+        await self.voicemail.close()  # stops the periodic sweep too
         await self.media_clock.stop()
         if self._runner is not None:
             await self._runner.cleanup()

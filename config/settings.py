@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -37,6 +38,9 @@ class SipSettings:
     password: str = ""
     rtp_port_low: int = 20000
     rtp_port_high: int = 20999
+    media_host_ipv6: str = ""
+    """IPv6 address of this machine that RTP binds to and our SDP names for callers whose
+    offer has IPv6 media (c=IN IP6); empty: such offers are refused with 488."""
     outbound_timeout_s: float = 45.0
     rtp_timeout_s: float = 30.0
     """Hang up a call when no RTP has come from the peer for this long (not while it holds the
@@ -68,6 +72,12 @@ class RecordingSettings:
     min_seconds: float = 2.0
     fsync_interval_s: float = 1.0
     silence_threshold_dbfs: float = -45.0
+    min_free_mb: float = 100.0
+    """Reserve kept free on the recordings disk: a message starts only with room for a whole one
+    above it, and stops (kept, filed as partial) when the free space falls below it."""
+    sweep_interval_s: float = 60.0
+    """How often leftover recordings are filed and stray files removed while running; 0: only
+    at start-up."""
 
 
 @dataclass(frozen=True)
@@ -186,12 +196,32 @@ def _validate(s: Settings, errors: list[str]) -> None:
             f"sip.rtp_port_low/high: range {s.sip.rtp_port_low}-{s.sip.rtp_port_high} "
             "must hold at least two ports (one per call)"
         )
+    if s.sip.media_host_ipv6:
+        try:
+            v6 = ipaddress.IPv6Address(s.sip.media_host_ipv6)
+        except ValueError:
+            v6 = None
+        if (
+            v6 is None
+            or v6.is_unspecified
+            or v6.is_multicast
+            or v6.is_link_local
+            or (v6.ipv4_mapped is not None)
+        ):
+            errors.append(
+                f"sip.media_host_ipv6: {s.sip.media_host_ipv6!r} must be a global or unique-local "
+                "IPv6 address of this machine, e.g. fd00::2 (or empty for no IPv6 media)"
+            )
     if s.sip.mode == "registered" and not s.sip.password:
         errors.append("sip.password: required when sip.mode = 'registered'")
     if not 0 < s.recording.min_seconds < s.recording.max_seconds:
         errors.append("recording.min_seconds must be > 0 and below recording.max_seconds")
     if s.recording.silence_seconds <= 0:
         errors.append("recording.silence_seconds must be > 0")
+    if s.recording.min_free_mb < 0:
+        errors.append("recording.min_free_mb must be >= 0 (megabytes kept free)")
+    if s.recording.sweep_interval_s < 0:
+        errors.append("recording.sweep_interval_s must be >= 0 (0: sweep only at start-up)")
     if s.callbacks.poll_interval_s <= 0 or s.callbacks.lease_s <= s.sip.outbound_timeout_s:
         errors.append(
             "callbacks.poll_interval_s must be > 0 and callbacks.lease_s longer than "

@@ -19,7 +19,9 @@ class CallEnded(Exception):
     """Raised inside a flow by any Call operation once the caller has hung up."""
 
 
-RecordingEnd = Literal["key", "silence", "max", "hangup"]
+RecordingEnd = Literal["key", "silence", "max", "hangup", "storage_error"]
+"""How a recording ended. "storage_error": the recordings disk was full (or below its reserve)
+or refused a write; what was stored before that is kept and filed as a partial message."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class Call(Protocol):
         """Digits typed since the last gather (including during prompts), up to max_digits or
         the terminator (not included), or what was typed when `timeout` s pass without a key."""
 
+    async def can_record(self) -> bool:
+        """Whether a message could be stored now (the recordings disk is writable and has room
+        for a whole message above its reserve). Flows ask before they tell the caller to speak,
+        so that nobody talks into a full disk."""
+
     async def record(
         self,
         meta: RecordingMeta,
@@ -83,7 +90,9 @@ class Call(Protocol):
         finish_key: str = "#",
     ) -> RecordingResult:
         """Record the caller to durable storage, with `meta` stored beside the audio so a
-        crash cannot orphan it; the server files the finished recording by `meta.purpose`."""
+        crash cannot orphan it; the server files the finished recording by `meta.purpose`.
+        Never raises for a full disk: the result ends "storage_error" (path None when nothing
+        could be stored)."""
 
     async def bridge_to(
         self,

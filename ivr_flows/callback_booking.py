@@ -14,7 +14,13 @@ from typing import Literal, Protocol
 from ivr_flows.call_api import Call, CallEnded, RecordingMeta, RecordingPurpose
 
 MAX_OFFERS = 6
+"""Times offered in all, stepping on with 2."""
+MAX_UNANSWERED = 3
+"""Offers answered with nothing (or a key that means nothing) before the flow says goodbye: a
+caller who went quiet is not kept on the line."""
 MAX_NUMBER_TRIES = 3
+"""Questions for the number to call (nothing keyed, or a number we may not call) before
+goodbye."""
 MESSAGE_MAX_S = 45.0
 MESSAGE_SILENCE_S = 3.0
 
@@ -54,10 +60,14 @@ class BookingService(Protocol):
         """How the booking went, and the callback's id when it was booked or moved."""
 
 
-async def _choose_slot(call: Call, service: BookingService) -> OfferedSlot | None:
-    after = None
+async def _choose_slot(
+    call: Call, service: BookingService
+) -> OfferedSlot | Literal["none_free", "no_choice"]:
+    """The slot the caller took with 1; "none_free" (and told so) when 2 ran past the last
+    free one; "no_choice" after MAX_UNANSWERED offers got neither 1 nor 2."""
+    slot = await service.next_free(None)
+    unanswered = 0
     for _ in range(MAX_OFFERS):
-        slot = await service.next_free(after)
         if slot is None:
             break
         await call.play("callback_offer")
@@ -66,12 +76,16 @@ async def _choose_slot(call: Call, service: BookingService) -> OfferedSlot | Non
         choice = await call.gather(max_digits=1, timeout=8.0)
         if choice == "1":
             return slot
-        if choice not in ("2", ""):
-            await call.play("invalid_choice")
+        if choice == "2":
+            slot = await service.next_free(slot.start)
             continue
-        after = slot.start
+        unanswered += 1  # nothing, or a key that means nothing: the same time again
+        if unanswered >= MAX_UNANSWERED:
+            return "no_choice"
+        if choice:
+            await call.play("invalid_choice")
     await call.play("callback_none_free", interruptible=False)
-    return None
+    return "none_free"
 
 
 async def _choose_number(call: Call, service: BookingService) -> str | None:
@@ -89,7 +103,8 @@ async def _choose_number(call: Call, service: BookingService) -> str | None:
         number = service.normalize(entry) if entry else None
         if number:
             return number
-        await call.play("callback_number_invalid")
+        if entry:  # nothing keyed: the question again, without blaming the number
+            await call.play("callback_number_invalid")
     return None
 
 
@@ -99,6 +114,8 @@ async def _offer_message(call: Call, callback_id: int) -> bool:
     Returns False when the caller hung up (the booking is made: hanging up here is normal).
     """
     try:
+        if not await call.can_record():
+            return True  # a full disk: the booking stands, no message is offered
         await call.play("callback_message_offer")
         if await call.gather(max_digits=1, timeout=6.0) != "1":
             return True
@@ -109,6 +126,11 @@ async def _offer_message(call: Call, callback_id: int) -> bool:
         )
         if result.ended_by == "hangup":
             return False
+        if result.ended_by == "storage_error":
+            partly = result.path is not None and result.duration_s > 0
+            prompt = "message_partly_saved" if partly else "mailbox_unavailable"
+            await call.play(prompt, interruptible=False)
+            return True
         await call.play("callback_message_saved", interruptible=False)
         return True
     except CallEnded:
@@ -132,7 +154,11 @@ async def callback_booking(call: Call, service: BookingService) -> str:
             move_id = existing.id
     for _ in range(3):
         slot = await _choose_slot(call, service)
-        if slot is None:
+        if slot == "no_choice":
+            await call.play("goodbye", interruptible=False)
+            await call.hangup()
+            return "callback_no_choice"
+        if slot == "none_free":
             await call.hangup()
             return "callback_none_free"
         number = presented if move_id else await _choose_number(call, service)

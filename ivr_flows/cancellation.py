@@ -15,6 +15,14 @@ from ivr_flows.keypad_personnummer import parse_keyed_personnummer
 log = logging.getLogger(__name__)
 
 MAX_PNR_TRIES = 3
+"""Entries of the personnummer (refused, or keyed again after the read-back) before the caller
+is asked to say it in the message instead."""
+MAX_READBACKS = 3
+"""Read-backs of one entry answered with neither 1 nor 2 (nothing, or another key): then the
+number is taken from speech. A caller who went quiet must not hear it for ever."""
+
+NOT_STORED = RecordingResult(None, 0.0, "storage_error")
+"""The result when the recordings disk cannot take a message: nothing was recorded."""
 
 
 @dataclass(frozen=True)
@@ -27,11 +35,11 @@ class RecordingLimits:
 async def ask_personnummer(call: Call) -> str | None:
     """Keypad entry with validation and digit-by-digit read-back.
 
-    Returns the 12-digit number, or None when the caller skips (# alone) or fails three times:
-    then the number is taken from speech instead.
+    Returns the 12-digit number, or None when the caller skips (# alone, or no key at all), or
+    after MAX_PNR_TRIES entries or MAX_READBACKS unanswered read-backs: then the number is
+    taken from speech instead.
     """
-    tries = 0
-    while tries < MAX_PNR_TRIES:
+    for attempt in range(1, MAX_PNR_TRIES + 1):
         await call.play("enter_pnr")
         digits = await call.gather(max_digits=12, terminator="#", timeout=15.0)
         if digits == "":
@@ -39,29 +47,49 @@ async def ask_personnummer(call: Call) -> str | None:
             return None
         pnr = parse_keyed_personnummer(digits)
         if pnr is None:
-            tries += 1
-            log.info("keypad personnummer refused (%d digits), try %d", len(digits), tries)
+            log.info("keypad personnummer refused (%d digits), try %d", len(digits), attempt)
             await call.play("pnr_invalid")
             continue
-        while True:
-            await call.play("pnr_readback", *(f"digit_{d}" for d in pnr), "pnr_confirm")
-            answer = await call.gather(max_digits=1, timeout=8.0)
-            if answer == "1":
-                return pnr
-            if answer == "2":
-                break
-            await call.play("invalid_choice")
+        answer = await _confirm(call, pnr)
+        if answer == "1":
+            return pnr
+        if answer != "2":
+            break  # nothing but silence or other keys at the read-back
     await call.play("pnr_skip")
     return None
 
 
+async def _confirm(call: Call, pnr: str) -> str:
+    """Read the number back: "1" (correct), "2" (key it again), or "" when MAX_READBACKS
+    read-backs got neither."""
+    for _ in range(MAX_READBACKS):
+        await call.play("pnr_readback", *(f"digit_{d}" for d in pnr), "pnr_confirm")
+        answer = await call.gather(max_digits=1, timeout=8.0)
+        if answer in ("1", "2"):
+            return answer
+        if answer:
+            await call.play("invalid_choice")
+    log.info("personnummer read back %d times without 1 or 2: taken from speech", MAX_READBACKS)
+    return ""
+
+
 async def cancellation_flow(call: Call, limits: RecordingLimits) -> RecordingResult:
-    """Ask for the personnummer, then record the message; returns what was recorded."""
+    """Ask for the personnummer, then record the message; returns what was recorded.
+
+    A recordings disk that cannot take a message is noticed before the caller keys anything,
+    and again just before the instructions: the result is then NOT_STORED and nothing has been
+    said about it yet (the menu tells the caller and offers another way). A disk that fills
+    during the message ends it "storage_error", also left to the menu to explain.
+    """
+    if not await call.can_record():
+        return NOT_STORED
     pnr = await ask_personnummer(call)
+    if not await call.can_record():
+        return NOT_STORED
     meta = RecordingMeta(RecordingPurpose.CANCELLATION, personnummer=pnr)
     await call.play("record_instructions", interruptible=False)
     result = await call.record(meta, max_s=limits.max_s, silence_s=limits.silence_s, beep=True)
-    if result.ended_by == "hangup":
+    if result.ended_by in ("hangup", "storage_error"):
         return result
     if result.duration_s < limits.min_s:
         await call.play("message_too_short", interruptible=False)

@@ -2,13 +2,16 @@
 
 1 = cancel or rebook (voicemail, open around the clock), 2 = callback, 0 = switchboard,
 9 = English. Outside phone hours only the mailbox and the language switch are offered.
+
+Every question in every flow is asked a bounded number of times (here MENU_TRIES): a caller who
+presses nothing, or keeps pressing a key that means nothing, hears goodbye and is hung up on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ivr_flows.call_api import Call
+from ivr_flows.call_api import Call, RecordingResult
 from ivr_flows.callback_booking import BookingService, callback_booking
 from ivr_flows.cancellation import RecordingLimits, cancellation_flow
 
@@ -38,6 +41,8 @@ async def main_menu(call: Call, options: MenuOptions) -> str:
             continue
         if choice == "1":
             result = await cancellation_flow(call, options.limits)
+            if result.ended_by == "storage_error":
+                return await _message_not_stored(call, options, result)
             if result.path is None:
                 return "menu_hangup"
             return "ticket" if result.duration_s >= options.limits.min_s else "too_short"
@@ -48,13 +53,8 @@ async def main_menu(call: Call, options: MenuOptions) -> str:
             break
         if options.open_now and choice == "0":
             if options.switchboard_number:
-                await call.play("transferring", interruptible=False)
-                transfer = await call.bridge_to(
-                    options.switchboard_number, caller_id=call.info.caller, timeout=30.0
-                )
-                if transfer == "completed":
+                if await _transfer(call, options.switchboard_number):
                     return "transferred"
-                await call.play("transfer_failed", interruptible=False)
             else:
                 await call.play("no_switchboard", interruptible=False)
             break
@@ -63,3 +63,48 @@ async def main_menu(call: Call, options: MenuOptions) -> str:
     await call.play("goodbye", interruptible=False)
     await call.hangup()
     return "menu_hangup"
+
+
+async def _transfer(call: Call, number: str) -> bool:
+    """Connect the caller to the switchboard; False (and told so) when nobody answered."""
+    await call.play("transferring", interruptible=False)
+    transfer = await call.bridge_to(number, caller_id=call.info.caller, timeout=30.0)
+    if transfer == "completed":
+        return True
+    await call.play("transfer_failed", interruptible=False)
+    return False
+
+
+async def _message_not_stored(call: Call, options: MenuOptions, result: RecordingResult) -> str:
+    """The recordings disk could not take (all of) the message: say so, then offer what needs
+    no disk, a callback or the switchboard, when the clinic has it and is open; else ask the
+    caller to call again. What was stored before the disk filled is already a partial ticket.
+    """
+    partly = result.path is not None and result.duration_s > 0
+    outcome = "ticket_partial" if partly else "storage_error"
+    explanation = "message_partly_saved" if partly else "mailbox_unavailable"
+    await call.play(explanation, interruptible=False)
+    booking = options.booking if options.open_now and options.callback else None
+    switchboard = options.switchboard_number if options.open_now else None
+    if booking is None and not switchboard:
+        await call.play("call_again_later", interruptible=False)
+        await call.hangup()
+        return outcome
+    if booking is not None and switchboard:
+        keys = "other_ways_both"
+    else:
+        keys = "other_ways_callback" if booking is not None else "other_ways_switchboard"
+    for _ in range(MENU_TRIES):
+        await call.play(keys)
+        choice = await call.gather(max_digits=1, timeout=6.0)
+        if choice == "2" and booking is not None:
+            return await callback_booking(call, booking)
+        if choice == "0" and switchboard:
+            if await _transfer(call, switchboard):
+                return "transferred"
+            break
+        if choice:
+            await call.play("invalid_choice")
+    await call.play("goodbye", interruptible=False)
+    await call.hangup()
+    return outcome

@@ -84,6 +84,31 @@ PROMPTS: dict[str, dict[str, str]] = {
         "sv": "Ett tekniskt fel uppstod. Försök igen senare.",
         "en": "A technical error occurred. Please try again later.",
     },
+    # --- the recordings disk is full (or refused a write)
+    "mailbox_unavailable": {
+        "sv": "Tyvärr kan vi inte ta emot meddelanden just nu.",
+        "en": "Sorry, we cannot take messages right now.",
+    },
+    "message_partly_saved": {
+        "sv": "Vi kunde inte spara hela meddelandet. Mottagningen får det du hann säga.",
+        "en": "We could not save all of your message. The clinic will get what you said.",
+    },
+    "other_ways_both": {
+        "sv": "För att bli uppringd, tryck 2. För växeln, tryck 0.",
+        "en": "To be called back, press 2. For the switchboard, press 0.",
+    },
+    "other_ways_callback": {
+        "sv": "För att bli uppringd, tryck 2.",
+        "en": "To be called back, press 2.",
+    },
+    "other_ways_switchboard": {
+        "sv": "För växeln, tryck 0.",
+        "en": "For the switchboard, press 0.",
+    },
+    "call_again_later": {
+        "sv": "Ring gärna igen senare. Hej då.",
+        "en": "Please call again later. Goodbye.",
+    },
 }
 
 PROMPTS.update(

@@ -154,7 +154,11 @@ class Call(Base):
     answered_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(32))
-    """Free text: ticket, too_short, menu_hangup, unknown_number, cancelled, closed, partial..."""
+    """How the call ended, e.g. ticket, ticket_partial (the disk filled mid-message),
+    storage_error (no room to record), too_short, menu_hangup, transferred, callback_booked
+    (and the other callback_* outcomes of ivr_flows/callback_booking.py), unknown_number,
+    cancelled, caller_hangup, no_ack (our 200 OK never acknowledged), rtp_timeout (the peer
+    stopped sending), no_media_port, recovered (filed from disk after a crash), error."""
 
     clinic: Mapped[Clinic | None] = relationship()
     recordings: Mapped[list[Recording]] = relationship(back_populates="call")

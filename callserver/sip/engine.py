@@ -17,7 +17,11 @@ Invariants:
   `call_soon_threadsafe`; every dialog decision is then made on the loop, so there is no
   locking between calls.
 - Media is not pyVoIP's: the SDP answer names the port of our own RTP session
-  (callserver/media/).
+  (callserver/media/), and a re-INVITE or UPDATE is applied to it by the media's owner
+  (`Dialog.on_reoffer`) before we answer, so the answer says what the media does (DEFECT 8).
+- A request acts on a call only if it belongs to it: an in-dialog request must match the
+  dialog (Call-ID and both tags), a CANCEL the INVITE's transaction (branch); anything else
+  gets 481 and changes nothing (DEFECT 6).
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ from callserver.sip.messages import build_request, build_response, new_branch, r
 from callserver.sip.pyvoip_compat import (
     SipMessage,
     SipTransport,
+    body_of,
     challenge_params,
+    content_type,
     is_response,
     parse_message,
     response_vias,
 )
 from callserver.sip.sanity import Malformed, check_request, headers_of
-from callserver.sip.sdp import MediaOffer, media_offer_from
+from callserver.sip.sdp import MediaOffer, OfferRefused
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,10 @@ REGISTER_RETRY_S = 30.0
 
 NO_ACK = "no_ack"
 """Dialog.end_reason when our 200 OK was never acknowledged (Timer H ran out)."""
+
+ReofferHandler = Callable[[MediaOffer], "int | None"]
+"""Applies the peer's new offer (re-INVITE or UPDATE) to the call's media; returns the payload
+type now sent (the answer names exactly that codec), or None to refuse it (488, call unchanged)."""
 
 
 class SipError(RuntimeError):
@@ -93,11 +103,24 @@ class Dialog:
     remote_from: str = ""  # peer's URI with tag, as it goes into our To header
     local_from: str = ""  # our URI with tag
     local_cseq: int = 0
+    remote_tag: str = ""  # the peer's tag: the From-tag of every request it sends in the dialog
+    remote_cseq: int = 0  # highest CSeq seen from the peer in the dialog (RFC 3261 12.2.2)
+    acked_cseq: int = 0  # highest CSeq of the peer's INVITEs that it has ACKed
     last_response: bytes = b""
     answer_sdp_port: int | None = None
     answer_codec_pt: int | None = None
     answer_sess_id: str = ""
+    answer_version: int = 0  # o= version of our last SDP: it goes up when the SDP changes
+    answer_core: str = ""  # our last SDP without its o= line, to tell whether it changed
+    on_reoffer: ReofferHandler | None = None
+    """Set by the owner of the call's media once it runs (callserver/inbound.py, dialer.py):
+    the engine calls it with the peer's new offer before answering a re-INVITE or UPDATE.
+    Without it (no media yet) the engine answers from the offer alone."""
+    last_reoffer: tuple[tuple[int, str], bytes] | None = None
+    """((CSeq, method), our final response) of the peer's last re-INVITE/UPDATE, repeated when
+    the request is retransmitted."""
     _retransmit: asyncio.Task[None] | None = None
+    _reoffer_retransmit: asyncio.Task[None] | None = None
 
     def finish(self, reason: str) -> None:
         """Mark the call ended with `reason` (once; later calls keep the first reason).
@@ -107,8 +130,20 @@ class Dialog:
             self.state = "ended"
             self.end_reason = reason
             self.ended.set()
-            if self._retransmit:
-                self._retransmit.cancel()
+            for task in (self._retransmit, self._reoffer_retransmit):
+                if task is not None:
+                    task.cancel()
+
+    def matches(self, msg: SipMessage) -> bool:
+        """Whether `msg` (a request from the peer) belongs to this dialog: Call-ID and both
+        tags (RFC 3261 12.2.2). A request with the right Call-ID alone ends nothing."""
+        h = msg.headers
+        return (
+            bool(self.remote_tag)
+            and h["Call-ID"] == self.call_id
+            and h["From"]["tag"] == self.remote_tag
+            and h["To"]["tag"] == self.local_tag
+        )
 
 
 InviteHandler = Callable[[Dialog], Awaitable[None]]
@@ -137,6 +172,32 @@ def _tagged(address: dict[str, str]) -> str:
     return f"{address['raw']};tag={address['tag']}"
 
 
+def same_invite_transaction(invite: SipMessage, request: SipMessage) -> bool:
+    """Whether `request` (a CANCEL, or the INVITE again) belongs to `invite`'s transaction:
+    the top Via's branch and sent-by (RFC 3261 17.2.3), and, since a CANCEL must copy them
+    (9.1), the From-tag and the CSeq number."""
+    ours, theirs = invite.headers["Via"][0], request.headers["Via"][0]
+    return (
+        ours.get("branch") == theirs.get("branch")
+        and ours.get("address") == theirs.get("address")
+        and invite.headers["From"]["tag"] == request.headers["From"]["tag"]
+        and invite.headers["CSeq"]["check"] == request.headers["CSeq"]["check"]
+    )
+
+
+def _without_origin(sdp_text: str) -> str:
+    return "\n".join(line for line in sdp_text.splitlines() if not line.startswith("o="))
+
+
+def _cseq(msg: SipMessage) -> int:
+    return int(msg.headers["CSeq"]["check"])
+
+
+def refused_headers(refused: OfferRefused) -> list[str]:
+    """A 415 says what we take (RFC 3261 21.4.13)."""
+    return ["Accept: application/sdp"] if refused.code == 415 else []
+
+
 class SipEngine:
     """SIP user agent for the call server: answers inbound calls from the peer, places calls.
 
@@ -154,8 +215,11 @@ class SipEngine:
         mode: str = "trusted_peer",
         username: str = "callserver",
         password: str = "",
+        media_host_ipv6: str = "",
     ) -> None:
         self.host, self.port, self.peer, self.mode = host, port, peer, mode
+        self.media_host_ipv6 = media_host_ipv6
+        """Where our RTP listens for IPv6 offers (sip.media_host_ipv6); empty: IPv4 only."""
         self.username = username
         self._password = password
         self.on_invite = on_invite
@@ -329,55 +393,99 @@ class SipEngine:
 
     def _on_request(self, msg: SipMessage) -> None:
         method = msg.method
-        call_id = msg.headers["Call-ID"]
-        dialog = self.dialogs.get(call_id)
-        if method == "INVITE":
-            self._on_invite(msg, dialog)
-        elif method == "ACK":
-            if dialog and dialog.state == "answered":
-                dialog.state = "confirmed"
-                dialog.confirmed.set()
-                if dialog._retransmit:
-                    dialog._retransmit.cancel()
+        dialog = self.dialogs.get(msg.headers["Call-ID"])
+        in_dialog = bool(msg.headers["To"]["tag"])
+        if method == "ACK":
+            self._on_ack(msg, dialog)
         elif method == "CANCEL":
             self._on_cancel(msg, dialog)
-        elif method == "BYE":
-            if dialog is None:
+        elif method == "INVITE" and not in_dialog:
+            self._on_invite(msg, dialog)
+        elif in_dialog or method in {"BYE", "UPDATE"}:
+            # DEFECT 6: pyVoIP (and this engine until the tags were checked) matched in-dialog
+            # requests by Call-ID alone, so a BYE with a guessed Call-ID ended a real call.
+            if dialog is None or not dialog.matches(msg):
+                log.warning(
+                    "%s for call %s does not match a dialog (tags): 481, nothing changed",
+                    method, msg.headers["Call-ID"],
+                )  # fmt: skip
                 self._respond(msg, 481, "Call/Transaction Does Not Exist")
                 return
-            self._respond(msg, 200, "OK")
-            dialog.finish("remote_bye")
+            self._on_in_dialog(msg, dialog)
         elif method in {"OPTIONS", "INFO"}:
-            # DEFECT 7: health probes and INFO get a 200 instead of silence.
-            self.stats["options"] += method == "OPTIONS"
-            extra = ["Accept: application/sdp"] if method == "OPTIONS" else []
-            self._respond(msg, 200, "OK", extra_headers=extra)
+            self._answer_probe(msg)
         else:
             self._respond(msg, 501, "Not Implemented")
 
+    def _answer_probe(self, msg: SipMessage) -> None:
+        # DEFECT 7: health probes and INFO get a 200 instead of silence.
+        self.stats["options"] += msg.method == "OPTIONS"
+        extra = ["Accept: application/sdp"] if msg.method == "OPTIONS" else []
+        self._respond(msg, 200, "OK", extra_headers=extra)
+
+    def _on_in_dialog(self, msg: SipMessage, dialog: Dialog) -> None:
+        """A request from the peer that matches `dialog` (Call-ID and both tags)."""
+        method, cseq = msg.method, _cseq(msg)
+        if dialog.last_reoffer is not None and dialog.last_reoffer[0] == (cseq, method):
+            self._send(dialog.last_reoffer[1])  # an answered re-offer, retransmitted
+            return
+        if cseq < dialog.remote_cseq:
+            # RFC 3261 12.2.2: a lower CSeq than one already seen is out of order.
+            self._respond(msg, 500, "Server Internal Error (CSeq out of order)")
+            return
+        dialog.remote_cseq = cseq
+        if dialog.state == "ended" and method != "BYE":
+            self._respond(msg, 481, "Call/Transaction Does Not Exist")  # the call is over
+            return
+        if method == "BYE":
+            self._respond(msg, 200, "OK")
+            if dialog.state == "early" and dialog.inbound and dialog.invite is not None:
+                # RFC 3261 15.1.2: the caller may end an early dialog with BYE: the INVITE
+                # gets 487, as for a CANCEL.
+                dialog.last_response = self._respond(
+                    dialog.invite, 487, "Request Terminated", dialog.local_tag
+                )
+            dialog.finish("remote_bye")
+        elif method in {"INVITE", "UPDATE"}:
+            self._on_reoffer(msg, dialog)
+        elif method in {"OPTIONS", "INFO"}:
+            self._answer_probe(msg)
+        else:
+            self._respond(msg, 501, "Not Implemented")
+
+    def _on_ack(self, msg: SipMessage, dialog: Dialog | None) -> None:
+        if dialog is None or not dialog.matches(msg):
+            return  # an ACK is never answered; one that matches no dialog changes nothing
+        dialog.acked_cseq = max(dialog.acked_cseq, _cseq(msg))
+        if dialog.state == "answered":
+            dialog.state = "confirmed"
+            dialog.confirmed.set()
+            if dialog._retransmit:
+                dialog._retransmit.cancel()
+
     def _on_invite(self, msg: SipMessage, dialog: Dialog | None) -> None:
+        """A new INVITE (no To-tag)."""
         if dialog is not None:
-            if not msg.headers["To"]["tag"]:
+            if dialog.invite is not None and same_invite_transaction(dialog.invite, msg):
                 # A retransmitted INVITE: repeat our last response, do not start a second call.
                 if dialog.last_response:
                     self._send(dialog.last_response)
-                return
-            # DEFECT 8: pyVoIP answers a re-INVITE by restarting RTP. We keep the media as it
-            # is and repeat our SDP (hold/codec changes are not supported).
-            if dialog.state in {"answered", "confirmed"} and dialog.answer_sdp_port:
-                self._send(self._answer_text(dialog, msg))
             else:
-                self._respond(msg, 491, "Request Pending", dialog.local_tag)
+                # Same Call-ID, another transaction: a merged or forged request (8.2.2.2).
+                self._respond(msg, 482, "Loop Detected")
             return
         if "Contact" not in msg.headers:
             self._respond(msg, 400, "Bad Request (no Contact)")
             return
-        if msg.headers.get("Content-Type", "application/sdp") != "application/sdp":
-            self._respond(msg, 415, "Unsupported Media Type")
+        try:
+            offer = self._offer_of(msg)
+        except OfferRefused as refused:
+            log.info("INVITE %s refused: %d %s", msg.headers["Call-ID"], refused.code,
+                     refused.reason)  # fmt: skip
+            self._respond(msg, refused.code, refused.reason, extra_headers=refused_headers(refused))
             return
-        offer = media_offer_from(msg.body)
-        if offer is None or offer.choose_codec() is None:
-            self._respond(msg, 488, "Not Acceptable Here (PCMU or PCMA audio required)")
+        if offer is None:
+            self._respond(msg, 488, "Not Acceptable Here (no SDP offer in the INVITE)")
             return
         called = _user_of(msg.heading.decode("utf-8", "replace")) or msg.headers["To"]["number"]
         dialog = Dialog(
@@ -387,6 +495,8 @@ class SipEngine:
             offer=offer,
             invite=msg,
             local_tag=random_token(12),
+            remote_tag=msg.headers["From"]["tag"],
+            remote_cseq=_cseq(msg),
             remote_target=contact_uri(msg.headers["Contact"]),
         )
         # A proxy in front (Kamailio with record_route) stays in the path of in-dialog requests
@@ -399,6 +509,81 @@ class SipEngine:
             msg, 180, "Ringing", dialog.local_tag, record_route=dialog.record_route
         )
         self._spawn(self._run_inbound(dialog))
+
+    def _offer_of(self, msg: SipMessage) -> MediaOffer | None:
+        """The SDP offer in a request (None: no body); OfferRefused if we cannot take it."""
+        body = body_of(msg)
+        if not body.strip():
+            return None
+        kind = content_type(msg)
+        if kind not in ("application/sdp", ""):
+            raise OfferRefused(415, "Unsupported Media Type")
+        return sdp.media_offer(body.decode("utf-8", "replace"), ipv6=bool(self.media_host_ipv6))
+
+    def _on_reoffer(self, msg: SipMessage, dialog: Dialog) -> None:
+        """A re-INVITE or UPDATE in the dialog: follow the peer's new SDP or refuse it.
+
+        DEFECT 8: pyVoIP answered 200 and restarted its media; before this, the engine kept the
+        media as it was and repeated its answer, so a PBX that moved the call (transfer, hold,
+        codec change) talked to a port nobody listened on. Now the media's owner applies the
+        offer (`Dialog.on_reoffer`) and the answer says what it does."""
+        method, cseq = msg.method, _cseq(msg)
+        tag = dialog.local_tag
+        if dialog.state not in {"answered", "confirmed"} or dialog.answer_sdp_port is None:
+            self._respond(msg, 491, "Request Pending", tag)
+            return
+        try:
+            offer = self._offer_of(msg)
+        except OfferRefused as refused:
+            log.info("call %s: %s refused: %d %s (call unchanged)", dialog.call_id, method,
+                     refused.code, refused.reason)  # fmt: skip
+            response = self._respond(
+                msg, refused.code, refused.reason, tag, extra_headers=refused_headers(refused)
+            )
+            dialog.last_reoffer = ((cseq, method), response)
+            return
+        if offer is not None:
+            pt = self._apply_offer(dialog, offer)
+            if pt is None:
+                response = self._respond(
+                    msg, 488, "Not Acceptable Here (cannot move this call's media there)", tag
+                )
+                dialog.last_reoffer = ((cseq, method), response)
+                return
+            dialog.offer, dialog.answer_codec_pt = offer, pt
+            log.info(
+                "call %s: %s: media to %s:%s, %s/%d, peer %s", dialog.call_id, method,
+                offer.address or "(held)", offer.port, offer.codec_name(pt), pt, offer.direction,
+            )  # fmt: skip
+        if offer is None and method == "UPDATE":
+            response = self._respond(msg, 200, "OK", tag)  # a session refresh without SDP
+        else:
+            # With an offer: our answer. Without (a re-INVITE asking for our offer): our SDP
+            # as it stands, same version.
+            response = self._answer_text(dialog, msg)
+            self._send(response)
+        dialog.last_reoffer = ((cseq, method), response)
+        if method == "INVITE":
+            if dialog._reoffer_retransmit is not None:
+                dialog._reoffer_retransmit.cancel()
+            dialog._reoffer_retransmit = self._spawn(
+                self._retransmit_ok(dialog, response, cseq, initial=False)
+            )
+
+    def _apply_offer(self, dialog: Dialog, offer: MediaOffer) -> int | None:
+        if dialog.on_reoffer is None:
+            chosen = offer.choose_codec()  # no media to move yet: the answer is all there is
+            return chosen[1] if chosen else None
+        try:
+            pt = dialog.on_reoffer(offer)
+        except Exception:
+            log.exception("call %s: applying the new offer failed", dialog.call_id)
+            return None
+        if pt is not None and offer.codecs.get(pt, "").upper() not in sdp.AUDIO_CODECS:
+            log.error("call %s: media chose payload type %s, not G.711 in the offer",
+                      dialog.call_id, pt)  # fmt: skip
+            return None
+        return pt
 
     async def _run_inbound(self, dialog: Dialog) -> None:
         try:
@@ -417,7 +602,16 @@ class SipEngine:
             self._forget_later(dialog)
 
     def _on_cancel(self, msg: SipMessage, dialog: Dialog | None) -> None:
-        if dialog is None or dialog.invite is None:
+        if (
+            dialog is None
+            or not dialog.inbound
+            or dialog.invite is None
+            or not same_invite_transaction(dialog.invite, msg)
+        ):
+            # DEFECT 6: a CANCEL must match the INVITE's transaction (RFC 3261 9.2); one that
+            # matched the Call-ID alone (forged branch and From-tag) cancelled a ringing call.
+            log.warning("CANCEL for call %s matches no INVITE transaction: 481",
+                        msg.headers["Call-ID"])  # fmt: skip
             self._respond(msg, 481, "Call/Transaction Does Not Exist")
             return
         # DEFECT 6: pyVoIP answers CANCEL with 200 and then answers the call anyway. RFC 3261
@@ -450,13 +644,17 @@ class SipEngine:
                 # A 200 that crossed our CANCEL: the callee is connected; ACK and hang up.
                 dialog.remote_target = contact_uri(msg.headers.get("Contact", dialog.request_uri))
                 dialog.remote_from = _tagged(msg.headers["To"])
+                dialog.remote_tag = msg.headers["To"]["tag"]
                 dialog.route_set = list(reversed(record_routes(msg)))
                 self._send(self._ack_for(dialog, msg))
                 self._send_in_dialog(dialog, "BYE")
 
     # ----------------------------------------------------------------- inbound API
     def answer(self, dialog: Dialog, rtp_port: int, codec_pt: int) -> bool:
-        """Send 200 OK with our SDP; retransmit until ACK. False if the call is already gone."""
+        """Send 200 OK with our SDP; retransmit until ACK. False if the call is already gone.
+
+        `rtp_port` is our media's port on the address family of the offer (sip.host for IPv4,
+        `media_host_ipv6` for IPv6); `codec_pt` the payload type it sends."""
         if dialog.state != "early" or dialog.invite is None or dialog.offer is None:
             return False
         dialog.answer_sdp_port = rtp_port
@@ -464,21 +662,47 @@ class SipEngine:
         dialog.state = "answered"
         dialog.last_response = self._answer_text(dialog, dialog.invite)
         self._send(dialog.last_response)
-        dialog._retransmit = self._spawn(self._retransmit_ok(dialog))
+        dialog._retransmit = self._spawn(
+            self._retransmit_ok(dialog, dialog.last_response, _cseq(dialog.invite), initial=True)
+        )
         return True
 
-    async def _retransmit_ok(self, dialog: Dialog) -> None:
-        # pyVoIP sends 200 OK once; a lost 200 or ACK would leave the caller hanging.
-        interval, waited = T1, 0.0
-        while waited < TIMER_H:
-            await asyncio.sleep(interval)
-            waited += interval
-            if dialog.state != "answered":
+    async def _retransmit_ok(
+        self, dialog: Dialog, response: bytes, cseq: int, *, initial: bool
+    ) -> None:
+        """Resend a 200 to an INVITE (Timer G) until its ACK; after 64*T1 (Timer H) without one,
+        hang up if it answered the call (RFC 3261 13.3.1.4).
+
+        The resends and the deadline are absolute times from the first send: sleeping the
+        intervals one after another overshot Timer H by up to T2 (35.5 s instead of 32 s)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline, interval = start + TIMER_H, T1
+        next_send = start + interval
+
+        def acked() -> bool:
+            if initial:
+                return dialog.state != "answered"
+            return dialog.state == "ended" or dialog.acked_cseq >= cseq
+
+        while True:
+            await asyncio.sleep(max(min(next_send, deadline) - loop.time(), 0.0))
+            if acked():
                 return
-            self._send(dialog.last_response)
+            if loop.time() >= deadline:
+                break
+            self._send(response)
             interval = min(interval * 2, T2)
-        log.warning("call %s: no ACK for 200 OK after %.0f s, hanging up", dialog.call_id, waited)
-        self.hangup(dialog, reason=NO_ACK)
+            next_send += interval
+        waited = loop.time() - start
+        if initial:
+            # pyVoIP sends 200 OK once; a lost 200 or ACK would leave the caller hanging.
+            log.warning("call %s: no ACK for 200 OK after %.1f s, hanging up", dialog.call_id,
+                        waited)  # fmt: skip
+            self.hangup(dialog, reason=NO_ACK)
+        else:
+            log.warning("call %s: no ACK for the 200 to re-INVITE %d after %.1f s",
+                        dialog.call_id, cseq, waited)  # fmt: skip
 
     def reject(self, dialog: Dialog, code: int = 486, reason: str = "Busy Here") -> None:
         if dialog.state == "early" and dialog.invite is not None:
@@ -523,7 +747,13 @@ class SipEngine:
             local_from=f"<sip:{user}@{self.host}>;tag={local_tag}",
         )  # fmt: skip
         self.dialogs[call_id] = dialog
-        body = sdp.offer(self.host, rtp_port, sdp.new_session_id()).encode()
+        # Our offer starts the dialog's SDP session: answers to the callee's re-INVITEs keep
+        # its id and raise its version (RFC 3264 8).
+        dialog.answer_sess_id = sdp.new_session_id()
+        dialog.answer_version = int(dialog.answer_sess_id)
+        offer_text = sdp.offer(self.host, rtp_port, dialog.answer_sess_id)
+        dialog.answer_core = _without_origin(offer_text)
+        body = offer_text.encode()
         to = f"<sip:{number}@{self.peer[0]}>"
         auth: list[str] = []
         cseq = self._next_cseq()
@@ -565,12 +795,23 @@ class SipEngine:
                     continue
                 if 200 <= code < 300:
                     self._establish(dialog, final)
-                    dialog.offer = media_offer_from(final.body)
-                    chosen = dialog.offer.choose_codec() if dialog.offer else None
-                    if chosen is None:
+                    try:
+                        # Our offer is IPv4 (our socket is): an IPv6 answer is not usable.
+                        answer = self._offer_of(final)
+                        if answer is not None and answer.address_type != "IP4":
+                            raise OfferRefused(488, "IPv6 media in answer to an IPv4 offer")
+                    except OfferRefused as refused:
+                        answer, why = None, f": {refused.reason}"
+                    else:
+                        why = ""
+                    if answer is None:
                         self.hangup(dialog, reason="no_common_codec")
-                        raise SipError(488, f"{number} answered without usable G.711 audio")
-                    # What a re-INVITE from the callee is answered with (DEFECT 8).
+                        raise SipError(488, f"{number} answered without usable G.711 audio{why}")
+                    dialog.offer = answer
+                    chosen = answer.choose_codec()
+                    assert chosen is not None  # sdp.media_offer refuses offers without G.711
+                    # What a re-INVITE from the callee is answered with, until the media
+                    # follows it (Dialog.on_reoffer).
                     dialog.answer_sdp_port, dialog.answer_codec_pt = rtp_port, chosen[1]
                     return dialog
                 self._send(self._ack_non2xx(dialog, final))
@@ -579,13 +820,14 @@ class SipEngine:
             dialog.finish("auth_failed")
             raise SipError(code, f"authentication for {number} rejected by the peer")
         finally:
-            if dialog.state == "ended":
-                self._forget_later(dialog)
+            # Dropped 32 s after it ends, whether it failed here or is hung up later.
+            self._forget_later(dialog)
 
     def _establish(self, dialog: Dialog, ok: SipMessage) -> None:
         """Take the dialog's target, route set and remote tag from a 2xx and ACK it."""
         dialog.remote_target = contact_uri(ok.headers.get("Contact", dialog.remote_target))
         dialog.remote_from = _tagged(ok.headers["To"])
+        dialog.remote_tag = ok.headers["To"]["tag"]
         dialog.route_set = list(reversed(record_routes(ok)))
         self._send(self._ack_for(dialog, ok))
         dialog.state = "confirmed"
@@ -629,24 +871,41 @@ class SipEngine:
         return self.host, self.port, branch or new_branch()
 
     def _answer_text(self, dialog: Dialog, request: SipMessage) -> bytes:
-        """200 OK with our SDP answer, for the INVITE and for any re-INVITE in the dialog."""
-        assert dialog.offer is not None and dialog.answer_codec_pt is not None
-        assert dialog.answer_sdp_port is not None
-        if not dialog.answer_sess_id:
-            dialog.answer_sess_id = sdp.new_session_id()
-        # DEFECT 8: the same session id (so the same o= line) in the answer to a re-INVITE: it
-        # tells the peer nothing changed (RFC 3264 8).
-        body = sdp.answer(
-            self.host,
-            dialog.answer_sdp_port,
-            (dialog.offer.codec_name(dialog.answer_codec_pt), dialog.answer_codec_pt),
-            dialog.offer.dtmf_payload_type,
-            dialog.answer_sess_id,
-        )
+        """200 OK with our SDP answer, for the INVITE and for any re-INVITE or UPDATE."""
+        body = self._sdp_answer(dialog)
         return self._response(
             request, 200, "OK", to_tag=dialog.local_tag, record_route=dialog.record_route,
             body=body.encode(), content_type="application/sdp",
         )  # fmt: skip
+
+    def media_host(self, offer: MediaOffer) -> str:
+        """Our media address for `offer`'s address family."""
+        return self.media_host_ipv6 if offer.address_type == "IP6" else self.host
+
+    def _sdp_answer(self, dialog: Dialog) -> str:
+        """Our SDP for the dialog's current offer: one session id for the dialog, and a new
+        o= version whenever the SDP differs from the last one we sent (RFC 3264 8); the
+        same o= line when nothing changed (a session refresh)."""
+        offer, pt = dialog.offer, dialog.answer_codec_pt
+        assert offer is not None and pt is not None and dialog.answer_sdp_port is not None
+        if not dialog.answer_sess_id:
+            dialog.answer_sess_id = sdp.new_session_id()
+            dialog.answer_version = int(dialog.answer_sess_id)
+
+        def build() -> str:
+            return sdp.answer(
+                offer, host=self.media_host(offer), port=dialog.answer_sdp_port or 0,
+                codec=(offer.codec_name(pt), pt), session_id=dialog.answer_sess_id,
+                version=dialog.answer_version,
+            )  # fmt: skip
+
+        body = build()
+        core = _without_origin(body)
+        if dialog.answer_core and core != dialog.answer_core:
+            dialog.answer_version += 1
+            body = build()
+        dialog.answer_core = core
+        return body
 
     def _respond(
         self,

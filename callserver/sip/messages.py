@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from callserver.sip.pyvoip_compat import PYVOIP_VERSION
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
 USER_AGENT = f"callserver (pyVoIP {PYVOIP_VERSION})"
 MAX_FORWARDS = 70
 _ALLOW_ON = {"INVITE", "REGISTER"}  # requests that set something up (RFC 3261 20.5)

@@ -9,9 +9,11 @@ bytes; replacing pyVoIP later means replacing this file and the parsed form it h
 What we take from pyVoIP and why:
 - `SipTransport`: its socket and receive thread (with its registration switched off, DEFECT 1,
   and the sender's address kept, DEFECT 11). Every datagram goes to one callback.
-- `parse_message`: its SIPMessage parser, with the crashes that drop real peers' INVITEs
-  removed (DEFECT 2) and every standard method accepted (DEFECT 7). Anything it still raises is
-  turned into ValueError (DEFECT 13), so the engine counts one kind of failure.
+- `parse_message`: its SIPMessage parser for the start line and headers, with the crashes that
+  drop real peers' INVITEs removed (DEFECT 2) and every standard method accepted (DEFECT 7).
+  Anything it still raises is turned into ValueError (DEFECT 13), so the engine counts one kind
+  of failure. Bodies never reach it (DEFECT 14): `body_of` hands the engine the raw body, and
+  callserver/sip/sdp.py parses SDP.
 - A few readers of the parsed form (`response_vias`, `challenge_params`). The attributes listed
   at `SipMessage` below are all of pyVoIP's shape that the engine and sdp.py depend on.
 
@@ -40,8 +42,8 @@ from callserver.sip.digest import parse_challenge
 
 PYVOIP_VERSION: str = pyVoIP.__version__
 
-# A parsed SIP message: `headers` (From/To/CSeq as dicts, Via as a list of dicts), `body` (the
-# SDP as dicts), `status`, `method` (requests only), `heading` and `raw`.
+# A parsed SIP message: `headers` (From/To/CSeq as dicts, Via as a list of dicts), `status`,
+# `method` (requests only), `heading` and `raw` (the whole datagram; `body_of` reads its body).
 SipMessage = SIP.SIPMessage
 
 Datagram = Callable[[bytes, tuple[str, int]], None]
@@ -85,22 +87,21 @@ class _Message(SIP.SIPMessage):
         for key, val in headers.items():
             handle(key, val)
 
-    def parse_body(self, header: str, data: str) -> None:
-        # DEFECT 2: an `a=rtpmap`/`a=fmtp` for a payload type that is not on the m= line makes
-        # pyVoIP hit an unbound variable and drop the INVITE. Ignore such attributes.
-        if header == "a" and (data.startswith("rtpmap:") or data.startswith("fmtp:")):
-            pt = data.split(":", 1)[1].split(" ", 1)[0]
-            if not any(pt in m["methods"] for m in self.body.get("m", [])):
-                return
-        super().parse_body(header, data)
-
 
 def parse_message(data: bytes) -> SipMessage:
-    """Parse one datagram; raises ValueError (any parse failure) for the caller to count."""
+    """Parse one datagram's start line and headers; raises ValueError (any parse failure) for
+    the caller to count. The body is not parsed: read it with `body_of`."""
+    # DEFECT 14: pyVoIP's SDP parser drops whole messages: RTP/AVPF is not in its RTPProtocol
+    # enum (ValueError), a body line without "=" (Content-Type: text/plain) raises IndexError,
+    # a body holding a blank line breaks its `headers, body = data.split(CRLFCRLF)`, and it
+    # files a video line's `a=rtpmap:96` under the audio line that also lists 96. So pyVoIP
+    # sees the head only; callserver/sip/sdp.py parses the SDP text itself.
+    head, sep, _body = data.partition(b"\r\n\r\n")
     try:
-        msg = _Message(data)
+        msg = _Message(head + (sep or b"\r\n\r\n"))
     except Exception as exc:  # DEFECT 13: pyVoIP raises many types on malformed input
         raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    msg.raw = data
     for required in ("From", "To", "Call-ID", "CSeq"):
         if required not in msg.headers:
             raise ValueError(f"missing {required} header")
@@ -110,6 +111,17 @@ def parse_message(data: bytes) -> SipMessage:
     if not isinstance(cseq, dict) or not cseq["check"].isdigit():
         raise ValueError("malformed CSeq")
     return msg
+
+
+def body_of(msg: SipMessage) -> bytes:
+    """The message body as it arrived (everything after the blank line)."""
+    return bytes(msg.raw).partition(b"\r\n\r\n")[2]
+
+
+def content_type(msg: SipMessage) -> str:
+    """The body's media type, lower case and without parameters ("" when not given)."""
+    value = msg.headers.get("Content-Type", "")
+    return str(value).split(";", 1)[0].strip().lower()
 
 
 def is_response(msg: SipMessage) -> bool:

@@ -181,7 +181,9 @@ def check_request(raw: bytes) -> Malformed | None:
         from_uri and len(from_uri["user"] or "") > MAX_NUMBER
     ):
         return Malformed(400, "Bad Request (number too long)")
-    return _check_sdp(body_raw) if body_raw else None
+    kind = headers.get("Content-Type", ["application/sdp"])[0].split(";")[0].strip().lower()
+    # Another body type is not ours to check: the engine answers it 415.
+    return _check_sdp(body_raw) if body_raw and kind == "application/sdp" else None
 
 
 def _check_sdp(body_raw: bytes) -> Malformed | None:

@@ -102,12 +102,13 @@ def silence_wav(path: Path, seconds: float) -> Path:
 
 
 def ulaw_silence_wav(path: Path, seconds: float = 1.0) -> Path:
-    """Silence as a μ-law WAV, for sipp to stream (looped) between a caller's keys."""
-    subprocess.run(
-        ["sox", "-n", "-r", "8000", "-c", "1", "-e", "u-law", "-b", "8", str(path),
-         "trim", "0", str(seconds)],
-        check=True, timeout=30,
-    )  # fmt: skip
+    """Silence as raw μ-law, for sipp to stream (looped) between a caller's keys.
+
+    No WAV header: sipp's rtp_stream sends the file's bytes as they are, so a header came out
+    as a click at -8 dBFS once a loop, which kept a "silent" caller's recording from ever
+    ending by silence.
+    """
+    path.write_bytes(b"\xff" * int(RATE * seconds))  # μ-law of 0
     return path
 
 

@@ -102,6 +102,11 @@ def ended_call_rows(server: ServerProcess, timeout: float = 10.0) -> list[dict[s
         time.sleep(0.1)
 
 
+def call_rows_of(server: ServerProcess, sip_call_id: str) -> list[dict[str, Any]]:
+    """The ended call row(s) of one SIP Call-ID."""
+    return [row for row in ended_call_rows(server) if row["sip_call_id"] == sip_call_id]
+
+
 def recording_files(server: ServerProcess) -> list[Path]:
     """Every WAV (finished or partial) under the server's recordings directory."""
     directory = server.data_dir / "recordings"

@@ -18,6 +18,8 @@ class ScriptedCall:
         self.record_s = record_s
         self.hung_up = False
         self.recorded: list[RecordingMeta] = []
+        self.storage_ok = True
+        """What can_record answers: False plays a full recordings disk."""
 
     async def play(self, *prompts: str, interruptible: bool = True) -> None:
         self.played.extend(prompts)
@@ -26,6 +28,9 @@ class ScriptedCall:
         if not self.entries:
             raise CallEnded("script ended")
         return self.entries.pop(0)
+
+    async def can_record(self) -> bool:
+        return self.storage_ok
 
     async def record(
         self,

@@ -46,6 +46,7 @@ from callbacks.phone_numbers import speakable_groups
 from callserver.prompts import PromptLibrary, beep
 from tests.support.audio import ulaw_silence_wav
 from tests.support.ports import free_port, free_port_range
+from tests.support.server import ServerProcess
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 KEY_INTERVAL_S = 0.4
@@ -110,6 +111,14 @@ class Sipp:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def run_from_peer(server: ServerProcess, scenario: Path, timeout: float = 60) -> None:
+    """Run `scenario` against `server` from its trusted peer port; fail with both sides' logs
+    (sipp's traces, the server's log) when the scenario does not run through."""
+    sipp = Sipp(scenario, remote=f"127.0.0.1:{server.sip_port}", local_port=server.peer_port)
+    code, output = sipp.start().wait(timeout=timeout)
+    assert code == 0, f"sipp failed ({code}):\n{output[-4000:]}\n--- server\n{server.log()[-4000:]}"
 
 
 def scenario_copy(name: str, tmp: Path, **values: object) -> Path:
@@ -204,8 +213,8 @@ def keys_scenario(
 ) -> Path:  # fmt: skip
     """A sipp caller that waits `pause` seconds then presses `keys`, for each step in turn
     ("rtp:FILE.wav" instead of keys streams that μ-law WAV, looped, in place of the silence
-    the caller sends from the answer on), then waits for the server's BYE. See "A caller's
-    timetable" above for how to choose the pauses."""
+    the caller sends from the answer on; "rtp:pause" stops sending RTP altogether), then waits
+    for the server's BYE. See "A caller's timetable" above for how to choose the pauses."""
     previous = ""
     for pause, keys in steps:
         needed = round(KEY_INTERVAL_S * len(previous), 3)
@@ -216,6 +225,8 @@ def keys_scenario(
         previous = "" if keys.startswith("rtp:") else keys
 
     def action(keys: str) -> str:
+        if keys == "rtp:pause":  # a phone that died: no RTP at all from here on
+            return '<exec rtp_stream="pause"/>'
         if keys.startswith("rtp:"):  # stream a G.711 WAV (looped) as the caller's voice
             return f'<exec rtp_stream="{keys[4:]},-1,0"/>'
         return f'<exec play_dtmf="{keys}"/>'
