@@ -6,10 +6,11 @@ event loop that carries RTP is never blocked by the database.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callserver.recording import Sidecar
+from storage import transcription_queue as queue
 from storage.models import Call, Callback, Recording, Ticket, TranscriptStatus, utcnow
 from storage.personnummer import mask_personnummer
 from transcription.extraction import Extraction
@@ -25,6 +27,59 @@ from transcription.vosk_engine import Transcript, TranscriptFailure
 log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], Session]
+
+
+@dataclass(frozen=True)
+class Queueing:
+    """How a message being filed enters the transcription queue (in the same transaction)."""
+
+    model: bool
+    """A speech model is configured: the message is pending; without one it waits as
+    model_missing until one is."""
+    live_owner: str | None = None
+    """This node recognized the message while the caller spoke and holds its job."""
+    live_lease: dt.timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Filed:
+    """A message filed: its ticket (or callback) and its transcription job."""
+
+    ticket_id: int | None
+    callback_id: int | None
+    job: queue.Job
+
+
+def _queue(
+    session: Session,
+    queueing: Queueing,
+    *,
+    path: Path,
+    duration_s: float,
+    ticket_id: int | None = None,
+    callback_id: int | None = None,
+    keypad_personnummer: str | None = None,
+) -> queue.Job:
+    job_id = queue.enqueue(
+        session,
+        path=str(path),
+        audio_seconds=duration_s,
+        ticket_id=ticket_id,
+        callback_id=callback_id,
+        keypad_personnummer=keypad_personnummer,
+        state=queue.JobState.PENDING if queueing.model else queue.JobState.MODEL_MISSING,
+        live_owner=queueing.live_owner if queueing.model else None,
+        live_lease=queueing.live_lease,
+    )
+    return queue.Job(
+        id=job_id,
+        path=str(path),
+        ticket_id=ticket_id,
+        callback_id=callback_id,
+        keypad_personnummer=keypad_personnummer,
+        audio_seconds=duration_s,
+        attempt=1,
+    )
 
 
 def call_started(
@@ -77,12 +132,14 @@ def store_recording(
     sidecar: Sidecar,
     min_seconds: float,
     partial: bool,
+    queueing: Queueing,
     complete: bool = True,
-) -> int | None:
-    """Record the recording and, unless it is too short (and not a crash leftover), its ticket.
+) -> Filed | None:
+    """Record the recording and, unless it is too short (and not a crash leftover), its ticket
+    and its transcription job, in one transaction.
 
     Idempotent by path: the start-up sweep may meet a recording that was already stored.
-    Returns the ticket id or None.
+    Returns what was filed, or None (already filed, or too short for a ticket).
     """
     with factory() as session, session.begin():
         existing = session.scalar(select(Recording).where(Recording.path == str(path)))
@@ -90,6 +147,7 @@ def store_recording(
             return None
         if sidecar.call.clinic_id is None:
             raise ValueError(f"recording {path} names no clinic: it cannot become a ticket")
+        clinic_id = sidecar.call.clinic_id
         call_id = _call_of(session, sidecar)
         recording = Recording(
             call_id=call_id, path=str(path), duration_s=duration_s, complete=complete
@@ -104,7 +162,7 @@ def store_recording(
             return None
         pnr = sidecar.meta.personnummer
         ticket = Ticket(
-            clinic_id=sidecar.call.clinic_id,
+            clinic_id=clinic_id,
             call_id=call_id,
             recording_id=recording.id,
             kind="cancellation",
@@ -112,18 +170,24 @@ def store_recording(
             partial=partial,
             personnummer=pnr,
             personnummer_source="keypad" if pnr else None,
+            # Without a model the message waits (model_missing) until one is configured.
+            transcript_status=None if queueing.model else TranscriptStatus.MODEL_MISSING.value,
         )
         session.add(ticket)
         session.flush()
         log.info(
             "ticket %d for clinic %s: %.1f s message, personnummer %s%s",
             ticket.id, ticket.clinic_id, duration_s, mask_personnummer(pnr),
-            " (partial, recovered after a crash)" if partial else "",
+            " (partial)" if partial else "",
         )  # fmt: skip
-        return ticket.id
+        job = _queue(
+            session, queueing, path=path, duration_s=duration_s, ticket_id=ticket.id,
+            keypad_personnummer=pnr,
+        )  # fmt: skip
+        return Filed(ticket.id, None, job)
 
 
-def now() -> datetime:
+def now() -> dt.datetime:
     return utcnow()
 
 
@@ -160,26 +224,6 @@ def transcript_fields(
     return fields
 
 
-def ticket_updated(factory: SessionFactory, ticket_id: int, fields: dict[str, Any]) -> None:
-    with factory() as session, session.begin():
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
-            return
-        for key, value in fields.items():
-            setattr(ticket, key, value)
-
-
-def tickets_without_transcript(factory: SessionFactory) -> list[tuple[int, str, str | None]]:
-    """(ticket id, WAV path, keypad personnummer) for tickets a crash left untranscribed."""
-    with factory() as session:
-        rows = session.execute(
-            select(Ticket.id, Recording.path, Ticket.personnummer, Ticket.personnummer_source)
-            .join(Recording, Ticket.recording_id == Recording.id)
-            .where(Ticket.transcript_status.is_(None))
-        ).all()
-    return [(tid, path, pnr if source == "keypad" else None) for tid, path, pnr, source in rows]
-
-
 def filed_paths(factory: SessionFactory, paths: list[str]) -> set[str]:
     """Which of these recording paths are filed already (a Recording row, or the message on a
     callback): the periodic sweep files only the others."""
@@ -202,11 +246,12 @@ def filed_paths(factory: SessionFactory, paths: list[str]) -> set[str]:
 
 def store_callback_message(
     factory: SessionFactory, *, path: Path, duration_s: float, sidecar: Sidecar,
-    complete: bool = True,
-) -> int | None:  # fmt: skip
-    """File a caller's voice message for the nurse on its callback (not as a ticket).
+    queueing: Queueing, complete: bool = True,
+) -> Filed | None:  # fmt: skip
+    """File a caller's voice message for the nurse on its callback (not as a ticket), with its
+    transcription job.
 
-    Idempotent by path, like store_recording. Returns the callback id, or None.
+    Idempotent by path, like store_recording. Returns what was filed, or None.
     """
     with factory() as session, session.begin():
         if session.scalar(select(Recording).where(Recording.path == str(path))) is not None:
@@ -223,11 +268,5 @@ def store_callback_message(
             return None
         callback.message_recording_path = str(path)
         log.info("voice message of %.1f s filed on callback %d", duration_s, callback.id)
-        return callback.id
-
-
-def callback_message_transcribed(factory: SessionFactory, callback_id: int, text: str) -> None:
-    with factory() as session, session.begin():
-        callback = session.get(Callback, callback_id)
-        if callback is not None:
-            callback.message_transcript = text or None
+        job = _queue(session, queueing, path=path, duration_s=duration_s, callback_id=callback.id)
+        return Filed(None, callback.id, job)

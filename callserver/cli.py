@@ -129,6 +129,73 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transcribe_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Transcribe queued messages until SIGTERM/SIGINT, against the shared database and
+    recordings directory: how a region adds transcription capacity on any node."""
+    import os
+    import signal
+    import socket
+    import threading
+
+    from callserver.transcribe_workers import TranscribeWorkers
+    from storage.db import make_engine, make_session_factory
+    from transcription.vosk_engine import SpeechModelError, load_model
+
+    if not settings.stt.model_path:
+        print(
+            "error: no speech model configured: set stt.model_path (CALLSERVER_STT_MODEL_PATH) "
+            "to the same model the servers use",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        model = load_model(Path(settings.stt.model_path))
+    except SpeechModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    node = args.node_id or f"{socket.gethostname()}:worker:{os.getpid()}"
+    engine = make_engine(settings.database_url)
+    workers = TranscribeWorkers(
+        make_session_factory(engine),
+        model,
+        threads=args.threads or settings.stt_workers,
+        node_id=node,
+        lease_s=settings.stt.lease_s,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        workers.start()
+        print(f"transcribe-worker ready: {node}, {workers.threads} threads", flush=True)
+        stop.wait()
+    finally:
+        workers.stop()
+        engine.dispose()
+    return 0
+
+
+def cmd_transcription_status(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import make_engine, make_session_factory
+    from storage.transcription_queue import status
+
+    engine = make_engine(settings.database_url)
+    try:
+        report = status(make_session_factory(engine))
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    oldest = report.oldest_pending_age_s
+    print(f"queued:         {report.pending} pending, {report.running} running"
+          f", {report.model_missing} waiting for a speech model")  # fmt: skip
+    print(f"oldest pending: {'-' if oldest is None else f'{oldest:.0f} s'}")
+    print(f"workers alive:  {report.workers_alive} ({report.worker_threads} threads)")
+    print(f"last hour:      {report.done_last_hour} done, {report.failed_last_hour} failed")
+    return 0
+
+
 NO_TRANSCRIPT = {
     "model_missing": "no transcript: speech model missing",
     "error": "no transcript: speech recognition failed (see the server log)",
@@ -267,6 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "fetch-model", help="download and verify the Swedish vosk model into the data dir"
     ).set_defaults(func=cmd_fetch_model)
+    worker = sub.add_parser(
+        "transcribe-worker", help="transcribe queued messages (more capacity, on any node)"
+    )
+    worker.add_argument("--threads", type=int, default=0, help="default: stt.workers")
+    worker.add_argument("--node-id", default="", help="default: hostname:worker:pid")
+    worker.set_defaults(func=cmd_transcribe_worker)
+    transcription = sub.add_parser("transcription", help="the transcription queue")
+    trsub = transcription.add_subparsers(dest="transcription_command", required=True)
+    trstatus = trsub.add_parser("status", help="queue length, oldest age, workers, last hour")
+    trstatus.add_argument("--json", action="store_true", help="one JSON object")
+    trstatus.set_defaults(func=cmd_transcription_status)
     return parser
 
 

@@ -13,9 +13,9 @@ escalated) before new calls are taken.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import signal
-import socket
 from pathlib import Path
 
 from aiohttp import web
@@ -30,6 +30,7 @@ from callserver.media.ports import PortPool
 from callserver.prompts import PromptLibrary
 from callserver.recording import CallFacts
 from callserver.sip.engine import Dialog, SipEngine
+from callserver.transcribe_workers import TranscribeWorkers
 from callserver.voicemail import Voicemail
 from config import clock
 from config.clinics import Clinic, load_clinics
@@ -61,8 +62,15 @@ class CallServer:
             settings.recording.min_seconds,
         )
         self.voicemail = Voicemail(
-            self.db, settings.recordings_dir, min_seconds=limits.min_s, speech_model=None
+            self.db,
+            settings.recordings_dir,
+            min_seconds=limits.min_s,
+            speech_model=None,
+            node_id=settings.node_name,
+            max_live=settings.stt_max_live,
+            live_lease=dt.timedelta(seconds=settings.stt.lease_s),
         )
+        self.workers: TranscribeWorkers | None = None
         self.pool = PortPool(
             settings.sip.host, settings.sip.rtp_port_low, settings.sip.rtp_port_high
         )
@@ -116,7 +124,7 @@ class CallServer:
             self.db,
             self.clinics,
             self.callback_caller.place,
-            node_id=settings.callbacks.node_id or f"{socket.gethostname()}:{settings.sip.port}",
+            node_id=settings.node_name,
             lease_s=settings.callbacks.lease_s,
             poll_interval_s=settings.callbacks.poll_interval_s,
         )
@@ -127,6 +135,15 @@ class CallServer:
         await asyncio.to_thread(self._sync_clinics)
         await self._load_speech_model()
         await self.voicemail.recover()
+        self.workers = TranscribeWorkers(
+            self.db,
+            self.voicemail.speech_model,
+            threads=self.settings.stt_workers,
+            node_id=self.settings.node_name,
+            lease_s=self.settings.stt.lease_s,
+        )
+        await asyncio.to_thread(self.workers.start)
+        self.voicemail.on_queued = self.workers.wake
         self.voicemail.start_sweeping(self.settings.recording.sweep_interval_s)
         self.media_clock.start()
         await self.engine.start()
@@ -153,6 +170,8 @@ class CallServer:
         await self.dispatcher.stop()
         await self.engine.stop()  # waits (bounded) for calls to file their recordings
         await self.voicemail.close()  # stops the periodic sweep too
+        if self.workers is not None:
+            await asyncio.to_thread(self.workers.stop)
         await self.media_clock.stop()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -171,13 +190,19 @@ class CallServer:
         if not path:
             log.warning(
                 "no speech model configured (stt.model_path): voicemails are recorded and "
-                "ticketed without transcript; run `callserver fetch-model` to enable it"
+                "ticketed, and wait for a transcript until a model is configured; run "
+                "`callserver fetch-model` to enable it"
             )
             return
         try:
             self.voicemail.speech_model = await asyncio.to_thread(load_model, Path(path))
         except SpeechModelError as exc:
             log.error("%s; continuing without transcripts", exc)
+            return
+        log.info(
+            "speech recognition: up to %d calls live, %d queue workers in this process",
+            self.settings.stt_max_live, self.settings.stt_workers,
+        )  # fmt: skip
 
     def _sync_clinics(self) -> None:
         with self.db() as session, session.begin():

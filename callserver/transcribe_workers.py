@@ -3,7 +3,7 @@ transcribe-worker` processes on any node sharing the database and the recordings
 
 Each worker is a plain thread at lower priority (never on the event loop that paces RTP): claim
 the oldest job, read its WAV, recognize it (the lease is renewed while it runs), extract the
-fields, write them with the job's completion (callserver/transcription_queue.py), repeat. An idle
+fields, write them with the job's completion (storage/transcription_queue.py), repeat. An idle
 worker looks again every `poll_s` seconds, or at once when `wake()` says a job was queued here.
 Adding capacity to a region means starting more of these processes.
 """
@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from callserver import transcription_queue as queue
 from callserver.call_log import transcript_fields
-from callserver.transcription_queue import Job, JobError, SessionFactory
+from storage import transcription_queue as queue
 from storage.models import utcnow
+from storage.transcription_queue import Job, JobError, SessionFactory
 from transcription.extraction import extract
 from transcription.streaming import lower_thread_priority
 from transcription.vosk_engine import INPUT_RATE, Recognition, SpeechModel, Transcript

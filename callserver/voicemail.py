@@ -4,9 +4,13 @@ Order matters, because nothing answered may be lost:
 1. the WAV is already durable on disk with its sidecar (callserver/recording.py);
 2. its row is committed at once (a ticket for a cancellation message, or the message on its
    callback) — before any recognition, so a recognizer failure or a crash cannot cost it;
-3. the transcript and what extraction finds (name, personnummer, intent) are written later.
+3. with it, in the same transaction, its transcription job (storage/transcription_queue.py);
+   the transcript and what extraction finds (name, personnummer, intent) are written when the
+   job is done: at once for a call recognized while the caller spoke (at most stt.max_live at a
+   time, so an overload makes transcripts late, never calls fail), else by the transcription
+   workers (callserver/transcribe_workers.py), in this process or any other.
 At start-up, `recover()` files what a crash left between 1 and 2 (partial `.part` files
-included) and re-transcribes tickets that were filed but never transcribed (between 2 and 3).
+included); jobs this node held when it died are given back to the queue.
 While running, the same sweep repeats every `recording.sweep_interval_s` (`start_sweeping`), so
 what could not be filed at once (a database that refused the row, a `.part` the full disk would
 not let us finish) is filed once it can be, without a restart; it never touches a recording a
@@ -19,21 +23,22 @@ A message cut short by a full disk is filed at once as partial, like a crash lef
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from callserver import call_log
-from callserver.call_log import SessionFactory
+from callserver.call_log import Filed, Queueing, SessionFactory
 from callserver.recording import LEFTOVER_AGE_S, Sidecar, collect, read_sidecar, wav_duration
+from callserver.transcribe_workers import finish_job
 from ivr_flows.call_api import RecordingPurpose, RecordingResult
-from transcription.extraction import extract
+from storage import transcription_queue as queue
 from transcription.streaming import CallTranscriber, NullTranscriber, Transcriber
-from transcription.vosk_engine import SpeechModel, Transcript, TranscriptFailure
-from transcription.wav import read_wav_8k, transcribe_pcm
+from transcription.vosk_engine import SpeechModel, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -48,26 +53,38 @@ class Voicemail:
         *,
         min_seconds: float,
         speech_model: SpeechModel | None,
+        node_id: str = "local",
+        max_live: int = 1,
+        live_lease: dt.timedelta = dt.timedelta(minutes=2),
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.recordings_dir = recordings_dir
         self.min_seconds = min_seconds
         self.speech_model = speech_model
+        self.node_id = node_id
+        self.max_live = max_live
+        self.live_lease = live_lease
+        self.on_queued = on_queued
+        """Wakes this process's transcription workers when a message was queued here."""
+        self.live = 0
+        """Recognitions running while their callers speak (at most max_live)."""
         self._background: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._unfileable: set[Path] = set()
         """Recordings an operator must look at (no readable sidecar, no clinic): logged once."""
 
     def transcriber(self) -> Transcriber:
-        """A recognizer for one recording, fed while the caller speaks (or a stand-in that
-        says the model is missing)."""
-        if self.speech_model is None:
+        """A recognizer for one recording, fed while the caller speaks; past stt.max_live (or
+        without a model) a stand-in, and the message is queued at hang-up instead."""
+        if self.speech_model is None or self.live >= self.max_live:
             return NullTranscriber()
-        return CallTranscriber(self.speech_model)
+        self.live += 1
+        return _Counted(CallTranscriber(self.speech_model), self)
 
     async def close(self) -> None:
-        """Stop transcripts still being worked on; their tickets are re-transcribed at the
-        next start (they have no transcript status yet)."""
+        """Stop live transcripts still being worked on; their jobs go back to the queue when
+        their lease runs out (or at once when this node starts again)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.wait([self._sweeper], timeout=5)
@@ -81,49 +98,58 @@ class Voicemail:
     async def file(
         self, result: RecordingResult, sidecar: Sidecar, transcriber: Transcriber
     ) -> None:
-        """The LiveCall hook for a finished recording: file it now, transcribe it after.
+        """The LiveCall hook for a finished recording: file it (and queue its transcription)
+        now; a live transcript is written as soon as the recognizer is done.
 
         A recording cut short by the disk ("storage_error") is filed as partial. When the
         database refuses the row, the recording stays on disk and the sweep files it later.
         """
         pending = transcriber.finish()  # awaited below in any case: it frees the recognizer
+        live = transcriber.live
         if result.path is None:
-            self._spawn(self._ticket_transcript(None, pending, None))
+            self._spawn(self._discard(pending))
             return
         partial = result.ended_by == "storage_error"
+        queueing = Queueing(
+            model=self.speech_model is not None,
+            live_owner=self.node_id if live else None,
+            live_lease=self.live_lease,
+        )
         try:
             if sidecar.meta.purpose is RecordingPurpose.CALLBACK_MESSAGE:
-                callback_id = await asyncio.to_thread(
+                filed = await asyncio.to_thread(
                     call_log.store_callback_message, self.db, path=result.path,
-                    duration_s=result.duration_s, sidecar=sidecar, complete=not partial,
+                    duration_s=result.duration_s, sidecar=sidecar, queueing=queueing,
+                    complete=not partial,
                 )  # fmt: skip
-                self._spawn(self._message_transcript(callback_id, pending))
-                return
-            ticket_id = None
-            if sidecar.call.clinic_id:
-                ticket_id = await asyncio.to_thread(
+            elif sidecar.call.clinic_id:
+                filed = await asyncio.to_thread(
                     call_log.store_recording, self.db, path=result.path,
                     duration_s=result.duration_s, sidecar=sidecar, min_seconds=self.min_seconds,
-                    partial=partial, complete=not partial,
+                    partial=partial, queueing=queueing, complete=not partial,
                 )  # fmt: skip
+            else:
+                filed = None
         except SQLAlchemyError as exc:
             log.error("recording %s could not be filed now (%s): it stays on disk and the "
                       "sweep files it", result.path.name, exc)  # fmt: skip
-            self._spawn(self._ticket_transcript(None, pending, None))
+            self._spawn(self._discard(pending))
             return
-        self._spawn(self._ticket_transcript(ticket_id, pending, sidecar.meta.personnummer))
+        if filed is not None and live:
+            self._spawn(self._live_transcript(filed, pending))
+            return
+        self._spawn(self._discard(pending))
+        if filed is not None:
+            self._queued()
 
     # ------------------------------------------------------------------ sweeps
     async def recover(self) -> None:
-        """At start-up: file what a crash left on disk, and transcribe tickets that never got a
-        transcript."""
+        """At start-up: jobs this node held when it stopped go back to the queue (nothing of
+        ours runs yet), and what a crash left on disk is filed and queued."""
+        released = await asyncio.to_thread(queue.release_node, self.db, self.node_id)
+        if released:
+            log.warning("%d transcriptions this node had not finished are queued again", released)
         await self._file_leftovers(min_age_s=0.0)
-        for ticket_id, path, keypad_pnr in await asyncio.to_thread(
-            call_log.tickets_without_transcript, self.db
-        ):
-            self._spawn(
-                self._ticket_transcript(ticket_id, self._transcribe(Path(path)), keypad_pnr)
-            )
 
     def start_sweeping(self, interval_s: float) -> None:
         """Sweep every `interval_s` seconds while running (0: never)."""
@@ -143,26 +169,23 @@ class Voicemail:
                               interval_s)  # fmt: skip
 
     async def sweep_once(self) -> int:
-        """File leftovers no live call holds (and transcribe their tickets), remove stray
+        """File leftovers no live call holds (and queue their transcription), remove stray
         files; returns how many tickets it made."""
-        tickets = await self._file_leftovers(min_age_s=LEFTOVER_AGE_S)
-        for ticket_id, path, keypad_pnr in tickets:
-            self._spawn(self._ticket_transcript(ticket_id, self._transcribe(path), keypad_pnr))
-        return len(tickets)
+        return len(await self._file_leftovers(min_age_s=LEFTOVER_AGE_S))
 
-    async def _file_leftovers(self, min_age_s: float) -> list[tuple[int, Path, str | None]]:
-        """File every recording on disk that has no row yet; (ticket, path, keypad number) of
-        the tickets made."""
+    async def _file_leftovers(self, min_age_s: float) -> list[int]:
+        """File (and queue) every recording on disk that has no row yet; the tickets made."""
         found = await asyncio.to_thread(collect, self.recordings_dir, min_age_s=min_age_s)
         found = [(wav, partial) for wav, partial in found if wav not in self._unfileable]
         if not found:
             return []
-        filed = await asyncio.to_thread(
+        known = await asyncio.to_thread(
             call_log.filed_paths, self.db, [str(wav) for wav, _ in found]
         )
-        tickets: list[tuple[int, Path, str | None]] = []
+        queueing = Queueing(model=self.speech_model is not None)
+        tickets: list[int] = []
         for wav, partial in found:
-            if str(wav) in filed:
+            if str(wav) in known:
                 continue
             sidecar = await asyncio.to_thread(read_sidecar, wav)
             if sidecar is None:
@@ -170,76 +193,86 @@ class Voicemail:
                 continue
             duration = await asyncio.to_thread(wav_duration, wav)
             if sidecar.meta.purpose is RecordingPurpose.CALLBACK_MESSAGE:
-                callback_id = await asyncio.to_thread(
+                message = await asyncio.to_thread(
                     call_log.store_callback_message, self.db, path=wav, duration_s=duration,
-                    sidecar=sidecar, complete=not partial,
+                    sidecar=sidecar, queueing=queueing, complete=not partial,
                 )  # fmt: skip
-                if callback_id is None:
+                if message is None:
                     self._unfileable.add(wav)  # logged: its callback does not exist
+                else:
+                    self._queued()
                 continue
             if not sidecar.call.clinic_id:
                 log.error("recording %s has no clinic in its metadata: left for an operator", wav)
                 self._unfileable.add(wav)
                 continue
-            ticket = await asyncio.to_thread(
+            filed = await asyncio.to_thread(
                 call_log.store_recording, self.db, path=wav, duration_s=duration,
                 sidecar=sidecar, min_seconds=self.min_seconds, partial=partial,
-                complete=not partial,
+                queueing=queueing, complete=not partial,
             )  # fmt: skip
-            if ticket is not None:
-                log.warning("recovered recording %s as ticket %d", wav.name, ticket)
-                tickets.append((ticket, wav, sidecar.meta.personnummer))
+            if filed is not None and filed.ticket_id is not None:
+                log.warning("recovered recording %s as ticket %d", wav.name, filed.ticket_id)
+                tickets.append(filed.ticket_id)
+                self._queued()
         return tickets
 
-    async def _transcribe(self, path: Path) -> Transcript:
-        model = self.speech_model
-        if model is None:
-            return Transcript(text="", failure=TranscriptFailure.MODEL_MISSING)
-        return await asyncio.to_thread(lambda: transcribe_pcm(model, read_wav_8k(path)))
-
     # ------------------------------------------------------------------ transcripts
-    async def _ticket_transcript(
-        self,
-        ticket_id: int | None,
-        pending: Coroutine[Any, Any, Transcript],
-        keypad_pnr: str | None,
+    async def _live_transcript(
+        self, filed: Filed, pending: Coroutine[Any, Any, Transcript]
     ) -> None:
+        """Write the transcript recognized during the call, if this node still holds the job;
+        if recognition failed, the job goes back to the queue for a worker to redo."""
         try:
             transcript = await pending
         except Exception as exc:
-            log.exception("transcription failed for ticket %s", ticket_id)
-            transcript = Transcript(
-                text="", failure=TranscriptFailure.RECOGNITION_FAILED, error=repr(exc)
-            )
-        if ticket_id is None:
-            return
-        if transcript.failure is not None:
-            extraction = None
-            log.warning("ticket %d has no transcript: %s %s", ticket_id, transcript.failure,
-                        transcript.error or "")  # fmt: skip
+            log.exception("live recognition of %s failed; queued for the workers", filed.job.path)
+            transcript = Transcript(text="", error=repr(exc))
+            failed = True
         else:
-            extraction = await asyncio.to_thread(extract, transcript.text, transcript.alternatives)
-        fields = call_log.transcript_fields(keypad_pnr, transcript, extraction)
-        await asyncio.to_thread(call_log.ticket_updated, self.db, ticket_id, fields)
-        log.info(
-            "ticket %d transcribed: %s, speech personnummer %s",
-            ticket_id, fields["transcript_status"], fields.get("speech_personnummer_status"),
-        )  # fmt: skip
-
-    async def _message_transcript(
-        self, callback_id: int | None, pending: Coroutine[Any, Any, Transcript]
-    ) -> None:
-        try:
-            transcript = await pending
-        except Exception:
-            log.exception("transcription of the message for callback %s failed", callback_id)
-            return
-        if callback_id is not None and transcript.failure is None:
+            failed = transcript.failure is not None
+        if failed:
             await asyncio.to_thread(
-                call_log.callback_message_transcribed, self.db, callback_id, transcript.text
-            )
+                queue.fail_attempt, self.db, filed.job, self.node_id,
+                queue.JobError.RECOGNIZER_FAILED, transcript.error or "live recognition failed",
+            )  # fmt: skip
+            self._queued()
+            return
+        done = await asyncio.to_thread(finish_job, self.db, filed.job, self.node_id, transcript)
+        if done:
+            log.info("job %d transcribed live (%.1f s of audio)", filed.job.id,
+                     transcript.audio_seconds)  # fmt: skip
+
+    async def _discard(self, pending: Coroutine[Any, Any, Transcript]) -> None:
+        """Await a stand-in's (or an unneeded) transcript: finishing frees the recognizer."""
+        try:
+            await pending
+        except Exception:
+            log.exception("finishing a recognizer failed")
+
+    def _queued(self) -> None:
+        if self.on_queued is not None:
+            self.on_queued()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+class _Counted:
+    """A live recognizer that gives its place back when its transcript is done."""
+
+    live = True
+
+    def __init__(self, inner: CallTranscriber, owner: Voicemail) -> None:
+        self.inner, self.owner = inner, owner
+
+    def feed(self, frame: bytes) -> None:
+        self.inner.feed(frame)
+
+    async def finish(self) -> Transcript:
+        try:
+            return await self.inner.finish()
+        finally:
+            self.owner.live -= 1

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,6 +84,14 @@ class RecordingSettings:
 @dataclass(frozen=True)
 class SttSettings:
     model_path: str = ""
+    max_live: int = 0
+    """Calls recognized while the caller speaks, at most (each holds a recognizer, ~55 MB); a
+    call beyond it is recorded and its message queued at hang-up. 0: from cores and memory."""
+    workers: int = 0
+    """Threads in this process that transcribe queued messages; 0: from the cores."""
+    lease_s: float = 120.0
+    """How long a claimed transcription job stays this worker's without a renewal (renewed
+    every 10 s of audio); a worker that dies gives its job back by expiry."""
 
 
 @dataclass(frozen=True)
@@ -149,9 +158,43 @@ class Settings:
         return dt.datetime.fromisoformat(self.clock.start) if self.clock.start else None
 
     @property
+    def node_name(self) -> str:
+        """This node in leases, attempt rows and the worker table: callbacks.node_id, or
+        hostname:sip.port."""
+        return self.callbacks.node_id or f"{socket.gethostname()}:{self.sip.port}"
+
+    @property
+    def stt_max_live(self) -> int:
+        """stt.max_live, or what this machine can carry: recognition keeps pace with about
+        three talking callers per core (real-time factor ~0.3), and live recognizers may take
+        at most a quarter of the available memory at ~60 MB each."""
+        if self.stt.max_live > 0:
+            return self.stt.max_live
+        return max(1, min(3 * (os.cpu_count() or 1), _available_memory() // 4 // (60 << 20)))
+
+    @property
+    def stt_workers(self) -> int:
+        """stt.workers, or half the cores (the other half carries calls and live recognition)."""
+        if self.stt.workers > 0:
+            return self.stt.workers
+        return max(1, (os.cpu_count() or 1) // 2)
+
+    @property
     def sip_peer(self) -> tuple[str, int]:
         host, _, port = self.sip.peer.rpartition(":")
         return host, int(port)
+
+
+def _available_memory() -> int:
+    """Bytes of memory the kernel says are available now (Linux), else a cautious 4 GiB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4 << 30
 
 
 def _coerce(key: str, value: Any, target: type, errors: list[str]) -> Any:
@@ -237,6 +280,10 @@ def _validate(s: Settings, errors: list[str]) -> None:
                 f"clock.start: {s.clock.start!r} must be an ISO 8601 time with offset, e.g. "
                 "2026-12-02T09:00:00+01:00 (or empty for the real time)"
             )
+    if s.stt.max_live < 0 or s.stt.workers < 0:
+        errors.append("stt.max_live and stt.workers must be 0 (automatic) or more")
+    if s.stt.lease_s < 10:
+        errors.append(f"stt.lease_s: {s.stt.lease_s} must be at least 10 seconds")
     if s.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         errors.append(f"log.level: {s.log.level!r} must be DEBUG, INFO, WARNING or ERROR")
 

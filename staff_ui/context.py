@@ -59,6 +59,22 @@ TRANSCRIPT_STATE_LABELS = {
     "error": "Ingen utskrift: taligenkänningen misslyckades. Lyssna på inspelningen.",
     "no_recording": "Ingen utskrift: det finns ingen inspelning.",
 }
+TRANSCRIPT_ERROR_LABELS = {
+    "unreadable_audio": "ljudfilen går inte att läsa",
+    "file_missing": "ljudfilen saknas",
+    "recognizer_failed": "taligenkänningen klarade inte inspelningen",
+}
+"""Why a transcription failed for good (storage.transcription_queue.JobError), for staff."""
+
+
+def queue_place(ahead: int | None) -> str:
+    """Where a message waits for its transcript: 'näst på tur', '3 meddelanden före'."""
+    if ahead is None:
+        return ""
+    if ahead == 0:
+        return "näst på tur"
+    return "1 meddelande före" if ahead == 1 else f"{ahead} meddelanden före"
+
 
 CALLBACK_STATE_LABELS = {
     "booked": "bokad",
@@ -178,6 +194,8 @@ async def render(
         "intent_labels": INTENT_LABELS,
         "speech_personnummer_labels": SPEECH_PERSONNUMMER_LABELS,
         "transcript_state_labels": TRANSCRIPT_STATE_LABELS,
+        "transcript_error_labels": TRANSCRIPT_ERROR_LABELS,
+        "queue_place": queue_place,
         "format_personnummer": format_personnummer,
         "local_time": lambda value: local_time(value, zone),
         "duration": duration,

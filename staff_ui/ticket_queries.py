@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from staff_ui.access_log import record_access, record_play_once
 from staff_ui.accounts import Viewer, clinic_scope
+from storage import transcription_queue
 from storage.models import TICKET_STATUSES, Recording, Ticket, TranscriptStatus, utcnow
 from storage.personnummer import mask_personnummer
 
@@ -57,6 +58,8 @@ class TicketRow:
     intent: str | None
     needs_check: bool
     """The personnummer must be checked against the recording before acting on the ticket."""
+    transcript_ahead: int | None = None
+    """Messages before this one in the transcription queue; None when not waiting."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,10 @@ class TicketDetail:
     intent: str | None
     appointment: str | None
     needs_check: bool
+    transcript_ahead: int | None = None
+    """Messages before this one in the transcription queue; None when not waiting."""
+    transcript_error: str | None = None
+    """Why transcription failed for good (a storage.transcription_queue.JobError value)."""
 
     @property
     def transcript_state(self) -> TranscriptState:
@@ -194,7 +201,7 @@ def _transcript_words(ticket: Ticket) -> tuple[TranscriptWord, ...]:
     return tuple(words)
 
 
-def _detail(ticket: Ticket) -> TicketDetail:
+def _detail(session: Session, ticket: Ticket) -> TicketDetail:
     recording: Recording | None = ticket.recording
     return TicketDetail(
         id=ticket.id,
@@ -225,6 +232,8 @@ def _detail(ticket: Ticket) -> TicketDetail:
         intent=ticket.intent,
         appointment=ticket.appointment,
         needs_check=needs_personnummer_check(ticket),
+        transcript_ahead=transcription_queue.ahead_of(session, [ticket.id]).get(ticket.id),
+        transcript_error=transcription_queue.failure_of(session, ticket.id),
     )
 
 
@@ -246,6 +255,8 @@ def list_tickets(
     with factory.begin() as session:
         tickets = session.scalars(query).unique().all()
         record_access(session, viewer, "list_tickets", remote_addr)
+        waiting = [t.id for t in tickets if t.transcript_status is None and t.recording]
+        ahead = transcription_queue.ahead_of(session, waiting)
         return [
             TicketRow(
                 id=t.id,
@@ -259,6 +270,7 @@ def list_tickets(
                 duration_s=t.recording.duration_s if t.recording else None,
                 intent=t.intent,
                 needs_check=needs_personnummer_check(t),
+                transcript_ahead=ahead.get(t.id),
             )
             for t in tickets
         ]
@@ -274,7 +286,7 @@ def view_ticket(
         if ticket is None:
             return None
         record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
-        return _detail(ticket)
+        return _detail(session, ticket)
 
 
 def find_audio(
@@ -339,7 +351,7 @@ def decide(
         session.expire(ticket)  # reload status/acted_by as the database has them now
         action = decision if changed else "view_ticket"
         record_access(session, viewer, action, remote_addr, ticket=ticket)
-        detail = _detail(ticket)
+        detail = _detail(session, ticket)
     if changed:
         log.info("ticket %d %s by %s", ticket_id, detail.status, viewer.username)
     else:

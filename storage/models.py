@@ -418,7 +418,7 @@ class CallbackSlot(Base):
 
 
 class TranscriptionJob(Base):
-    """One recording's transcription: the database is the queue (callserver/transcription_queue.py).
+    """One recording's transcription: the database is the queue (storage/transcription_queue.py).
 
     Made in the same transaction as the ticket (or the callback message) at hang-up, so no
     message can lack one. Workers on any node claim the oldest pending job with a lease, as the
@@ -451,6 +451,8 @@ class TranscriptionJob(Base):
     """Why it failed, for staff: unreadable_audio, recognizer_failed, file_missing."""
     error_detail: Mapped[str | None] = mapped_column(Text)
     """The exception, for the operator (English, may be anything)."""
+    live: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Recognized while the caller spoke (rather than from the queue after hang-up)."""
 
     def __repr__(self) -> str:
         return f"TranscriptionJob(id={self.id!r}, state={self.state!r}, path={self.path!r})"

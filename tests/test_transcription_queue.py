@@ -12,9 +12,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callserver import transcription_queue as queue
-from callserver.transcription_queue import JobError, JobState
+from storage import transcription_queue as queue
 from storage.models import Call, Recording, Ticket, TranscriptionJob, TranscriptStatus
+from storage.transcription_queue import JobError, JobState
 
 T0 = dt.datetime(2026, 12, 2, 8, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=60)

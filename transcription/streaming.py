@@ -68,7 +68,14 @@ def lower_thread_priority() -> None:
 
 
 class Transcriber(Protocol):
-    """What a call needs: hand over frames as they arrive, get the transcript at hang-up."""
+    """What a call needs: hand over frames as they arrive, get the transcript at hang-up.
+
+    `live` says whether frames are really being recognized: a stand-in (no model, or too many
+    live recognitions already) only lets the call record, and the message is transcribed from
+    its WAV after hang-up.
+    """
+
+    live: bool
 
     def feed(self, frame: bytes) -> None: ...
 
@@ -88,6 +95,8 @@ class CallTranscriber:
 
     Call `finish` exactly once, also when the call ends abnormally: it frees the recognizer.
     """
+
+    live = True
 
     def __init__(
         self,
@@ -193,10 +202,12 @@ class CallTranscriber:
 
 
 class NullTranscriber:
-    """Stands in for `CallTranscriber` when no speech model is configured.
-
-    The voicemail is still recorded and ticketed; the ticket says why there is no text.
+    """Stands in for `CallTranscriber` when nothing is recognized during the call (no speech
+    model, or the limit of live recognitions reached): the message is recorded and ticketed,
+    and transcribed later from its WAV if a model is there.
     """
+
+    live = False
 
     def feed(self, frame: bytes) -> None:
         pass

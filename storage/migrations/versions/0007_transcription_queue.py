@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("error_code", sa.String(length=32), nullable=True),
         sa.Column("error_detail", sa.Text(), nullable=True),
+        sa.Column("live", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(
             ["callback_id"], ["callback.id"], name=op.f("fk_transcription_job_callback_id_callback")
         ),

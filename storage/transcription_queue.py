@@ -119,6 +119,7 @@ def enqueue(
         audio_seconds=audio_seconds,
         state=JobState.RUNNING if live_owner else state,
         queued_at=now,
+        live=live_owner is not None,
     )
     if live_owner:
         job.lease_owner = live_owner
@@ -370,6 +371,25 @@ def requeue_model_missing(factory: SessionFactory) -> int:
     return len(jobs)
 
 
+def release_node(factory: SessionFactory, node_id: str) -> int:
+    """Give back every job `node_id` holds: called by a node starting up, when nothing of its
+    own can be running (it died holding them). Returns how many."""
+    with factory() as session:
+        changed = rows_changed(
+            session.execute(
+                update(TranscriptionJob)
+                .where(
+                    TranscriptionJob.state == JobState.RUNNING,
+                    TranscriptionJob.lease_owner == node_id,
+                )
+                .values(state=JobState.PENDING, lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        session.commit()
+        return changed
+
+
 def heartbeat(factory: SessionFactory, node_id: str, threads: int, now: dt.datetime) -> None:
     """This worker pool is alive (a row per node, renewed every few seconds)."""
     with factory() as session:
@@ -425,6 +445,15 @@ def ahead_of(session: Session, ticket_ids: list[int]) -> dict[int, int]:
         )
         result[ticket_id] = before or 0
     return result
+
+
+def failure_of(session: Session, ticket_id: int) -> str | None:
+    """The JobError code of a ticket whose transcription failed for good, else None."""
+    return session.scalar(
+        select(TranscriptionJob.error_code).where(
+            TranscriptionJob.ticket_id == ticket_id, TranscriptionJob.state == JobState.FAILED
+        )
+    )
 
 
 @dataclass(frozen=True)
