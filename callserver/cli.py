@@ -158,7 +158,7 @@ def cmd_transcribe_worker(settings: Settings, args: argparse.Namespace) -> int:
     workers = TranscribeWorkers(
         make_session_factory(engine),
         model,
-        threads=args.threads or settings.stt_workers,
+        threads=args.threads or os.cpu_count() or 1,
         node_id=node,
         lease_s=settings.stt.lease_s,
     )
@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser(
         "transcribe-worker", help="transcribe queued messages (more capacity, on any node)"
     )
-    worker.add_argument("--threads", type=int, default=0, help="default: stt.workers")
+    worker.add_argument("--threads", type=int, default=0, help="default: the number of cores")
     worker.add_argument("--node-id", default="", help="default: hostname:worker:pid")
     worker.set_defaults(func=cmd_transcribe_worker)
     transcription = sub.add_parser("transcription", help="the transcription queue")

@@ -82,11 +82,16 @@ class TranscribeWorkers:
         self.failed = 0
 
     def start(self) -> None:
-        if self.model is None or self.threads <= 0:
-            log.info("transcription workers not started: %s",
-                     "no speech model" if self.model is None else "stt.workers = 0")  # fmt: skip
+        if self.model is None:
+            log.info("transcription workers not started: no speech model")
             return
-        queue.requeue_model_missing(self.factory)
+        requeued = queue.requeue_model_missing(self.factory)
+        if requeued:
+            log.warning("%d messages filed without a speech model are queued again", requeued)
+        if self.threads <= 0:
+            log.info("no transcription workers in this process (stt.workers = 0): "
+                     "`callserver transcribe-worker` processes do it")  # fmt: skip
+            return
         self._beat()
         for index in range(self.threads):
             thread = threading.Thread(target=self._run, name=f"transcribe-{index}", daemon=True)

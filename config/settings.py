@@ -84,11 +84,13 @@ class RecordingSettings:
 @dataclass(frozen=True)
 class SttSettings:
     model_path: str = ""
-    max_live: int = 0
+    max_live: int = -1
     """Calls recognized while the caller speaks, at most (each holds a recognizer, ~55 MB); a
-    call beyond it is recorded and its message queued at hang-up. 0: from cores and memory."""
-    workers: int = 0
-    """Threads in this process that transcribe queued messages; 0: from the cores."""
+    call beyond it is recorded and its message queued at hang-up. -1: from cores and memory;
+    0: none, every message is queued."""
+    workers: int = -1
+    """Threads in this process that transcribe queued messages; -1: from the cores; 0: none
+    (dedicated `callserver transcribe-worker` processes do it)."""
     lease_s: float = 120.0
     """How long a claimed transcription job stays this worker's without a renewal (renewed
     every 10 s of audio); a worker that dies gives its job back by expiry."""
@@ -168,14 +170,14 @@ class Settings:
         """stt.max_live, or what this machine can carry: recognition keeps pace with about
         three talking callers per core (real-time factor ~0.3), and live recognizers may take
         at most a quarter of the available memory at ~60 MB each."""
-        if self.stt.max_live > 0:
+        if self.stt.max_live >= 0:
             return self.stt.max_live
         return max(1, min(3 * (os.cpu_count() or 1), _available_memory() // 4 // (60 << 20)))
 
     @property
     def stt_workers(self) -> int:
         """stt.workers, or half the cores (the other half carries calls and live recognition)."""
-        if self.stt.workers > 0:
+        if self.stt.workers >= 0:
             return self.stt.workers
         return max(1, (os.cpu_count() or 1) // 2)
 
@@ -280,8 +282,8 @@ def _validate(s: Settings, errors: list[str]) -> None:
                 f"clock.start: {s.clock.start!r} must be an ISO 8601 time with offset, e.g. "
                 "2026-12-02T09:00:00+01:00 (or empty for the real time)"
             )
-    if s.stt.max_live < 0 or s.stt.workers < 0:
-        errors.append("stt.max_live and stt.workers must be 0 (automatic) or more")
+    if s.stt.max_live < -1 or s.stt.workers < -1:
+        errors.append("stt.max_live and stt.workers must be -1 (automatic), 0 (none) or more")
     if s.stt.lease_s < 10:
         errors.append(f"stt.lease_s: {s.stt.lease_s} must be at least 10 seconds")
     if s.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

@@ -54,11 +54,20 @@ def test_missing_model_is_reported_to_the_operator(
     assert "run `callserver fetch-model` or set stt.model_path" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"ID3" + bytes(100),  # not a WAV at all
+        b"RIFF\x10\x00\x00\x00WAVEjunk" + bytes(range(256)) * 8,  # chunk size past the end
+        b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00",  # header cut short
+    ],
+    ids=["mp3", "bad-chunk-size", "truncated-header"],
+)
 def test_a_file_that_is_not_a_wav_is_reported(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
 ) -> None:
-    not_wav = tmp_path / "message.mp3"
-    not_wav.write_bytes(b"ID3" + bytes(100))
+    not_wav = tmp_path / "message.wav"
+    not_wav.write_bytes(content)
     assert run_transcribe(not_wav, KO_MODEL, io.StringIO()) == 1
     assert "not a PCM WAV file" in capsys.readouterr().err
 

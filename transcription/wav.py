@@ -7,6 +7,7 @@ recognized exactly as the same audio arriving on a call would be.
 
 from __future__ import annotations
 
+import struct
 import wave
 from pathlib import Path
 
@@ -26,8 +27,10 @@ def read_wav_8k(path: Path) -> bytes:
         with wave.open(str(path), "rb") as w:
             width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
             frames = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as error:
-        raise WavError(f"{path}: not a PCM WAV file ({error})") from error
+    except (wave.Error, EOFError, RuntimeError, struct.error) as error:
+        # A damaged header: the wave module raises RuntimeError for a chunk size past the
+        # end of the file and struct.error for a truncated one.
+        raise WavError(f"{path}: not a PCM WAV file ({type(error).__name__} {error})") from error
     if width == 1:
         samples = (np.frombuffer(frames, dtype=np.uint8).astype(np.float32) - 128) * 256
     elif width == 2:
