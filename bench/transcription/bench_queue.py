@@ -208,11 +208,13 @@ def db_summary(db: Path) -> dict[str, Any]:
     by_state: dict[str, int] = {}
     live = 0
     audio = 0.0
+    audio_queued = 0.0
     max_attempts = 0
     for state, is_live, count, seconds, attempts in jobs:
         by_state[state] = by_state.get(state, 0) + count
         live += count if is_live else 0
         audio += seconds
+        audio_queued += 0.0 if is_live else seconds
         max_attempts = max(max_attempts, attempts or 0)
     last_hangup, last_transcript = parse_ts(calls[2]), parse_ts(times[2])
     drain = (
@@ -230,6 +232,7 @@ def db_summary(db: Path) -> dict[str, Any]:
         "jobs_max_attempts": max_attempts,
         "job_errors": errors,
         "audio_seconds": round(audio, 1),
+        "audio_seconds_queued": round(audio_queued, 1),
         "first_queued": times[0],
         "last_queued": times[1],
         "last_transcript": times[2],
