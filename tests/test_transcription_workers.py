@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from callserver.transcribe_workers import TranscribeWorkers
+from storage import transcription_queue as queue
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
-from storage.models import utcnow
+from storage.models import Callback, utcnow
 from tests.support.server import CALLSERVER, ROOT
 from tests.support.speech_model import KO_MODEL
 from tests.support.transcription_jobs import (
@@ -179,3 +180,46 @@ def test_status_reports_the_queue_then_the_drain(
         "workers_alive": 1, "worker_threads": 2, "done_last_hour": 3, "failed_last_hour": 0,
     }  # fmt: skip
     assert status_json(env)["workers_alive"] == 0, "a stopped worker must leave the table"
+
+
+def test_callback_messages_and_voicemails_share_one_queue_oldest_first(
+    tmp_path: Path, session_factory: sessionmaker[Session], model: SpeechModel
+) -> None:
+    voicemail_wav, callback_wav = speech_clips(tmp_path, 2)
+    t0 = utcnow() - dt.timedelta(minutes=5)
+    slot = t0 + dt.timedelta(days=1)
+    with session_factory() as session, session.begin():
+        callback = Callback(
+            clinic_id="vc", number="0701234567", slot_start=slot,
+            slot_end=slot + dt.timedelta(minutes=15), state="booked", attempts=0,
+            max_attempts=3, next_attempt_at=slot, source="ivr",
+            message_recording_path=str(callback_wav),
+        )  # fmt: skip
+        session.add(callback)
+        session.flush()
+        queue.enqueue(
+            session, path=str(callback_wav), audio_seconds=3.0, callback_id=callback.id, now=t0
+        )
+        callback_id = callback.id
+    ticket_id = queue_message(
+        session_factory, voicemail_wav, queued_at=t0 + dt.timedelta(seconds=1)
+    )
+
+    workers = TranscribeWorkers(session_factory, model, threads=1, node_id="t", poll_s=0.2)
+    workers.start()
+    try:
+        wait_until(
+            lambda: all(job.state == "done" for job in jobs(session_factory)), 120,
+            "both jobs to be done",
+        )  # fmt: skip
+    finally:
+        workers.stop()
+
+    callback_job, voicemail_job = jobs(session_factory)
+    assert callback_job.callback_id == callback_id and voicemail_job.ticket_id == ticket_id
+    assert callback_job.finished_at < voicemail_job.finished_at  # type: ignore[operator]
+    with session_factory() as session:
+        stored = session.get(Callback, callback_id)
+        assert stored is not None
+        assert stored.message_transcript == direct_transcript(model, callback_wav) != ""
+    assert ticket(session_factory, ticket_id).transcript == direct_transcript(model, voicemail_wav)
