@@ -61,4 +61,4 @@ lint: $(VENV)/.test-installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache test-artifacts

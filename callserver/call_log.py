@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callserver.recording import Sidecar
+from config.calendar import Calendar, NationalCalendar, answer_deadline
 from storage import transcription_queue as queue
 from storage.models import Call, Callback, Recording, Ticket, TranscriptStatus, utcnow
 from storage.personnummer import mask_personnummer
@@ -124,6 +125,22 @@ def _call_of(session: Session, sidecar: Sidecar) -> int:
     return call.id
 
 
+def _called_at(session: Session, sidecar: Sidecar, call_id: int) -> dt.datetime:
+    """When the call came in: the sidecar's record of the INVITE, else the call row's start
+    (which is the filing time for a call row made by _call_of after a crash)."""
+    if sidecar.call.started_at:
+        try:
+            started = dt.datetime.fromisoformat(sidecar.call.started_at)
+        except ValueError:
+            log.warning("recording of call %s: unreadable start time %r in its sidecar",
+                        call_id, sidecar.call.started_at)  # fmt: skip
+        else:
+            if started.tzinfo is not None:
+                return started
+    call = session.get(Call, call_id)
+    return call.started_at if call is not None else utcnow()
+
+
 def store_recording(
     factory: SessionFactory,
     *,
@@ -134,10 +151,13 @@ def store_recording(
     partial: bool,
     queueing: Queueing,
     complete: bool = True,
+    calendar: Calendar | None = None,
 ) -> Filed | None:
     """Record the recording and, unless it is too short (and not a crash leftover), its ticket
     and its transcription job, in one transaction.
 
+    The ticket is due three working days after the call in `calendar` (the clinic's; the
+    national calendar when the clinic's file is gone): config.calendar.answer_deadline.
     Idempotent by path: the start-up sweep may meet a recording that was already stored.
     Returns what was filed, or None (already filed, or too short for a ticket).
     """
@@ -161,6 +181,9 @@ def store_recording(
             )  # fmt: skip
             return None
         pnr = sidecar.meta.personnummer
+        due_at = answer_deadline(
+            calendar or NationalCalendar(), _called_at(session, sidecar, call_id)
+        )
         ticket = Ticket(
             clinic_id=clinic_id,
             call_id=call_id,
@@ -172,6 +195,7 @@ def store_recording(
             personnummer_source="keypad" if pnr else None,
             # Without a model the message waits (model_missing) until one is configured.
             transcript_status=None if queueing.model else TranscriptStatus.MODEL_MISSING.value,
+            due_at=due_at,
         )
         session.add(ticket)
         session.flush()

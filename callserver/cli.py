@@ -71,8 +71,12 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session, session.begin():
-            user = create_user(session, args.username, args.role, args.clinic or [], password)
-            print(f"created {user.role} user {user.username!r}")
+            user = create_user(
+                session, args.username, args.role, args.clinic or [], password,
+                must_change_password=True,
+            )  # fmt: skip
+            print(f"created {user.role} user {user.username!r} (must choose a new password at "
+                  "first login)")  # fmt: skip
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -81,25 +85,64 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
-    """Create the admin account once, with a one-time password printed for the operator."""
+def cmd_disable_user(settings: Settings, args: argparse.Namespace) -> int:
+    """Disable an account and end every session it has, at once."""
     from sqlalchemy import select
 
     from storage.db import make_engine, make_session_factory
     from storage.models import StaffUser
-    from storage.users import create_user
+    from storage.users import end_sessions, normalize_username
 
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session, session.begin():
-            if session.scalar(select(StaffUser.id).where(StaffUser.username == "admin")):
-                print("admin user exists already (reset with create-user under a new name)")
-                return 0
-            password = secrets.token_urlsafe(12)
-            create_user(session, "admin", "admin", [], password, must_change_password=True)
+            name = normalize_username(args.username)
+            user = session.scalar(select(StaffUser).where(StaffUser.username == name))
+            if user is None:
+                print(f"error: no user {name!r}", file=sys.stderr)
+                return 1
+            user.active = False
+            session.flush()
+            end_sessions(session, user.id)
     finally:
         engine.dispose()
-    print(f"created user 'admin' with one-time password: {password}")
+    print(f"disabled user {name!r}; their sessions are ended")
+    return 0
+
+
+DEMO_USERS = (("admin", "admin", ()), ("personal", "staff", ("demo",)))
+"""What seed-demo creates: the administrator, and a member of the demo clinic's staff (who
+handles the demo clinic's tickets: an administrator does not do clinical work)."""
+
+
+def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the demo accounts once each, with one-time passwords printed for the operator."""
+    from sqlalchemy import select
+
+    from storage.clinics import upsert_clinic
+    from storage.db import make_engine, make_session_factory
+    from storage.models import Clinic, StaffUser
+    from storage.users import create_user
+
+    engine = make_engine(settings.database_url)
+    created: list[tuple[str, str]] = []
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            for username, role, clinics in DEMO_USERS:
+                if session.scalar(select(StaffUser.id).where(StaffUser.username == username)):
+                    print(f"user {username!r} exists already (reset it with create-user under "
+                          "a new name)")  # fmt: skip
+                    continue
+                for clinic_id in clinics:
+                    if session.get(Clinic, clinic_id) is None:
+                        upsert_clinic(session, clinic_id, "Demomottagningen")
+                password = secrets.token_urlsafe(12)
+                create_user(session, username, role, clinics, password, must_change_password=True)
+                created.append((username, password))
+    finally:
+        engine.dispose()
+    for username, password in created:
+        print(f"created user {username!r} with one-time password: {password}")
     return 0
 
 
@@ -315,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--clinic", action="append", help="clinic id (repeat for several)")
     user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     user.set_defaults(func=cmd_create_user)
+    disable = sub.add_parser("disable-user", help="disable an account and end its sessions")
+    disable.add_argument("username")
+    disable.set_defaults(func=cmd_disable_user)
     tickets = sub.add_parser("tickets", help="cancellation tickets")
     tsub = tickets.add_subparsers(dest="tickets_command", required=True)
     tlist = tsub.add_parser("list", help="list tickets")

@@ -127,6 +127,8 @@ class InboundCalls:
             return await main_menu(call, self._menu_options(clinic, call_db_id))
         except CallEnded:
             return "caller_hangup"
+        finally:
+            await call.file_held()  # a message still under review when the call ended
 
     def _menu_options(self, clinic: Clinic, call_db_id: int) -> MenuOptions:
         offers_callback = clinic.callback and clinic.callbacks is not None

@@ -44,6 +44,7 @@ from ivr_flows.call_api import (
     RecordingResult,
 )
 from transcription.streaming import NullTranscriber, Transcriber
+from transcription.wav import read_wav_8k
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class LiveCall:
         self._digit_event = asyncio.Event()
         self._interruptible = False
         self._late_terminator: tuple[str, float] | None = None
+        self._held: dict[Path, _Held] = {}
+        """Recordings made with hold=True that the flow has neither kept nor discarded."""
         media.on_dtmf = self._on_dtmf
 
     # -------------------------------------------------------------- events
@@ -199,6 +202,7 @@ class LiveCall:
         silence_s: float,
         beep: bool = True,
         finish_key: str = "#",
+        hold: bool = False,
     ) -> RecordingResult:
         self._check()
         self._digits.clear()
@@ -262,6 +266,7 @@ class LiveCall:
                     self.media.flush_audio()  # the packets still held for reordering
             finally:
                 self.media.remove_audio_sink(sink)
+                final: Path | None = None
                 try:
                     final = await rec.finish()
                     if rec.failure is not None:
@@ -271,10 +276,53 @@ class LiveCall:
                         "call %s: recorded %.1f s (%s) to %s",
                         self.dialog.call_id, rec.duration_s, ended_by, final or rec.part_path,
                     )  # fmt: skip
-                    await self.on_recording(result, sidecar, transcriber)
+                    if hold and final is not None and ended_by not in ("hangup", "storage_error"):
+                        # kept, discarded, or filed when the call ends: released then
+                        self._held[final] = _Held(result, sidecar, transcriber, rec)
+                    else:
+                        await self.on_recording(result, sidecar, transcriber)
                 finally:
-                    rec.release()  # filed (or given up): the sweep may see it from now on
+                    if final is None or final not in self._held:
+                        rec.release()  # filed (or given up): the sweep may see it from now on
         return result
+
+    async def keep(self, recording: RecordingResult) -> None:
+        held = self._held.pop(recording.path, None) if recording.path else None
+        if held is None:
+            return
+        try:
+            await self.on_recording(held.result, held.sidecar, held.transcriber)
+        finally:
+            held.rec.release()
+
+    async def discard(self, recording: RecordingResult) -> None:
+        held = self._held.pop(recording.path, None) if recording.path else None
+        if held is None:
+            return
+        try:
+            await held.transcriber.finish()  # frees its recognizer; the text is not wanted
+        except Exception:
+            log.exception("call %s: finishing a discarded recognizer failed", self.dialog.call_id)
+        await asyncio.to_thread(held.rec.delete)
+        log.info("call %s: the caller recorded again; %s deleted", self.dialog.call_id,
+                 held.result.path.name if held.result.path else "-")  # fmt: skip
+
+    async def play_recording(self, recording: RecordingResult) -> None:
+        self._check()
+        if recording.path is None or recording.path not in self._held:
+            return
+        pcm = await asyncio.to_thread(read_wav_8k, recording.path)
+        await self._play_pcm(pcm, interruptible=True)
+
+    async def file_held(self) -> None:
+        """At the end of the call: what the caller left under review is kept (a hang-up at
+        "1 to save, 2 to record again" saves the message)."""
+        for path in list(self._held):
+            try:
+                await self.keep(self._held[path].result)
+            except Exception:
+                log.exception("call %s: filing a held recording failed; the sweep files it",
+                              self.dialog.call_id)  # fmt: skip
 
     async def say_time(
         self, when: datetime, end: datetime | None = None, *, interruptible: bool = False
@@ -333,6 +381,14 @@ class LiveCall:
 
 
 _NOT_CONNECTED: dict[str, BridgeResult] = {"busy": "busy", "no_answer": "no_answer"}
+
+
+@dataclass(frozen=True)
+class _Held:
+    result: RecordingResult
+    sidecar: Sidecar
+    transcriber: Transcriber
+    rec: DurableRecording
 
 
 def _clock(t: datetime) -> list[str]:

@@ -352,6 +352,17 @@ class DurableRecording:
         """The recording is filed (or given up): from now on it is the sweep's like any other."""
         self._live.release(self.final_path)
 
+    def delete(self) -> None:
+        """The caller chose to record again: remove this (finished) take. The audio goes first,
+        so a crash in between leaves a lone sidecar (harmless), never audio without its facts."""
+        try:
+            for path in (self.final_path, self.part_path, self.meta_path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            _fsync_dir(self.final_path.parent)
+        finally:
+            self.release()
+
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)

@@ -37,6 +37,7 @@ from config.clinics import Clinic, load_clinics
 from config.settings import Settings
 from ivr_flows.call_api import CallInfo
 from ivr_flows.cancellation import RecordingLimits
+from staff_ui.accounts import LoginLimits
 from staff_ui.app import create_app, load_or_create_secret
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
@@ -69,6 +70,7 @@ class CallServer:
             node_id=settings.node_name,
             max_live=settings.stt_max_live,
             live_lease=dt.timedelta(seconds=settings.stt.lease_s),
+            clinics=self.clinics,
         )
         self.workers: TranscribeWorkers | None = None
         self.pool = PortPool(
@@ -151,9 +153,16 @@ class CallServer:
         app = create_app(
             self.db,
             load_or_create_secret(self.settings.data_dir),
+            cookie_secure=self.settings.http.cookie_secure,
             timezone=self.settings.clinics.timezone,
             clinics=self.clinics,
             on_callbacks_changed=self.dispatcher.wake,
+            trusted_proxies=self.settings.http.proxy_networks,
+            login_limits=LoginLimits(
+                max_failures=self.settings.http.login_max_failures,
+                max_failures_per_address=self.settings.http.login_max_failures_per_address,
+                window=dt.timedelta(seconds=self.settings.http.login_lock_s),
+            ),
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from callserver import call_log
 from callserver.call_log import Filed, Queueing, SessionFactory
 from callserver.recording import LEFTOVER_AGE_S, Sidecar, collect, read_sidecar, wav_duration
 from callserver.transcribe_workers import finish_job
+from config.clinics import Clinic
 from ivr_flows.call_api import RecordingPurpose, RecordingResult
 from storage import transcription_queue as queue
 from transcription.streaming import CallTranscriber, NullTranscriber, Transcriber
@@ -57,6 +58,7 @@ class Voicemail:
         max_live: int = 1,
         live_lease: dt.timedelta = dt.timedelta(minutes=2),
         on_queued: Callable[[], None] | None = None,
+        clinics: Mapping[str, Clinic] | None = None,
     ) -> None:
         self.db = db
         self.recordings_dir = recordings_dir
@@ -67,6 +69,8 @@ class Voicemail:
         self.live_lease = live_lease
         self.on_queued = on_queued
         """Wakes this process's transcription workers when a message was queued here."""
+        self.clinics: Mapping[str, Clinic] = clinics or {}
+        """The clinic files: a ticket's deadline counts its clinic's working days."""
         self.live = 0
         """Recognitions running while their callers speak (at most max_live)."""
         self._background: set[asyncio.Task[None]] = set()
@@ -127,6 +131,7 @@ class Voicemail:
                     call_log.store_recording, self.db, path=result.path,
                     duration_s=result.duration_s, sidecar=sidecar, min_seconds=self.min_seconds,
                     partial=partial, queueing=queueing, complete=not partial,
+                    calendar=self.clinics.get(sidecar.call.clinic_id),
                 )  # fmt: skip
             else:
                 filed = None
@@ -210,6 +215,7 @@ class Voicemail:
                 call_log.store_recording, self.db, path=wav, duration_s=duration,
                 sidecar=sidecar, min_seconds=self.min_seconds, partial=partial,
                 queueing=queueing, complete=not partial,
+                calendar=self.clinics.get(sidecar.call.clinic_id),
             )  # fmt: skip
             if filed is not None and filed.ticket_id is not None:
                 log.warning("recovered recording %s as ticket %d", wav.name, filed.ticket_id)

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import holidays
+from config.calendar import national_closed_reason
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SPAN = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
-# Not public holidays by law, but Swedish clinics are closed on them (docs/swedish-calendar.md).
-DE_FACTO_CLOSED = {(12, 24): "julafton", (12, 31): "nyårsafton"}
 
 
 class ClinicConfigError(ValueError):
@@ -74,13 +72,9 @@ class Clinic:
         """Why the clinic is closed all day, or None on a normal weekday."""
         if day in self.closed_dates:
             return "clinic closure"
-        name = holidays.country_holidays("SE", years=day.year, language="sv").get(day)
-        if name:
-            return name
-        if (day.month, day.day) in DE_FACTO_CLOSED:
-            return DE_FACTO_CLOSED[(day.month, day.day)]
-        if day.month == 6 and day.weekday() == 4 and 19 <= day.day <= 25:
-            return "midsommarafton"
+        national = national_closed_reason(day)  # holidays, julafton, nyårsafton, midsommarafton
+        if national is not None:
+            return national
         if day.weekday() not in self.hours:
             return "no phone hours this weekday"
         return None

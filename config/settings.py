@@ -52,6 +52,25 @@ class SipSettings:
 class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    cookie_secure: bool = False
+    """Behind TLS: the session cookie gets Secure and the __Host- prefix, and HSTS is sent."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses or networks of reverse proxies: from those, the client's
+    address is taken from X-Forwarded-For (for the access log and login locks)."""
+    login_max_failures: int = 5
+    """Failed logins for one username within login_lock_s before it is locked (429)."""
+    login_max_failures_per_address: int = 20
+    """Failed logins from one client address within login_lock_s before it is locked."""
+    login_lock_s: float = 900.0
+    """The window failures are counted in, and how long a lock lasts."""
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in self.trusted_proxies.split(",")
+            if item.strip()
+        )
 
 
 @dataclass(frozen=True)
@@ -236,6 +255,17 @@ def _validate(s: Settings, errors: list[str]) -> None:
     ):
         if not 0 < port_value < 65536:
             errors.append(f"{key}: {port_value} is not a UDP/TCP port (1-65535)")
+    try:
+        _ = s.http.proxy_networks
+    except ValueError as exc:
+        errors.append(
+            f"http.trusted_proxies: {s.http.trusted_proxies!r} ({exc}): give comma-separated "
+            "addresses or networks, e.g. 10.0.0.5, 10.1.0.0/24"
+        )
+    if s.http.login_max_failures < 1 or s.http.login_max_failures_per_address < 1:
+        errors.append("http.login_max_failures and login_max_failures_per_address must be ≥ 1")
+    if s.http.login_lock_s <= 0:
+        errors.append(f"http.login_lock_s: {s.http.login_lock_s} must be more than 0 seconds")
     if s.sip.rtp_port_high - s.sip.rtp_port_low < 2:
         errors.append(
             f"sip.rtp_port_low/high: range {s.sip.rtp_port_low}-{s.sip.rtp_port_high} "

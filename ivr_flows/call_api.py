@@ -19,6 +19,21 @@ class CallEnded(Exception):
     """Raised inside a flow by any Call operation once the caller has hung up."""
 
 
+class SwitchboardRequested(Exception):
+    """The caller pressed 0 at a question while the switchboard can be reached: the main menu
+    connects them (a message under review is saved first)."""
+
+
+SWITCHBOARD_KEY = "0"
+
+
+def check_switchboard(call: Call, entry: str) -> None:
+    """Raise SwitchboardRequested when `entry` (a whole answer) is the switchboard key and the
+    switchboard is open to this call; otherwise the key means what the question says."""
+    if entry == SWITCHBOARD_KEY and call.info.switchboard_open:
+        raise SwitchboardRequested()
+
+
 RecordingEnd = Literal["key", "silence", "max", "hangup", "storage_error"]
 """How a recording ended. "storage_error": the recordings disk was full (or below its reserve)
 or refused a write; what was stored before that is kept and filed as a partial message."""
@@ -62,6 +77,8 @@ class CallInfo:
     called: str
     clinic_id: str
     language: str = "sv"
+    switchboard_open: bool = False
+    """0 at any question reaches the switchboard (within phone hours, where there is one)."""
 
 
 class Call(Protocol):
@@ -88,11 +105,25 @@ class Call(Protocol):
         silence_s: float,
         beep: bool = True,
         finish_key: str = "#",
+        hold: bool = False,
     ) -> RecordingResult:
         """Record the caller to durable storage, with `meta` stored beside the audio so a
         crash cannot orphan it; the server files the finished recording by `meta.purpose`.
         Never raises for a full disk: the result ends "storage_error" (path None when nothing
-        could be stored)."""
+        could be stored).
+
+        hold=True: the caller reviews it first. The server files it only when the flow calls
+        `keep` (or when the call ends with it still held: a hang-up saves it), and `discard`
+        deletes it. A recording ended by hang-up or a full disk is filed at once regardless."""
+
+    async def keep(self, recording: RecordingResult) -> None:
+        """File a held recording now."""
+
+    async def discard(self, recording: RecordingResult) -> None:
+        """Delete a held recording (the caller records again); it never becomes a ticket."""
+
+    async def play_recording(self, recording: RecordingResult) -> None:
+        """Play a held recording back to the caller (a key stops it)."""
 
     async def bridge_to(
         self,

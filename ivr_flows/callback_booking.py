@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from ivr_flows.call_api import Call, CallEnded, RecordingMeta, RecordingPurpose
+from ivr_flows.call_api import (
+    Call,
+    CallEnded,
+    RecordingMeta,
+    RecordingPurpose,
+    check_switchboard,
+)
 
 MAX_OFFERS = 6
 """Times offered in all, stepping on with 2."""
@@ -74,6 +80,7 @@ async def _choose_slot(
         await call.say_time(slot.start, slot.end)
         await call.play("callback_offer_keys")
         choice = await call.gather(max_digits=1, timeout=8.0)
+        check_switchboard(call, choice)
         if choice == "1":
             return slot
         if choice == "2":
@@ -98,6 +105,7 @@ async def _choose_number(call: Call, service: BookingService) -> str | None:
         else:
             await call.play("callback_enter_number")
         entry = await call.gather(max_digits=15, terminator="#", timeout=10.0)
+        check_switchboard(call, entry)
         if entry == "1" and presented:
             return presented
         number = service.normalize(entry) if entry else None
@@ -117,7 +125,9 @@ async def _offer_message(call: Call, callback_id: int) -> bool:
         if not await call.can_record():
             return True  # a full disk: the booking stands, no message is offered
         await call.play("callback_message_offer")
-        if await call.gather(max_digits=1, timeout=6.0) != "1":
+        answer = await call.gather(max_digits=1, timeout=6.0)
+        check_switchboard(call, answer)
+        if answer != "1":
             return True
         meta = RecordingMeta(RecordingPurpose.CALLBACK_MESSAGE, callback_id=callback_id)
         await call.play("callback_message_instructions", interruptible=False)
@@ -147,7 +157,9 @@ async def callback_booking(call: Call, service: BookingService) -> str:
             await call.play("callback_existing")
             await call.say_time(existing.slot.start, existing.slot.end)
             await call.play("callback_existing_keys")
-            if await call.gather(max_digits=1, timeout=8.0) != "2":
+            keep_or_move = await call.gather(max_digits=1, timeout=8.0)
+            check_switchboard(call, keep_or_move)
+            if keep_or_move != "2":
                 await call.play("callback_kept", "goodbye", interruptible=False)
                 await call.hangup()
                 return "callback_kept"

@@ -1,7 +1,8 @@
 """The main menu every clinic number answers with.
 
 1 = cancel or rebook (voicemail, open around the clock), 2 = callback, 0 = switchboard,
-9 = English. Outside phone hours only the mailbox and the language switch are offered.
+9 = English. Outside phone hours only the mailbox and the language switch are offered. Within
+phone hours 0 reaches the switchboard from every question of the flows as well.
 
 Every question in every flow is asked a bounded number of times (here MENU_TRIES): a caller who
 presses nothing, or keeps pressing a key that means nothing, hears goodbye and is hung up on.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ivr_flows.call_api import Call, RecordingResult
+from ivr_flows.call_api import Call, RecordingResult, SwitchboardRequested
 from ivr_flows.callback_booking import BookingService, callback_booking
 from ivr_flows.cancellation import RecordingLimits, cancellation_flow
 
@@ -31,7 +32,9 @@ class MenuOptions:
 
 
 async def main_menu(call: Call, options: MenuOptions) -> str:
-    """Run the menu; returns the call's outcome for the call log."""
+    """Run the menu; returns the call's outcome for the call log. Within phone hours, 0 at
+    any question of the flows reaches the switchboard too (CallInfo.switchboard_open)."""
+    call.info.switchboard_open = options.open_now and bool(options.switchboard_number)
     await call.play("welcome")
     for _ in range(MENU_TRIES):
         await call.play("menu" if options.open_now else "closed")
@@ -40,7 +43,10 @@ async def main_menu(call: Call, options: MenuOptions) -> str:
             call.info.language = "en"
             continue
         if choice == "1":
-            result = await cancellation_flow(call, options.limits)
+            try:
+                result = await cancellation_flow(call, options.limits)
+            except SwitchboardRequested:
+                return await _switchboard(call, options)
             if result.ended_by == "storage_error":
                 return await _message_not_stored(call, options, result)
             if result.path is None:
@@ -48,7 +54,10 @@ async def main_menu(call: Call, options: MenuOptions) -> str:
             return "ticket" if result.duration_s >= options.limits.min_s else "too_short"
         if options.open_now and choice == "2":
             if options.callback and options.booking is not None:
-                return await callback_booking(call, options.booking)
+                try:
+                    return await callback_booking(call, options.booking)
+                except SwitchboardRequested:
+                    return await _switchboard(call, options)
             await call.play("no_callback", interruptible=False)
             break
         if options.open_now and choice == "0":
@@ -60,6 +69,16 @@ async def main_menu(call: Call, options: MenuOptions) -> str:
             break
         if choice:
             await call.play("invalid_choice")
+    await call.play("goodbye", interruptible=False)
+    await call.hangup()
+    return "menu_hangup"
+
+
+async def _switchboard(call: Call, options: MenuOptions) -> str:
+    """0 pressed inside a flow (only offered while the switchboard is open to this call)."""
+    assert options.switchboard_number is not None
+    if await _transfer(call, options.switchboard_number):
+        return "transferred"
     await call.play("goodbye", interruptible=False)
     await call.hangup()
     return "menu_hangup"

@@ -72,6 +72,16 @@ PROMPTS: dict[str, dict[str, str]] = {
         "en": "After the tone, say your name and which appointment you want to cancel. "
         "Hang up or press hash when you are done.",
     },
+    "review_menu": {
+        "sv": "För att spara meddelandet, tryck 1. För att spela in det igen, tryck 2. "
+        "För att lyssna på det, tryck 3.",
+        "en": "To save your message, press 1. To record it again, press 2. "
+        "To listen to it, press 3.",
+    },
+    "record_again": {
+        "sv": "Spela in ditt meddelande efter tonen. Tryck fyrkant när du är klar.",
+        "en": "Record your message after the tone. Press hash when you are done.",
+    },
     "message_saved": {
         "sv": "Tack, ditt meddelande är sparat. Mottagningen hanterar det. Hej då.",
         "en": "Thank you, your message has been saved. The clinic will handle it. Goodbye.",

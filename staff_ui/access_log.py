@@ -14,6 +14,8 @@ AUDIO_LOG_WINDOW instead of one row per chunk. Tickets and callbacks share the r
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -40,13 +42,15 @@ def record_access(
     clinic_id: str | None = None,
     username: str | None = None,
     user_id: int | None = None,
+    shown: Sequence[int] | None = None,
 ) -> None:
     """Add one access-log row for `action` to the session (not committed here).
 
     The patient and the clinic are taken from `ticket` or `callback` when given, else
     `clinic_id` names the care unit (a list filtered by clinic, a booking). `username` and
     `user_id` are for a failed login only, when there is no viewer: the name as typed and the
-    account it names, if any.
+    account it names, if any. `shown`: for a list view, the ids of the tickets or callbacks
+    it showed, so that a patient's log extract finds the lists their matter appeared in.
     """
     subject = ticket if ticket is not None else callback
     session.add(
@@ -60,6 +64,7 @@ def record_access(
             clinic_id=subject.clinic_id if subject is not None else clinic_id,
             personnummer=subject.personnummer if subject is not None else None,
             remote_addr=remote_addr,
+            shown=json.dumps(sorted(set(shown))) if shown is not None else None,
         )
     )
 

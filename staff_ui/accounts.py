@@ -13,16 +13,23 @@ access-log rows in the same transaction as the check.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, sessionmaker
 
 from staff_ui.access_log import record_access
-from storage.models import StaffUser
+from storage.models import AccessLogEntry, StaffUser, utcnow
 from storage.personnummer import redact_personnummer
-from storage.users import authenticate, normalize_username, set_password, verify_password
+from storage.users import (
+    authenticate,
+    end_sessions,
+    normalize_username,
+    set_password,
+    verify_password,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,8 @@ class Viewer:
     role: str
     clinic_ids: frozenset[str]
     must_change_password: bool
+    session_generation: int = 0
+    """Sessions carry the generation they were made in; an older one is void."""
 
     @property
     def sees_all_clinics(self) -> bool:
@@ -62,34 +71,119 @@ def _viewer(user: StaffUser) -> Viewer:
         role=user.role,
         clinic_ids=frozenset(clinic.id for clinic in user.clinics),
         must_change_password=user.must_change_password,
+        session_generation=user.session_generation,
     )
 
 
+@dataclass(frozen=True)
+class LoginLimits:
+    """Brute-force locks (settings http.login_*): after `max_failures` failed logins for one
+    username, or `max_failures_per_address` from one client address, within `window`, every
+    attempt is refused unchecked until the window has moved past them."""
+
+    max_failures: int = 5
+    max_failures_per_address: int = 20
+    window: dt.timedelta = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Locked:
+    """A refused login: locked until `until` (aware UTC) because of `what` failed."""
+
+    until: dt.datetime
+    what: str
+    """"username" or "address"."""
+
+    def retry_after_s(self, now: dt.datetime) -> int:
+        return max(1, int((self.until - now).total_seconds() + 0.999))
+
+
+def _lock_until(
+    session: Session, conditions: list[ColumnElement[bool]], limit: int, window: dt.timedelta,
+    now: dt.datetime,
+) -> dt.datetime | None:  # fmt: skip
+    """When the latest `limit` failures matching `conditions` leave the window, if there are
+    that many inside it now."""
+    times = session.scalars(
+        select(AccessLogEntry.at)
+        .where(
+            AccessLogEntry.action == "login_failed", AccessLogEntry.at > now - window, *conditions
+        )  # fmt: skip
+        .order_by(AccessLogEntry.at.desc())
+        .limit(limit)
+    ).all()
+    if len(times) < limit:
+        return None
+    oldest = times[-1] if times[-1].tzinfo else times[-1].replace(tzinfo=dt.UTC)
+    return oldest + window
+
+
+def _locked(
+    session: Session, name: str, known: int | None, remote_addr: str | None,
+    limits: LoginLimits, now: dt.datetime,
+) -> Locked | None:  # fmt: skip
+    by_name: list[ColumnElement[bool]] = [func.lower(AccessLogEntry.username) == name]
+    if known is not None:  # failures before the account's latest successful login are forgiven
+        last_login = session.scalar(
+            select(func.max(AccessLogEntry.at)).where(
+                AccessLogEntry.action == "login", AccessLogEntry.user_id == known
+            )
+        )
+        if last_login is not None:
+            by_name.append(AccessLogEntry.at > last_login)
+    until = _lock_until(session, by_name, limits.max_failures, limits.window, now)
+    if until is not None and until > now:
+        return Locked(until, "username")
+    if remote_addr:
+        until = _lock_until(
+            session, [AccessLogEntry.remote_addr == remote_addr],
+            limits.max_failures_per_address, limits.window, now,
+        )  # fmt: skip
+        if until is not None and until > now:
+            return Locked(until, "address")
+    return None
+
+
 def login(
-    factory: sessionmaker[Session], username: str, password: str, remote_addr: str | None
-) -> Viewer | None:
+    factory: sessionmaker[Session], username: str, password: str, remote_addr: str | None,
+    limits: LoginLimits | None = None, now: dt.datetime | None = None,
+) -> Viewer | Locked | None:  # fmt: skip
     """Check the password (argon2, slow on purpose: hence a thread) and log the attempt.
 
     A failed attempt is logged with the name as typed and, if it names an account, that
-    account's id: repeated failures against one account must be visible in the log.
+    account's id: repeated failures against one account must be visible in the log. A locked
+    username or address is refused before the password is even checked (see LoginLimits), and
+    the failure that starts a lock is logged as such.
     """
+    limits = limits or LoginLimits()
+    now = now or utcnow()
+    name = normalize_username(username)
     with factory.begin() as session:
+        known = session.scalar(select(StaffUser.id).where(StaffUser.username == name))
+        locked = _locked(session, name, known, remote_addr, limits, now)
+        if locked is not None:
+            return locked
         user = authenticate(session, username, password)
         if user is None:
-            known = session.scalar(
-                select(StaffUser.id).where(StaffUser.username == normalize_username(username))
-            )
             record_access(
-                session,
-                None,
-                "login_failed",
-                remote_addr,
-                username=username.strip(),
+                session, None, "login_failed", remote_addr, username=username.strip(),
                 user_id=known,
-            )
+            )  # fmt: skip
+            session.flush()
             log.warning(
                 "failed staff login for %r from %s", redact_personnummer(username), remote_addr
             )
+            locked = _locked(session, name, known, remote_addr, limits, now)
+            if locked is not None:
+                record_access(
+                    session, None, "login_locked", remote_addr, username=username.strip(),
+                    user_id=known,
+                )  # fmt: skip
+                log.warning(
+                    "staff login locked by %s for %r from %s until %s (too many failures)",
+                    locked.what, redact_personnummer(username), remote_addr,
+                    locked.until.isoformat(timespec="seconds"),
+                )  # fmt: skip
             return None
         viewer = _viewer(user)
         record_access(session, viewer, "login", remote_addr)
@@ -108,10 +202,19 @@ def load_viewer(factory: sessionmaker[Session], user_id: int) -> Viewer | None:
         return _viewer(user) if user else None
 
 
+def logout(factory: sessionmaker[Session], viewer: Viewer, remote_addr: str | None) -> None:
+    """End every session of this user, copied cookies included."""
+    with factory.begin() as session:
+        end_sessions(session, viewer.id)
+        record_access(session, viewer, "logout", remote_addr)
+    log.info("staff logout: %s from %s", viewer.username, remote_addr)
+
+
 def change_password(
     factory: sessionmaker[Session], viewer: Viewer, current: str, new: str
-) -> str | None:
-    """Set a new password; returns a Swedish error message for the form, or None on success."""
+) -> str | int:
+    """Set a new password and end the user's other sessions; returns a Swedish error message
+    for the form, or the new session generation (for the session that made the change)."""
     with factory.begin() as session:
         user = session.get(StaffUser, viewer.id)
         if user is None or not verify_password(user.password_hash, current):
@@ -122,5 +225,6 @@ def change_password(
             set_password(session, user, new)
         except ValueError:
             return "Det nya lösenordet måste ha minst 8 tecken."
-    log.info("staff user %s changed password", viewer.username)
-    return None
+        generation = end_sessions(session, viewer.id)
+    log.info("staff user %s changed password; their other sessions are ended", viewer.username)
+    return generation

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from callbacks.reasons import Reason
+from config.calendar import deadline_day
 from staff_ui import callback_queries, ticket_queries
 from staff_ui.callback_queries import CallbackRow
 from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, path_id, viewer_of
@@ -27,13 +28,24 @@ from staff_ui.reasons import LANGUAGES, Language, describe
 from staff_ui.ticket_queries import TicketDetail, TicketRow
 
 
-def _row_json(row: TicketRow) -> dict[str, Any]:
+def _deadline_json(status: str, due_at: datetime, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
+    """due_at (ISO 8601, the instant it is late), the last day to answer on (local date) and
+    whether an open ticket is "overdue" or "due_today" (else null) by the server's clock."""
+    return {
+        "due_at": due_at.isoformat(),
+        "due_date": deadline_day(due_at, zone).isoformat(),
+        "deadline": ticket_queries.deadline_of(status, due_at, now, zone),
+    }
+
+
+def _row_json(row: TicketRow, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
     data = asdict(row)
     data["created_at"] = row.created_at.isoformat()
+    data.update(_deadline_json(row.status, row.due_at, now, zone))
     return data
 
 
-def _detail_json(ticket: TicketDetail) -> dict[str, Any]:
+def _detail_json(ticket: TicketDetail, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
     data = asdict(ticket)
     del data["recording_path"]  # a server path is nobody's business outside the host
     # Per-word confidences only drive the page's highlighting; integrations get the text.
@@ -41,6 +53,17 @@ def _detail_json(ticket: TicketDetail) -> dict[str, Any]:
     data["created_at"] = ticket.created_at.isoformat()
     data["acted_at"] = ticket.acted_at.isoformat() if ticket.acted_at else None
     data["audio_url"] = f"/tickets/{ticket.id}/audio" if ticket.has_recording else None
+    data.update(_deadline_json(ticket.status, ticket.due_at, now, zone))
+    data["forwards"] = [
+        {
+            "at": forward.at.isoformat(),
+            "from_clinic": forward.from_clinic,
+            "to_clinic": forward.to_clinic,
+            "by": forward.by,
+            "note": forward.note,
+        }
+        for forward in ticket.forwards
+    ]
     return data
 
 
@@ -68,7 +91,10 @@ async def api_ticket_list(request: web.Request) -> web.Response:
         status,
         request.remote,
     )
-    return web.json_response({"status": status, "tickets": [_row_json(row) for row in rows]})
+    now, zone = request.app[CLOCK](), request.app[TIMEZONE]
+    return web.json_response(
+        {"status": status, "tickets": [_row_json(row, now, zone) for row in rows]}
+    )
 
 
 async def api_ticket(request: web.Request) -> web.Response:
@@ -85,7 +111,7 @@ async def api_ticket(request: web.Request) -> web.Response:
     )
     if ticket is None:
         return _not_found()
-    return web.json_response(_detail_json(ticket))
+    return web.json_response(_detail_json(ticket, request.app[CLOCK](), request.app[TIMEZONE]))
 
 
 def _iso(value: object) -> str:

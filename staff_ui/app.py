@@ -6,11 +6,13 @@ password check is pushed to a worker thread (asyncio.to_thread) by the handlers.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
 import traceback
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,11 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
 from staff_ui import api, auth, callback_views, ticket_views
+from staff_ui.accounts import LoginLimits
 from staff_ui.context import (
     CALLBACKS_CHANGED,
     CLINICS,
     CLOCK,
     IDLE_TIMEOUT_S,
+    LOGIN_LIMITS,
+    PASSWORD_EXECUTOR,
     SESSION_FACTORY,
     TIMEZONE,
     render,
@@ -97,6 +102,8 @@ async def _add_security_headers(request: web.Request, response: web.StreamRespon
         response.headers["Pragma"] = "no-cache"
     if request.app.get(COOKIE_SECURE):
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    # aiohttp names itself and its version; an attacker needs neither.
+    response.headers["Server"] = "callserver"
 
 
 ERROR_TEXTS = {
@@ -107,6 +114,50 @@ ERROR_TEXTS = {
     413: ("För stor begäran", "Det skickade formuläret är för stort."),
     500: ("Något gick fel", "Ett oväntat fel inträffade. Försök igen eller kontakta IT-stöd."),
 }
+
+
+ProxyNetworks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple)
+
+
+def client_address(peer: str | None, forwarded_for: str, proxies: ProxyNetworks) -> str | None:
+    """The client's address: `peer` itself, or, when `peer` is one of our reverse proxies,
+    the nearest address in X-Forwarded-For that is not (the ones further left are whatever the
+    client chose to send, so they are never believed)."""
+    if not peer or not proxies or not forwarded_for:
+        return peer
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in proxies)
+
+    if not trusted(peer):
+        return peer
+    for hop in reversed([item.strip() for item in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain: attribute the request to the proxy itself
+        if not trusted(hop):
+            return hop
+    return peer
+
+
+@web.middleware
+async def _client_address_middleware(
+    request: web.Request, handler: auth.Handler
+) -> web.StreamResponse:
+    """request.remote is the client's address behind trusted proxies (http.trusted_proxies),
+    so the access log and the login locks name the client, not the proxy."""
+    proxies = request.app[TRUSTED_PROXIES]
+    if proxies:
+        remote = client_address(request.remote, request.headers.get("X-Forwarded-For", ""), proxies)
+        if remote is not None and remote != request.remote:
+            request = request.clone(remote=remote)
+    return await handler(request)
 
 
 @web.middleware
@@ -143,6 +194,8 @@ def create_app(
     clinics: Mapping[str, Clinic] | None = None,
     on_callbacks_changed: Callable[[], None] | None = None,
     clock: Callable[[], datetime] = utcnow,
+    trusted_proxies: ProxyNetworks = (),
+    login_limits: LoginLimits | None = None,
 ) -> web.Application:
     """Build the staff UI; mount it as the root app or add it as a sub-app.
 
@@ -152,6 +205,9 @@ def create_app(
     they say that callbacks are not configured. on_callbacks_changed is called on the event
     loop after "call now", a booking or a move (the dispatcher's wake). clock (aware UTC) is
     for tests: it decides which day is "today" and which slots can still be booked.
+
+    trusted_proxies (http.trusted_proxies): reverse proxies whose X-Forwarded-For names the
+    client. login_limits: the brute-force locks (http.login_*).
     """
     if len(secret_key) != SECRET_BYTES:
         raise ValueError(
@@ -168,7 +224,12 @@ def create_app(
         max_age=None,
     )
     app = web.Application(
-        middlewares=[session_middleware(storage), _error_middleware, auth.auth_middleware],
+        middlewares=[
+            _client_address_middleware,
+            session_middleware(storage),
+            _error_middleware,
+            auth.auth_middleware,
+        ],
         client_max_size=64 * 1024,
     )
     app[SESSION_FACTORY] = session_factory
@@ -176,6 +237,14 @@ def create_app(
     app[IDLE_TIMEOUT_S] = float(idle_timeout_s)
     app[COOKIE_SECURE] = cookie_secure
     app[CLOCK] = clock
+    app[TRUSTED_PROXIES] = tuple(trusted_proxies)
+    app[LOGIN_LIMITS] = login_limits or LoginLimits()
+    app[PASSWORD_EXECUTOR] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+
+    async def _stop_password_threads(app: web.Application) -> None:
+        app[PASSWORD_EXECUTOR].shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(_stop_password_threads)
     if clinics is not None:
         app[CLINICS] = clinics
     if on_callbacks_changed is not None:
@@ -197,6 +266,7 @@ def create_app(
     app.router.add_get("/tickets/{id}/audio", ticket_views.ticket_audio)
     app.router.add_post("/tickets/{id}/confirm", ticket_views.ticket_confirm)
     app.router.add_post("/tickets/{id}/reject", ticket_views.ticket_reject)
+    app.router.add_post("/tickets/{id}/forward", ticket_views.ticket_forward)
     app.router.add_get("/callbacks", callback_views.callback_list)
     app.router.add_get("/callbacks/new", callback_views.callback_new_page)
     app.router.add_get("/callbacks/{id}/message", callback_views.callback_message)

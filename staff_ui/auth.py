@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from aiohttp_session import get_session, new_session
@@ -18,12 +18,15 @@ from aiohttp_session import get_session, new_session
 from staff_ui import accounts
 from staff_ui.context import (
     IDLE_TIMEOUT_S,
+    LOGIN_LIMITS,
+    PASSWORD_EXECUTOR,
     SESSION_FACTORY,
     VIEWER,
     csrf_ok,
     render,
     viewer_of,
 )
+from storage.models import utcnow
 
 PUBLIC_PATHS = frozenset({"/login"})
 PUBLIC_PREFIXES = ("/static/",)
@@ -39,8 +42,19 @@ def _is_api(request: web.Request) -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths: '/tickets/3' yes, '//evil.example' and 'https://...' no."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only same-site paths: '/tickets/3' yes; '//evil.example', 'https://...' and anything
+    with a control character or whitespace no (browsers drop tabs and newlines from a URL, so
+    '/\t/evil.example' would become '//evil.example')."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)
+    ):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 
@@ -67,6 +81,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         else:
             factory = request.app[SESSION_FACTORY]
             viewer = await asyncio.to_thread(accounts.load_viewer, factory, user_id)
+            if viewer is not None and session.get("gen") != viewer.session_generation:
+                viewer = None  # logged out, password changed or account disabled since
     if viewer is None:
         session.pop("uid", None)
         if expired:
@@ -123,9 +139,25 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             status=400,
         )
     factory = request.app[SESSION_FACTORY]
-    viewer = await asyncio.to_thread(
-        accounts.login, factory, username[:150], password[:1024], request.remote
-    )
+    viewer = await asyncio.get_running_loop().run_in_executor(
+        request.app[PASSWORD_EXECUTOR], accounts.login, factory, username[:150], password[:1024],
+        request.remote, request.app[LOGIN_LIMITS],
+    )  # fmt: skip
+    if isinstance(viewer, accounts.Locked):
+        retry = viewer.retry_after_s(utcnow())
+        response = await render(
+            request,
+            "login.html",
+            {
+                "next": next_path,
+                "username": username,
+                "error": "För många misslyckade inloggningar. Försök igen om "
+                f"{max(1, round(retry / 60))} minuter, eller be en administratör om hjälp.",
+            },
+            status=429,
+        )
+        response.headers["Retry-After"] = str(retry)
+        return response
     if viewer is None:
         return await render(
             request,
@@ -137,6 +169,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     session = await new_session(request)
     now = time.time()
     session["uid"] = viewer.id
+    session["gen"] = viewer.session_generation
     session["login_at"] = now
     session["seen"] = now
     raise web.HTTPSeeOther("/password" if viewer.must_change_password else next_path)
@@ -147,6 +180,11 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if not await csrf_ok(request, form):
         raise web.HTTPSeeOther("/")
     session = await get_session(request)
+    viewer = request.get(VIEWER)
+    if viewer is not None:  # every session of this user ends, a copied cookie too
+        await asyncio.to_thread(
+            accounts.logout, request.app[SESSION_FACTORY], viewer, request.remote
+        )
     session.invalidate()
     raise web.HTTPSeeOther("/login")
 
@@ -167,11 +205,13 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
         return await render(
             request, "password.html", {"error": "De nya lösenorden är inte lika."}, status=400
         )
-    error = await asyncio.to_thread(
-        accounts.change_password, request.app[SESSION_FACTORY], viewer_of(request), current, new
-    )
-    if error:
-        return await render(request, "password.html", {"error": error}, status=400)
+    result = await asyncio.get_running_loop().run_in_executor(
+        request.app[PASSWORD_EXECUTOR], accounts.change_password, request.app[SESSION_FACTORY],
+        viewer_of(request), current, new,
+    )  # fmt: skip
+    if isinstance(result, str):
+        return await render(request, "password.html", {"error": result}, status=400)
     session = await get_session(request)
+    session["gen"] = result  # this session goes on; every other one of this user has ended
     session["flash"] = "Lösenordet är bytt."
     raise web.HTTPSeeOther("/")

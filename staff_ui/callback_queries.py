@@ -40,7 +40,7 @@ from staff_ui.access_log import record_access, record_play_once
 from staff_ui.accounts import Viewer, clinic_scope
 from staff_ui.context import slot_time
 from storage.models import Callback, StaffUser
-from storage.personnummer import mask_personnummer
+from storage.personnummer import mask_personnummer, redact_spoken_numbers
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,11 @@ def _row(callback: Callback, usernames: Mapping[int, str]) -> CallbackRow:
         last_outcome=callback.last_outcome,
         last_outcome_at=callback.last_outcome_at,
         escalation=reason_from_columns(callback.escalation_code, callback.escalation_params),
-        message_transcript=callback.message_transcript,
+        message_transcript=(
+            redact_spoken_numbers(callback.message_transcript)
+            if callback.message_transcript
+            else None
+        ),
         has_message=callback.message_recording_path is not None,
         source=callback.source,
         booked_by=usernames.get(callback.booked_by_id) if callback.booked_by_id else None,
@@ -310,7 +314,10 @@ def list_callbacks(
                 )
                 or 0
             )
-        record_access(session, viewer, "list_callbacks", remote_addr, clinic_id=clinic_id)
+        record_access(
+            session, viewer, "list_callbacks", remote_addr, clinic_id=clinic_id,
+            shown=[row.id for row in (*rows, *missed)],
+        )  # fmt: skip
         return CallbackDay(
             day=day,
             today=today,

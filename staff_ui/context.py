@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from aiohttp_session import get_session
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui.accounts import Viewer
+from staff_ui.accounts import LoginLimits, Viewer
 from storage.personnummer import format_personnummer
 
 SESSION_FACTORY = web.AppKey("session_factory", sessionmaker[Session])
@@ -37,6 +38,10 @@ CALLBACKS_CHANGED: web.AppKey[Callable[[], None]] = web.AppKey("callbacks_change
 """Wakes the callback dispatcher after "call now", a booking or a move (optional)."""
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 """Aware UTC now: which day is "today" and which slots are still bookable."""
+PASSWORD_EXECUTOR = web.AppKey("password_executor", ThreadPoolExecutor)
+"""argon2 runs here (a few threads), never in the pool the database work uses, so a burst of
+logins cannot starve the pages and the callback dispatcher."""
+LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 VIEWER = web.RequestKey("viewer", Viewer)
 """request[VIEWER] holds the logged-in Viewer, set by the auth middleware."""
 

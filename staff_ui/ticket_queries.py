@@ -10,25 +10,42 @@ Invariants, and why:
 - Results are plain frozen dataclasses, so nothing lazy-loads after the session is gone.
 - Why there is no transcript is `Ticket.transcript_status` (storage.models.TranscriptStatus)
   alone; free_text is only ever the caller's message.
+- Every change (confirm, reject, forward) is one conditional UPDATE on the status *and* the
+  clinic the viewer saw, so of two people acting at once exactly one wins, and nobody confirms
+  a ticket that was forwarded away in the meantime.
+- The queue is sorted by deadline (Ticket.due_at, config/calendar.py), earliest first;
+  forwarding keeps the deadline.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, select, update
-from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy import ColumnElement, case, select, update
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
+from config.calendar import DeadlineState, deadline_state
 from staff_ui.access_log import record_access, record_play_once
 from staff_ui.accounts import Viewer, clinic_scope
 from storage import transcription_queue
-from storage.models import TICKET_STATUSES, Recording, Ticket, TranscriptStatus, utcnow
-from storage.personnummer import mask_personnummer
+from storage.db import rows_changed
+from storage.models import (
+    TICKET_STATUSES,
+    Clinic,
+    Recording,
+    Ticket,
+    TicketEvent,
+    TranscriptStatus,
+    utcnow,
+)
+from storage.personnummer import mask_personnummer, redact_spoken_numbers
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +55,11 @@ LIST_LIMIT = 500
 LOW_CONFIDENCE = 0.6
 """Words the recognizer was less sure of than this are marked on the ticket page."""
 
+MAX_NOTE_CHARS = 1000
+"""A forwarding note is a message to the receiving clinic's staff, not a record."""
+
 Decision = Literal["confirm", "reject"]
+ForwardRefusal = Literal["same_clinic", "unknown_clinic"]
 TranscriptState = Literal["ok", "empty", "pending", "model_missing", "error", "no_recording"]
 
 
@@ -58,8 +79,42 @@ class TicketRow:
     intent: str | None
     needs_check: bool
     """The personnummer must be checked against the recording before acting on the ticket."""
+    due_at: datetime
+    """When the matter must be answered (aware UTC, the end of its last day)."""
     transcript_ahead: int | None = None
     """Messages before this one in the transcription queue; None when not waiting."""
+    forwarded_from: str | None = None
+    """The clinic that last forwarded the ticket here, by name; None if never forwarded."""
+    forward_note: str | None = None
+    """That forwarding's note to this clinic's staff."""
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One forwarding of a ticket, as the ticket page tells it."""
+
+    at: datetime
+    from_clinic: str
+    to_clinic: str
+    by: str
+    note: str
+
+
+@dataclass(frozen=True)
+class ClinicChoice:
+    """A clinic a ticket may be forwarded to."""
+
+    id: str
+    name: str
+
+
+def deadline_of(
+    status: str, due_at: datetime, now: datetime, zone: ZoneInfo
+) -> DeadlineState | None:
+    """Overdue or due today, for a ticket still to be handled; a handled one is never late."""
+    if status != "new":
+        return None
+    return deadline_state(due_at, now, zone)
 
 
 @dataclass(frozen=True)
@@ -103,6 +158,10 @@ class TicketDetail:
     intent: str | None
     appointment: str | None
     needs_check: bool
+    due_at: datetime
+    """When the matter must be answered (aware UTC, the end of its last day)."""
+    forwards: tuple[Forward, ...] = ()
+    """Every forwarding to another clinic, oldest first."""
     transcript_ahead: int | None = None
     """Messages before this one in the transcription queue; None when not waiting."""
     transcript_error: str | None = None
@@ -129,10 +188,28 @@ class TicketDetail:
 
 @dataclass(frozen=True)
 class Decided:
-    """Outcome of confirm/reject: `changed` is False when someone else got there first."""
+    """Outcome of confirm, reject or forward: `changed` is False when someone else got there
+    first (or, for a forward, when it was `refused`)."""
 
-    ticket: TicketDetail
+    ticket: TicketDetail | None
+    """The ticket as it is now; None when it now belongs to a clinic the viewer does not work
+    for (it was forwarded there), which the viewer may no longer see."""
     changed: bool
+    moved_to: str | None = None
+    """When someone else forwarded the ticket first: the clinic it went to, by name."""
+    moved_by: str | None = None
+    """Who forwarded it there."""
+    refused: ForwardRefusal | None = None
+    """Why a forward was not even tried: to its own clinic, or to one that does not exist."""
+
+    @property
+    def why(self) -> str:
+        """Why nothing changed, for the server log (no patient data)."""
+        if self.refused:
+            return self.refused
+        if self.moved_to:
+            return "already forwarded"
+        return f"already {self.ticket.status}" if self.ticket else "already handled"
 
 
 @dataclass(frozen=True)
@@ -152,9 +229,26 @@ def _load_ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | N
             joinedload(Ticket.call),
             joinedload(Ticket.recording),
             joinedload(Ticket.acted_by),
+            selectinload(Ticket.events).options(
+                joinedload(TicketEvent.from_clinic), joinedload(TicketEvent.to_clinic)
+            ),
         )
     )
     return session.scalars(query).unique().one_or_none()
+
+
+def _forwards(ticket: Ticket) -> tuple[Forward, ...]:
+    return tuple(
+        Forward(
+            at=event.at,
+            from_clinic=event.from_clinic.name if event.from_clinic else "–",
+            to_clinic=event.to_clinic.name if event.to_clinic else "–",
+            by=event.username,
+            note=event.note or "",
+        )
+        for event in ticket.events
+        if event.kind == "forwarded"
+    )
 
 
 def needs_personnummer_check(ticket: Ticket) -> bool:
@@ -232,21 +326,58 @@ def _detail(session: Session, ticket: Ticket) -> TicketDetail:
         intent=ticket.intent,
         appointment=ticket.appointment,
         needs_check=needs_personnummer_check(ticket),
+        due_at=ticket.due_at,
+        forwards=_forwards(ticket),
         transcript_ahead=transcription_queue.ahead_of(session, [ticket.id]).get(ticket.id),
         transcript_error=transcription_queue.failure_of(session, ticket.id),
     )
 
 
+def _list_order(status: str) -> tuple[ColumnElement[Any], ...]:
+    """Tickets to handle by deadline, earliest first (the oldest call first among equal
+    deadlines); handled ones latest deadline first, so the list limit keeps the recent ones."""
+    if status == "new":
+        return (Ticket.due_at.asc(), Ticket.created_at.asc(), Ticket.id.asc())
+    handled = (Ticket.due_at.desc(), Ticket.created_at.desc(), Ticket.id.desc())
+    if status != "all":
+        return handled
+    is_open = Ticket.status == "new"
+    return (
+        case((is_open, 0), else_=1),
+        case((is_open, Ticket.due_at)).asc(),
+        case((is_open, Ticket.created_at)).asc(),
+        case((is_open, Ticket.id)).asc(),
+        *handled,
+    )
+
+
+def _last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Ticket id -> (the clinic that last forwarded it, by name; its note)."""
+    latest: dict[int, tuple[str, str]] = {}
+    if not ticket_ids:
+        return latest
+    rows = session.execute(
+        select(TicketEvent.ticket_id, Clinic.name, TicketEvent.note)
+        .join(Clinic, Clinic.id == TicketEvent.from_clinic_id)
+        .where(TicketEvent.ticket_id.in_(ticket_ids), TicketEvent.kind == "forwarded")
+        .order_by(TicketEvent.id)
+    )
+    for ticket_id, clinic_name, note in rows:
+        latest[ticket_id] = (clinic_name, note or "")
+    return latest
+
+
 def list_tickets(
     factory: sessionmaker[Session], viewer: Viewer, status: str, remote_addr: str | None
 ) -> list[TicketRow]:
-    """Newest first, only the viewer's clinics; logs one list_tickets entry per listing."""
+    """The work queue: only the viewer's clinics, by deadline (see _list_order); logs one
+    list_tickets entry per listing."""
     if status not in STATUS_FILTERS:
         raise ValueError(f"unknown status filter {status!r}")
     query = (
         select(Ticket)
         .options(joinedload(Ticket.clinic), joinedload(Ticket.recording))
-        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .order_by(*_list_order(status))
         .where(*clinic_scope(viewer, Ticket.clinic_id))
         .limit(LIST_LIMIT)
     )
@@ -254,9 +385,10 @@ def list_tickets(
         query = query.where(Ticket.status == status)
     with factory.begin() as session:
         tickets = session.scalars(query).unique().all()
-        record_access(session, viewer, "list_tickets", remote_addr)
+        record_access(session, viewer, "list_tickets", remote_addr, shown=[t.id for t in tickets])
         waiting = [t.id for t in tickets if t.transcript_status is None and t.recording]
         ahead = transcription_queue.ahead_of(session, waiting)
+        forwarded = _last_forwards(session, [t.id for t in tickets])
         return [
             TicketRow(
                 id=t.id,
@@ -270,7 +402,12 @@ def list_tickets(
                 duration_s=t.recording.duration_s if t.recording else None,
                 intent=t.intent,
                 needs_check=needs_personnummer_check(t),
+                due_at=t.due_at,
                 transcript_ahead=ahead.get(t.id),
+                forwarded_from=forwarded[t.id][0] if t.id in forwarded else None,
+                forward_note=(
+                    redact_spoken_numbers(forwarded[t.id][1]) if t.id in forwarded else None
+                ),
             )
             for t in tickets
         ]
@@ -308,6 +445,69 @@ def find_audio(
         return Audio(ticket_id=ticket.id, path=path)
 
 
+def _open_for_change(
+    session: Session,
+    viewer: Viewer,
+    ticket_id: int,
+    seen_clinic: str | None,
+    remote_addr: str | None,
+) -> Ticket | Decided | None:
+    """The ticket a change is about, or why there is nothing to change.
+
+    `seen_clinic` is the clinic the ticket belonged to on the viewer's page (the forms carry
+    it): if it has been forwarded since, the viewer acted on a ticket that is no longer where
+    they saw it, and nothing is done. A ticket forwarded away from the viewer's own clinics is
+    not "not found" to them: they are told where it went. None: not found.
+    """
+    ticket = _load_ticket(session, viewer, ticket_id)
+    if ticket is None:
+        return _forwarded_away(session, viewer, ticket_id)
+    if seen_clinic is not None and ticket.clinic_id != seen_clinic:
+        return _lost_race(session, viewer, ticket, seen_clinic, remote_addr)
+    return ticket
+
+
+def _forwarded_away(session: Session, viewer: Viewer, ticket_id: int) -> Decided | None:
+    """Where a ticket went that was forwarded from one of the viewer's clinics to a clinic
+    they do not work for (nothing of the patient); None if it never was theirs."""
+    if viewer.sees_all_clinics or not viewer.clinic_ids:
+        return None
+    was_ours = session.scalar(
+        select(TicketEvent.id)
+        .where(
+            TicketEvent.ticket_id == ticket_id,
+            TicketEvent.kind == "forwarded",
+            TicketEvent.from_clinic_id.in_(viewer.clinic_ids),
+        )
+        .limit(1)
+    )
+    if was_ours is None:
+        return None
+    last = session.scalars(
+        select(TicketEvent)
+        .where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "forwarded")
+        .order_by(TicketEvent.id.desc())
+        .limit(1)
+        .options(joinedload(TicketEvent.to_clinic))
+    ).one()
+    where = last.to_clinic.name if last.to_clinic else last.to_clinic_id
+    return Decided(ticket=None, changed=False, moved_to=where, moved_by=last.username)
+
+
+def _change_if_unchanged(
+    session: Session, ticket: Ticket, seen_clinic: str, values: dict[str, object]
+) -> bool:
+    """The conditional UPDATE every change is: only a new ticket still in the clinic the viewer
+    saw. Of two people acting at once the first wins; the other's WHERE no longer matches."""
+    result = session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id, Ticket.status == "new", Ticket.clinic_id == seen_clinic)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return rows_changed(result) == 1
+
+
 def decide(
     factory: sessionmaker[Session],
     viewer: Viewer,
@@ -315,19 +515,23 @@ def decide(
     decision: Decision,
     reason: str | None,
     remote_addr: str | None,
+    *,
+    seen_clinic: str | None = None,
 ) -> Decided | None:
     """Confirm or reject a new ticket, exactly once.
 
-    The status change is a conditional UPDATE (... WHERE status = 'new'), so when two staff
-    press the button at the same moment only one wins; the other gets changed=False and the
-    ticket as the winner left it (logged as a view, since the page shows it again).
+    The status change is a conditional UPDATE (... WHERE status = 'new' AND clinic_id = the
+    clinic seen), so when two staff press the button at the same moment, or one forwards the
+    ticket as the other confirms it, only one wins; the other gets changed=False and the ticket
+    as the winner left it (logged as a view, since the page shows it again).
     """
     if decision == "reject" and not (reason and reason.strip()):
         raise ValueError("a rejection needs a reason")
     with factory.begin() as session:
-        ticket = _load_ticket(session, viewer, ticket_id)
-        if ticket is None:
-            return None
+        opened = _open_for_change(session, viewer, ticket_id, seen_clinic, remote_addr)
+        if not isinstance(opened, Ticket):
+            return opened
+        ticket = opened
         now = utcnow()
         values: dict[str, object] = {
             "status": "confirmed" if decision == "confirm" else "rejected",
@@ -337,29 +541,119 @@ def decide(
         }
         if decision == "reject":
             values["reject_reason"] = (reason or "").strip()
-        # An UPDATE's result is a CursorResult (it has rowcount); execute() is typed generally.
-        result = cast(
-            CursorResult[Any],
-            session.execute(
-                update(Ticket)
-                .where(Ticket.id == ticket.id, Ticket.status == "new")
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ),
-        )
-        changed = result.rowcount == 1
+        if not _change_if_unchanged(session, ticket, ticket.clinic_id, values):
+            lost = _lost_race(session, viewer, ticket, ticket.clinic_id, remote_addr)
+            log.info("ticket %d: %s by %s refused: %s", ticket_id, decision, viewer.username,
+                     lost.why)  # fmt: skip
+            return lost
         session.expire(ticket)  # reload status/acted_by as the database has them now
-        action = decision if changed else "view_ticket"
-        record_access(session, viewer, action, remote_addr, ticket=ticket)
+        record_access(session, viewer, decision, remote_addr, ticket=ticket)
         detail = _detail(session, ticket)
-    if changed:
-        log.info("ticket %d %s by %s", ticket_id, detail.status, viewer.username)
-    else:
-        log.info(
-            "ticket %d: %s by %s refused, already %s",
-            ticket_id,
-            decision,
-            viewer.username,
-            detail.status,
+    log.info("ticket %d %s by %s", ticket_id, detail.status, viewer.username)
+    return Decided(ticket=detail, changed=True)
+
+
+def _lost_race(
+    session: Session, viewer: Viewer, ticket: Ticket, seen_clinic: str, remote_addr: str | None
+) -> Decided:
+    """Someone else handled or forwarded the ticket first: how it is now.
+
+    Shown again (and logged as a view) when the viewer may still see it; when it was forwarded
+    to a clinic they do not work for, only where it went and by whom.
+    """
+    session.expire(ticket)
+    moved_to = moved_by = None
+    if ticket.clinic_id != seen_clinic:
+        moved_to = ticket.clinic.name
+        forwards = [e for e in ticket.events if e.kind == "forwarded"]
+        moved_by = forwards[-1].username if forwards else None
+    if not viewer.sees(ticket.clinic_id):
+        return Decided(ticket=None, changed=False, moved_to=moved_to, moved_by=moved_by)
+    record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
+    return Decided(
+        ticket=_detail(session, ticket), changed=False, moved_to=moved_to, moved_by=moved_by
+    )
+
+
+def forward_targets(
+    factory: sessionmaker[Session], ticket: TicketDetail, configured: Collection[str] | None
+) -> list[ClinicChoice]:
+    """The clinics `ticket` may be forwarded to, by name: every other known clinic (with the
+    clinic files loaded, only those that still have a file)."""
+    with factory() as session:
+        clinics = session.scalars(
+            select(Clinic).where(Clinic.id != ticket.clinic_id).order_by(Clinic.name, Clinic.id)
+        ).all()
+        return [
+            ClinicChoice(id=c.id, name=c.name)
+            for c in clinics
+            if configured is None or c.id in configured
+        ]
+
+
+def forward(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    ticket_id: int,
+    to_clinic_id: str,
+    note: str,
+    remote_addr: str | None,
+    *,
+    seen_clinic: str | None = None,
+    configured: Collection[str] | None = None,
+) -> Decided | None:
+    """Hand a new ticket to another clinic with a note for its staff, exactly once.
+
+    Anyone who may see the ticket may forward it (its clinic's staff, switchboard, admin), to
+    any other known clinic (`configured`: the clinics with a clinic file, when known). The move
+    is the same conditional UPDATE as a decision, so of two people forwarding or deciding at
+    once only one wins. The deadline stays. The forwarding is kept as a TicketEvent and logged
+    as `forward` under the clinic it left (where the viewer acted). None if the viewer may not
+    see the ticket.
+    """
+    note = note.strip()
+    if not note or len(note) > MAX_NOTE_CHARS:
+        raise ValueError(f"a forwarding note needs 1 to {MAX_NOTE_CHARS} characters")
+    with factory.begin() as session:
+        opened = _open_for_change(session, viewer, ticket_id, seen_clinic, remote_addr)
+        if not isinstance(opened, Ticket):
+            return opened
+        ticket = opened
+        from_clinic = ticket.clinic_id
+        target = session.get(Clinic, to_clinic_id) if to_clinic_id else None
+        refused: ForwardRefusal | None = None
+        if to_clinic_id == from_clinic:
+            refused = "same_clinic"
+        elif target is None or (configured is not None and target.id not in configured):
+            refused = "unknown_clinic"
+        if refused is not None or target is None:
+            record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
+            return Decided(ticket=_detail(session, ticket), changed=False, refused=refused)
+        now = utcnow()
+        if not _change_if_unchanged(
+            session, ticket, from_clinic, {"clinic_id": target.id, "updated_at": now}
+        ):
+            lost = _lost_race(session, viewer, ticket, from_clinic, remote_addr)
+            log.info("ticket %d: forward by %s refused: %s", ticket_id, viewer.username,
+                     lost.why)  # fmt: skip
+            return lost
+        session.add(
+            TicketEvent(
+                ticket_id=ticket.id,
+                kind="forwarded",
+                at=now,
+                user_id=viewer.id,
+                username=viewer.username,
+                from_clinic_id=from_clinic,
+                to_clinic_id=target.id,
+                note=note,
+            )
         )
-    return Decided(ticket=detail, changed=changed)
+        # Logged before the reload: the access happened at the clinic the ticket left.
+        record_access(session, viewer, "forward", remote_addr, ticket=ticket)
+        session.flush()
+        session.expire(ticket)
+        detail = _detail(session, ticket) if viewer.sees(target.id) else None
+    log.info("ticket %d forwarded from %s to %s by %s", ticket_id, from_clinic, target.id,
+             viewer.username)  # fmt: skip
+    return Decided(ticket=detail, changed=True, moved_to=target.name)

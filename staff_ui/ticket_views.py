@@ -1,30 +1,69 @@
-"""The ticket pages staff work in: the list, one ticket, its recording, confirm and reject.
+"""The ticket pages staff work in: the list, one ticket, its recording, confirm, reject and
+forward to another clinic.
 
 Handlers only parse the request and render: every read and change is a ticket_queries function
 run in a worker thread (scoped to the viewer's clinics and access-logged there). A missing
-ticket and another clinic's ticket get the same 404 page, so existence is never revealed.
+ticket and another clinic's ticket get the same 404 page, so existence is never revealed; only
+staff who act (confirm, reject, forward) on a ticket just forwarded away from their own clinic
+are told where it went and by whom, and nothing of the patient.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from aiohttp_session import get_session
 
+from config.calendar import deadline_day
 from staff_ui import ticket_queries
 from staff_ui.context import (
+    CLINICS,
+    CLOCK,
     SESSION_FACTORY,
     STATUS_LABELS,
+    TIMEZONE,
+    WEEKDAY_NAMES,
     csrf_ok,
+    day_name,
     path_id,
     render,
     viewer_of,
     wav_response,
 )
-from staff_ui.ticket_queries import Decision, TicketDetail
+from staff_ui.ticket_queries import MAX_NOTE_CHARS, Decided, Decision, TicketDetail
 
 MAX_REASON_CHARS = 2000
+DEADLINE_LABELS = {"overdue": "Försenad", "due_today": "Förfaller idag"}
+FORWARD_REFUSALS = {
+    "same_clinic": "Avbokningen hör redan till den mottagningen. Välj en annan mottagning.",
+    "unknown_clinic": "Mottagningen finns inte. Välj en mottagning i listan.",
+}
+
+
+def deadline_context(request: web.Request) -> dict[str, Any]:
+    """What the ticket templates need to show deadlines, by the app's clock ("today")."""
+    zone: ZoneInfo = request.app[TIMEZONE]
+    now = request.app[CLOCK]()
+
+    def deadline(status: str, due_at: datetime) -> str | None:
+        return ticket_queries.deadline_of(status, due_at, now, zone)
+
+    def due_short(due_at: datetime) -> str:
+        """'tor 2024-06-06': the last day to answer on, as the list shows it."""
+        day = deadline_day(due_at, zone)
+        return f"{WEEKDAY_NAMES[day.weekday()][:3]} {day.isoformat()}"
+
+    return {
+        "deadline": deadline,
+        "deadline_labels": DEADLINE_LABELS,
+        "due_short": due_short,
+        "due_long": lambda due_at: day_name(deadline_day(due_at, zone)),
+    }
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -59,19 +98,88 @@ async def ticket_list(request: web.Request) -> web.Response:
             "status": status,
             "status_filters": ticket_queries.STATUS_FILTERS,
             "nav": "tickets",
+            **deadline_context(request),
         },
     )
 
 
 async def _ticket_page(
-    request: web.Request, ticket: TicketDetail, *, error: str | None = None, status: int = 200
+    request: web.Request,
+    ticket: TicketDetail,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    note: str = "",
+    to_clinic: str = "",
 ) -> web.Response:
+    targets: list[ticket_queries.ClinicChoice] = []
+    if ticket.status == "new":
+        targets = await asyncio.to_thread(
+            ticket_queries.forward_targets,
+            request.app[SESSION_FACTORY],
+            ticket,
+            _configured_clinics(request),
+        )
     return await render(
         request,
         "ticket.html",
-        {"ticket": ticket, "error": error, "reason": "", "nav": "tickets"},
+        {
+            "ticket": ticket,
+            "error": error,
+            "reason": "",
+            "note": note,
+            "to_clinic": to_clinic,
+            "forward_targets": targets,
+            "max_note_chars": MAX_NOTE_CHARS,
+            "nav": "tickets",
+            **deadline_context(request),
+        },
         status=status,
     )
+
+
+def _seen_clinic(form: Any) -> str | None:
+    """The clinic the ticket belonged to on the page the form was posted from."""
+    seen = str(form.get("seen_clinic") or "").strip()
+    return seen or None
+
+
+def _configured_clinics(request: web.Request) -> set[str] | None:
+    """The clinics that have a clinic file, when the server gave the UI its clinic files."""
+    clinics = request.app.get(CLINICS)
+    return set(clinics) if clinics is not None else None
+
+
+async def _moved_away(request: web.Request, result: Decided) -> web.Response:
+    """Someone forwarded the ticket to a clinic the viewer does not work for, just before them:
+    say where it went, and nothing of the patient."""
+    who = f" av {result.moved_by}" if result.moved_by else ""
+    return await render(
+        request,
+        "error.html",
+        {
+            "title": "Avbokningen har vidarebefordrats",
+            "message": f"Avbokningen har just vidarebefordrats till {result.moved_to}{who} och "
+            "hanteras där. Ingen ändring gjordes.",
+        },
+        status=409,
+    )
+
+
+async def _refused_page(request: web.Request, result: Decided) -> web.Response:
+    """Someone else handled or forwarded the ticket first (409)."""
+    done = result.ticket
+    if done is None:
+        return await _moved_away(request, result)
+    if result.moved_to is not None:
+        who = f" av {result.moved_by}" if result.moved_by else ""
+        error = f"Avbokningen har redan vidarebefordrats till {result.moved_to}{who}. "
+        error += "Ingen ändring gjordes."
+    else:
+        label = STATUS_LABELS.get(done.status, done.status).lower()
+        who = f" av {done.acted_by}" if done.acted_by else ""
+        error = f"Avbokningen är redan hanterad: {label}{who}. Ingen ändring gjordes."
+    return await _ticket_page(request, done, error=error, status=409)
 
 
 async def ticket_page(request: web.Request) -> web.Response:
@@ -142,20 +250,18 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
             status=400,
         )
     result = await asyncio.to_thread(
-        ticket_queries.decide, factory, viewer, ticket_id, decision, reason or None, request.remote
+        partial(ticket_queries.decide, seen_clinic=_seen_clinic(form)),
+        factory,
+        viewer,
+        ticket_id,
+        decision,
+        reason or None,
+        request.remote,
     )
     if result is None:
         return await not_found(request)
     if not result.changed:
-        done = result.ticket
-        label = STATUS_LABELS.get(done.status, done.status).lower()
-        who = f" av {done.acted_by}" if done.acted_by else ""
-        return await _ticket_page(
-            request,
-            done,
-            error=f"Avbokningen är redan hanterad: {label}{who}. Ingen ändring gjordes.",
-            status=409,
-        )
+        return await _refused_page(request, result)
     session = await get_session(request)
     session["flash"] = (
         "Avbokningen är bekräftad." if decision == "confirm" else "Avbokningen är avvisad."
@@ -169,3 +275,62 @@ async def ticket_confirm(request: web.Request) -> web.Response:
 
 async def ticket_reject(request: web.Request) -> web.Response:
     return await _decide(request, "reject")
+
+
+async def ticket_forward(request: web.Request) -> web.Response:
+    """Forward a new ticket to another clinic with a note (CSRF-protected like confirm)."""
+    ticket_id = path_id(request)
+    form = await request.post()
+    factory = request.app[SESSION_FACTORY]
+    viewer = viewer_of(request)
+    note = str(form.get("note") or "").strip()
+    to_clinic = str(form.get("clinic") or "").strip()
+
+    async def again(error: str, status: int) -> web.Response:
+        ticket = await asyncio.to_thread(
+            ticket_queries.view_ticket, factory, viewer, ticket_id, request.remote
+        )
+        if ticket is None:
+            return await not_found(request)
+        return await _ticket_page(
+            request, ticket, error=error, status=status, note=note, to_clinic=to_clinic
+        )
+
+    if not await csrf_ok(request, form):
+        return await again("Sidan hade hunnit bli för gammal. Försök igen.", 403)
+    if not to_clinic:
+        return await again("Välj mottagningen avbokningen ska vidarebefordras till.", 400)
+    if not note:
+        return await again("Skriv en anteckning till mottagningen du vidarebefordrar till.", 400)
+    if len(note) > MAX_NOTE_CHARS:
+        return await again(f"Anteckningen får vara högst {MAX_NOTE_CHARS} tecken.", 400)
+    result = await asyncio.to_thread(
+        partial(
+            ticket_queries.forward,
+            seen_clinic=_seen_clinic(form),
+            configured=_configured_clinics(request),
+        ),
+        factory,
+        viewer,
+        ticket_id,
+        to_clinic,
+        note,
+        request.remote,
+    )
+    if result is None:
+        return await not_found(request)
+    if result.refused is not None and result.ticket is not None:
+        return await _ticket_page(
+            request,
+            result.ticket,
+            error=FORWARD_REFUSALS[result.refused],
+            status=400,
+            note=note,
+            to_clinic=to_clinic,
+        )
+    if not result.changed:
+        return await _refused_page(request, result)
+    session = await get_session(request)
+    session["flash"] = f"Avbokningen är vidarebefordrad till {result.moved_to}."
+    # Staff of the clinic it left no longer see it: back to their queue.
+    raise web.HTTPSeeOther(f"/tickets/{ticket_id}" if result.ticket is not None else "/")

@@ -32,11 +32,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from config import clock
+from config.calendar import NationalCalendar, answer_deadline
 
 ROLES = ("staff", "switchboard", "admin")
 """`staff` sees only their clinics; `switchboard` and `admin` see every clinic."""
 
 TICKET_STATUSES = ("new", "confirmed", "rejected")
+TICKET_EVENT_KINDS = ("forwarded",)
+"""TicketEvent.kind: forwarded (to another clinic, with a note)."""
 
 
 class TranscriptStatus(StrEnum):
@@ -73,6 +76,7 @@ ACCESS_ACTIONS = (
     "play_audio",
     "confirm",
     "reject",
+    "forward",
     "login",
     "login_failed",
 )
@@ -81,6 +85,13 @@ ACCESS_ACTIONS = (
 def utcnow() -> datetime:
     """Aware UTC now (config/clock.py); the single default for every timestamp column."""
     return clock.utcnow()
+
+
+def _national_due_at(context: Any) -> datetime:
+    """Ticket.due_at of a ticket made without its clinic's calendar (tests, tools): the
+    national calendar's deadline from the ticket's created_at (or now)."""
+    created = context.get_current_parameters().get("created_at")
+    return answer_deadline(NationalCalendar(), created if created is not None else utcnow())
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -208,6 +219,9 @@ class StaffUser(Base):
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Sessions made in an older generation are void: logout, a password change and
+    disabling the account bump it, ending every session of the user (copied cookies too)."""
 
     clinics: Mapped[list[Clinic]] = relationship(secondary=staff_user_clinic)
 
@@ -224,6 +238,7 @@ class Ticket(Base):
     __tablename__ = "ticket"
     __table_args__ = (
         Index("ix_ticket_clinic_status_created", "clinic_id", "status", "created_at"),
+        Index("ix_ticket_clinic_status_due", "clinic_id", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -261,15 +276,55 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     acted_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     acted_at: Mapped[datetime | None]
+    due_at: Mapped[datetime] = mapped_column(default=_national_due_at, index=True)
+    """When the matter must be answered: the end of the third working day after the call in
+    the clinic's calendar (config/calendar.py), set when the ticket is filed and kept when it
+    is forwarded. Without an explicit value, the national calendar's from created_at."""
 
     clinic: Mapped[Clinic] = relationship()
     call: Mapped[Call | None] = relationship()
     recording: Mapped[Recording | None] = relationship()
     acted_by: Mapped[StaffUser | None] = relationship()
+    events: Mapped[list[TicketEvent]] = relationship(
+        back_populates="ticket", order_by="TicketEvent.id"
+    )
 
     def __repr__(self) -> str:
         # No personnummer here: reprs end up in logs and tracebacks.
         return f"Ticket(id={self.id!r}, clinic_id={self.clinic_id!r}, status={self.status!r})"
+
+
+class TicketEvent(Base):
+    """Something that happened to a ticket besides its decision: for now, being forwarded to
+    another clinic with a note. Rows are only ever inserted, so the ticket's history stays.
+
+    Who acted is kept as text too (as in the access log), so the history survives a renamed or
+    removed account.
+    """
+
+    __tablename__ = "ticket_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """One of TICKET_EVENT_KINDS."""
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    username: Mapped[str] = mapped_column(String(150))
+    from_clinic_id: Mapped[str | None] = mapped_column(ForeignKey("clinic.id"))
+    to_clinic_id: Mapped[str | None] = mapped_column(ForeignKey("clinic.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+    from_clinic: Mapped[Clinic | None] = relationship(foreign_keys=[from_clinic_id])
+    to_clinic: Mapped[Clinic | None] = relationship(foreign_keys=[to_clinic_id])
+
+    def __repr__(self) -> str:
+        # No note here: staff may have written patient data in it.
+        return (
+            f"TicketEvent(id={self.id!r}, ticket_id={self.ticket_id!r}, kind={self.kind!r}, "
+            f"from={self.from_clinic_id!r}, to={self.to_clinic_id!r})"
+        )
 
 
 class AccessLogEntry(Base):
@@ -281,6 +336,7 @@ class AccessLogEntry(Base):
     """
 
     __tablename__ = "access_log"
+    __table_args__ = (Index("ix_access_log_action_at", "action", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -293,6 +349,8 @@ class AccessLogEntry(Base):
     clinic_id: Mapped[str | None] = mapped_column(String(64))
     personnummer: Mapped[str | None] = mapped_column(String(12), index=True)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
+    shown: Mapped[str | None] = mapped_column(Text)
+    """A list view: the ids of the tickets or callbacks it showed, as a JSON list."""
 
     user: Mapped[StaffUser | None] = relationship()
 

@@ -11,6 +11,18 @@ import logging
 import re
 
 _PNR_IN_TEXT = re.compile(r"(?<!\d)((?:18|19|20)\d{6})[-+]?\d{4}(?!\d)")
+_SHORT_PNR_IN_TEXT = re.compile(r"(?<![\d+-])(\d{6})([-+]?)(\d{4})(?![\d-])")
+"""The 10-digit form, YYMMDD-NNNN (or YYMMDD+NNNN for those over 100, or no separator)."""
+_NUMBER_WORD = re.compile(
+    r"(?:\d+|noll|nolla|ett|en|etta|två|tvåa|tre|trea|fyra|fyran|fem|femma|sex|sexa|sju|sjua|"
+    r"åtta|åttan|nio|nia|nian|tio|tia|elva|tolv|tretton|fjorton|femton|sexton|sjutton|arton|"
+    r"aderton|nitton|tjugo|tjugi|tju|trettio|tretti|fyrtio|förtio|förti|femtio|femti|sextio|"
+    r"sexti|sjuttio|sjutti|åttio|åtti|nittio|nitti|hundra|tusen)+",
+    re.IGNORECASE,
+)
+SPOKEN_RUN_MIN = 4
+"""Number words in a row that are masked in lists: a personnummer read in pairs is six or
+seven words ("nitton åttiofem noll sex tolv tolv trettioåtta"), digit by digit ten or more."""
 
 
 def mask_personnummer(pnr: str | None) -> str:
@@ -38,13 +50,58 @@ def format_personnummer(pnr: str | None) -> str:
     return pnr
 
 
+def _mask_short(match: re.Match[str]) -> str:
+    """'850612-1238' -> '850612-****'; ten bare digits only when they are a valid personnummer
+    (date and check digit), so that phone numbers (0701234567) stay readable."""
+    date_part, separator, serial = match.groups()
+    if separator or _luhn_ok(date_part + serial) and _plausible_date(date_part):
+        return f"{date_part}{separator or '-'}****"
+    return match.group(0)
+
+
+def _luhn_ok(ten_digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(ten_digits):
+        value = int(char) * (2 if index % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _plausible_date(yymmdd: str) -> bool:
+    month, day = int(yymmdd[2:4]), int(yymmdd[4:6])
+    return 1 <= month <= 12 and (1 <= day <= 31 or 61 <= day <= 91)  # 61+: samordningsnummer
+
+
 def redact_personnummer(text: str) -> str:
-    """Mask every 12-digit personnummer (with or without dash) found in free text."""
-    return _PNR_IN_TEXT.sub(r"\1-****", text)
+    """Mask every personnummer found in free text: the 12-digit form with or without dash, and
+    the 10-digit form (with a dash or plus, or ten bare digits that validate as one)."""
+    return _SHORT_PNR_IN_TEXT.sub(_mask_short, _PNR_IN_TEXT.sub(r"\1-****", text))
+
+
+def redact_spoken_numbers(text: str) -> str:
+    """For lists: `redact_personnummer`, and every run of SPOKEN_RUN_MIN or more number words or
+    digit groups replaced by '•••', because a transcript holds a spoken personnummer as words.
+    Only the item's own page (access-logged with its patient) shows the transcript whole."""
+    words = redact_personnummer(text).split(" ")
+    out: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:
+        if word and _NUMBER_WORD.fullmatch(word.strip(".,;:!?")):
+            run.append(word)
+            continue
+        if len(run) >= SPOKEN_RUN_MIN:
+            out.append("•••")
+        else:
+            out.extend(run)
+        run = []
+        if word:
+            out.append(word)
+    return " ".join(out)
 
 
 class RedactPersonnummerFilter(logging.Filter):
-    """A safety net on log handlers: masks any 12-digit personnummer that slipped into a line.
+    """A safety net on log handlers: masks any personnummer (12 or 10 digits) that slipped into
+    a line.
 
     Attach it to handlers (not loggers) so that it also covers records from third-party code.
     It formats the message once and drops the args, so it must run before formatting.

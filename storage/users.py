@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from storage.models import ROLES, Clinic, StaffUser
@@ -116,3 +116,16 @@ def authenticate(session: Session, username: str, password: str) -> StaffUser | 
         user.password_hash = hash_password(password)
         session.flush()
     return user
+
+
+def end_sessions(session: Session, user_id: int) -> int:
+    """Void every session of the user (logout, password change, disabling): the new
+    generation, which only a session made from now on carries. Flushes, does not commit."""
+    session.execute(
+        update(StaffUser)
+        .where(StaffUser.id == user_id)
+        .values(session_generation=StaffUser.session_generation + 1)
+        .execution_options(synchronize_session=False)
+    )
+    generation = session.scalar(select(StaffUser.session_generation).where(StaffUser.id == user_id))
+    return int(generation or 0)

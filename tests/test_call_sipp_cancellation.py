@@ -56,11 +56,11 @@ def test_sipp_call_with_keypad_personnummer_becomes_ticket(
 async def _staff_confirms(base_url: str, ticket_id: int, wav: Path) -> None:
     from aiohttp import ClientSession, CookieJar
 
-    from tests.support.ui import csrf_from, login
+    from tests.support.ui import csrf_from, first_login
 
     # unsafe=True: aiohttp refuses cookies from IP-address hosts otherwise
     async with ClientSession(base_url=base_url, cookie_jar=CookieJar(unsafe=True)) as client:
-        await login(client, "nurse", "sköterska-lösen-1")
+        await first_login(client, "nurse", "sköterska-lösen-1", "sköterska-lösen-2")
         listing = await (await client.get("/api/tickets")).json()
         assert [t["id"] for t in listing["tickets"]] == [ticket_id]
         page = await client.get(f"/tickets/{ticket_id}")

@@ -43,7 +43,7 @@ from tests.support.sipp import (
     keys_scenario,
 )
 from tests.support.tools import require
-from tests.support.ui import login
+from tests.support.ui import first_login
 
 pytestmark = [
     pytest.mark.peer,
@@ -279,7 +279,7 @@ def test_key_zero_transfers_the_caller_to_the_switchboard(
 
 async def _missed_in_ui(base_url: str) -> list[dict]:
     async with ClientSession(base_url=base_url, cookie_jar=CookieJar(unsafe=True)) as client:
-        await login(client, "nurse", "sköterska-lösen-1")
+        await first_login(client, "nurse", "sköterska-lösen-1", "sköterska-lösen-2")
         response = await client.get("/api/callbacks")
         assert response.status == 200, await response.text()
         return (await response.json())["callbacks"]

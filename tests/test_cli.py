@@ -79,3 +79,40 @@ def test_clinic_recording_replaces_a_generated_prompt(tmp_path: Path, prompts_di
     assert len(library.get("welcome", "sv", "c")) == 16000  # 1 s resampled to 8 kHz, 16-bit
     assert library.get("welcome", "sv", "other") != library.get("welcome", "sv", "c")
     assert library.get("welcome", "en", "c") == library.get("welcome", "en")
+
+
+def test_seed_demo_creates_an_admin_and_a_demo_clinic_staff_member_once(tmp_path: Path) -> None:
+    import re
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from storage.db import make_engine, make_session_factory
+    from storage.models import StaffUser
+    from storage.users import verify_password
+
+    env = {"CALLSERVER_STORAGE_DATA_DIR": str(tmp_path / "var")}
+    assert run_cli("migrate", env=env).returncode == 0
+    first = run_cli("seed-demo", env=env)
+    assert first.returncode == 0, first.stderr
+    passwords = dict(
+        re.findall(r"created user '(\w+)' with one-time password: (\S+)", first.stdout)
+    )
+    assert set(passwords) == {"admin", "personal"}
+    again = run_cli("seed-demo", env=env)
+    assert "created" not in again.stdout and again.stdout.count("exists already") == 2
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'callserver.db'}")
+    with make_session_factory(engine)() as session:
+        users = {
+            u.username: u
+            for u in session.scalars(select(StaffUser).options(selectinload(StaffUser.clinics)))
+        }
+        assert users["personal"].role == "staff"
+        assert [c.id for c in users["personal"].clinics] == ["demo"]
+        assert users["admin"].role == "admin"
+        for name, user in users.items():
+            assert user.must_change_password and verify_password(
+                user.password_hash, passwords[name]
+            )
+    engine.dispose()

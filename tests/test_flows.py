@@ -70,10 +70,48 @@ async def test_reenter_after_readback() -> None:
 
 
 async def test_menu_one_records_and_keypad_facts_are_kept() -> None:
-    call = ScriptedCall(["1", "198506121238", "1"])
+    call = ScriptedCall(["1", "198506121238", "1", "1"])
     assert await main_menu(call, OPEN) == "ticket"
     assert call.recorded == [RecordingMeta(RecordingPurpose.CANCELLATION, "198506121238")]
+    assert "review_menu" in call.played
     assert "message_saved" in call.played and call.hung_up
+    assert len(call.kept) == 1 and not call.held
+
+
+async def test_record_again_deletes_the_first_take_and_saves_the_second() -> None:
+    call = ScriptedCall(["1", "", "2", "1"])
+    assert await main_menu(call, OPEN) == "ticket"
+    first, second = call.discarded + call.kept
+    assert call.discarded == [first] and call.kept == [second] and not call.held
+    assert call.played.count("review_menu") == 2 and "record_again" in call.played
+
+
+async def test_listening_then_saving() -> None:
+    call = ScriptedCall(["1", "", "3", "1"])
+    assert await main_menu(call, OPEN) == "ticket"
+    assert "recording:/tmp/take-1.wav" in call.played
+    assert call.played.count("review_menu") == 2 and call.kept and not call.discarded
+
+
+async def test_a_hang_up_at_the_review_leaves_the_message_held_for_the_server_to_file() -> None:
+    call = ScriptedCall(["1", ""])  # the script ends at the review: the caller hangs up
+    assert await main_menu(call, OPEN) == "ticket"
+    assert len(call.held) == 1 and not call.kept and not call.discarded
+    assert "message_saved" not in call.played
+
+
+async def test_no_answer_at_the_review_saves_the_message() -> None:
+    call = ScriptedCall(["1", "", ""])
+    assert await main_menu(call, OPEN) == "ticket"
+    assert call.played.count("review_menu") == 1 and len(call.kept) == 1
+    assert "message_saved" in call.played
+
+
+async def test_the_third_take_is_saved_without_another_review() -> None:
+    call = ScriptedCall(["1", "", "2", "2"])
+    assert await main_menu(call, OPEN) == "ticket"
+    assert len(call.recorded) == 3 and len(call.discarded) == 2 and len(call.kept) == 1
+    assert call.played.count("review_menu") == 2
 
 
 async def test_short_message_is_not_a_ticket() -> None:
@@ -103,3 +141,47 @@ async def test_callback_option_without_callbacks_says_so() -> None:
     call = ScriptedCall(["2"])
     assert await main_menu(call, OPEN) == "menu_hangup"
     assert "no_callback" in call.played
+
+
+def switchboard_options(open_now: bool = True, **kwargs: object) -> MenuOptions:
+    return MenuOptions(
+        open_now=open_now, callback=False, switchboard=True, limits=RecordingLimits(),
+        switchboard_number="0101234500", **kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [["1", "0"], ["1", "198506121238", "0"]],
+    ids=["at the personnummer", "at the read-back"],
+)
+async def test_zero_at_a_question_reaches_the_switchboard(entries: list[str]) -> None:
+    call = ScriptedCall(entries)
+    assert await main_menu(call, switchboard_options()) == "transferred"
+    assert call.bridged == ["0101234500"] and call.recorded == []
+
+
+async def test_zero_at_the_review_saves_the_message_then_connects() -> None:
+    call = ScriptedCall(["1", "", "0"])
+    assert await main_menu(call, switchboard_options()) == "transferred"
+    assert len(call.kept) == 1 and not call.held and call.bridged == ["0101234500"]
+
+
+async def test_zero_at_a_callback_question_reaches_the_switchboard() -> None:
+    from tests.test_flows_bounded import Caller
+    from tests.test_flows_callbacks import Service
+
+    options = MenuOptions(
+        open_now=True, callback=True, switchboard=True, limits=RecordingLimits(),
+        booking=Service(), switchboard_number="0101234500",
+    )  # fmt: skip
+    call = Caller(["2", "0"])  # at the first slot offered; nobody answers at the switchboard
+    assert await main_menu(call, options) == "menu_hangup"
+    assert call.bridged == ["0101234500"] and "callback_offer" in call.played
+    assert call.played[-2:] == ["transfer_failed", "goodbye"] and call.hung_up
+
+
+async def test_outside_phone_hours_zero_is_just_a_wrong_entry() -> None:
+    call = ScriptedCall(["1", "0", "", "1"])
+    assert await main_menu(call, switchboard_options(open_now=False)) == "ticket"
+    assert call.bridged == [] and "pnr_invalid" in call.played

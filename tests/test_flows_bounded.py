@@ -26,7 +26,7 @@ from ivr_flows.call_api import (
 )
 from ivr_flows.callback_booking import ExistingBooking, callback_booking
 from ivr_flows.callback_staff import CallbackToMake, staff_callback
-from ivr_flows.cancellation import RecordingLimits
+from ivr_flows.cancellation import MAX_TAKES, RecordingLimits
 from ivr_flows.main_menu import MenuOptions, main_menu
 from ivr_flows.prompts import PROMPTS
 from tests.support.scripted_call import ScriptedCall
@@ -106,12 +106,17 @@ class Caller(ScriptedCall):
 
     async def record(
         self, meta: RecordingMeta, *, max_s: float, silence_s: float, beep: bool = True,
-        finish_key: str = "#",
+        finish_key: str = "#", hold: bool = False,
     ) -> RecordingResult:  # fmt: skip
         self._alive()
         self.recorded.append(meta)
         self.seconds += 0.4 + silence_s  # the beep, then silence until the recording gives up
-        return self.record_result(silence_s)
+        result = self.record_result(silence_s)
+        if hold and result.path and result.ended_by not in ("hangup", "storage_error"):
+            self.held.append(result)
+        else:
+            self.kept.append(result)
+        return result
 
     async def say_time(
         self, when: datetime, end: datetime | None = None, *, interruptible: bool = False
@@ -216,7 +221,9 @@ async def test_keying_the_number_again_and_again_falls_back_to_speech() -> None:
     call = await walk("personnummer read-back", then=["2", PNR])
     assert_bounded(call)
     assert call.played.count("enter_pnr") == 3
-    assert call.recorded == [RecordingMeta(RecordingPurpose.CANCELLATION)]
+    assert set(call.recorded) == {RecordingMeta(RecordingPurpose.CANCELLATION)}
+    # the same keys at the review ("2": record again) stop at MAX_TAKES: one message is kept
+    assert len(call.recorded) == MAX_TAKES and len(call.kept) == 1 and not call.held
 
 
 async def test_a_silent_readback_falls_back_to_speech_after_three_readbacks() -> None:

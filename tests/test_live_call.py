@@ -9,10 +9,17 @@ from pathlib import Path
 import pytest
 
 from callserver.live_call import LiveCall
-from callserver.recording import CallFacts, Sidecar
+from callserver.recording import LIVE, CallFacts, Sidecar
 from callserver.sip.engine import Dialog
 from config.settings import RecordingSettings
-from ivr_flows.call_api import CallEnded, CallInfo, RecordingMeta, RecordingPurpose
+from ivr_flows.call_api import (
+    CallEnded,
+    CallInfo,
+    RecordingMeta,
+    RecordingPurpose,
+    RecordingResult,
+)
+from transcription.wav import read_wav_8k
 
 
 class FakeMedia:
@@ -23,9 +30,11 @@ class FakeMedia:
         self.on_dtmf = None
         self.sinks: list = []
         self.stopped = 0
+        self.played: list[bytes] = []
         self._pending: asyncio.Future | None = None
 
     def play(self, pcm: bytes) -> asyncio.Future:
+        self.played.append(pcm)
         fut = asyncio.get_running_loop().create_future()
         self._pending = fut
         asyncio.get_running_loop().call_later(
@@ -168,3 +177,48 @@ async def test_record_ends_on_silence(tmp_path: Path) -> None:
         RecordingMeta(RecordingPurpose.CANCELLATION), max_s=10, silence_s=0.3
     )
     assert result.ended_by == "silence"
+
+
+async def _record_held(call: LiveCall, media: FakeMedia, seconds: float = 1.0) -> RecordingResult:
+    """A held take of `seconds` of loud audio, ended with #."""
+
+    async def talk_then_hash() -> None:
+        await asyncio.sleep(0.1)
+        for _ in range(int(seconds * 50)):
+            for sink in media.sinks:
+                sink(b"\x00\x40" * 160)
+        media.press("#")
+
+    asyncio.get_running_loop().create_task(talk_then_hash())
+    meta = RecordingMeta(RecordingPurpose.CANCELLATION)
+    return await call.record(meta, max_s=10, silence_s=4, hold=True)
+
+
+async def test_a_held_take_is_filed_only_when_kept(tmp_path: Path) -> None:
+    media = FakeMedia(play_s=0.01)
+    stored: list = []
+    call, _ = make_call(tmp_path, media, stored)
+    take = await _record_held(call, media)
+    assert take.ended_by == "key" and take.path is not None and take.path.exists()
+    assert stored == [] and take.path in LIVE, "held: not filed, and not the sweep's either"
+    await call.play_recording(take)
+    assert media.played[-1] == read_wav_8k(take.path)
+    await call.keep(take)
+    assert [result for result, _ in stored] == [take] and take.path not in LIVE
+    await call.file_held()
+    assert len(stored) == 1, "a kept take is filed once"
+
+
+async def test_a_discarded_take_is_deleted_and_never_filed(tmp_path: Path) -> None:
+    media = FakeMedia(play_s=0.01)
+    stored: list = []
+    call, _ = make_call(tmp_path, media, stored)
+    first = await _record_held(call, media)
+    assert first.path is not None
+    await call.discard(first)
+    assert not first.path.exists() and not first.path.with_suffix(".json").exists()
+    assert first.path not in LIVE
+    second = await _record_held(call, media, seconds=1.5)
+    await call.file_held()  # the call ended while the second take was under review
+    assert [result for result, _ in stored] == [second]
+    assert [p.name for p in tmp_path.rglob("*.wav")] == [second.path.name]  # type: ignore[union-attr]

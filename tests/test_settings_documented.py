@@ -47,6 +47,8 @@ def test_documented_default_is_the_real_default(key: str) -> None:
         assert written == "`config/clinics`" and Path(default) == ROOT / "config" / "clinics"
     elif default in ("", None):
         assert written == "empty"
+    elif isinstance(default, bool):  # as TOML and the environment spell it
+        assert written.strip("`") == str(default).lower()
     elif isinstance(default, float):
         assert float(written.strip("`")) == default
     else:

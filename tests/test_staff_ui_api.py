@@ -159,7 +159,7 @@ async def test_login_without_csrf_token_is_refused(seeded: SeededUi) -> None:
     assert "login" not in actions(seeded)
 
 
-async def test_list_shows_own_clinic_newest_first_with_masked_personnummer(
+async def test_list_shows_own_clinic_earliest_deadline_first_with_masked_personnummer(
     seeded: SeededUi,
 ) -> None:
     async with ui_client(seeded) as client:
@@ -169,7 +169,9 @@ async def test_list_shows_own_clinic_newest_first_with_masked_personnummer(
     assert response.status == 200
     assert "Avbokningar" in html
     assert "19850612-****" in html and "198506121234" not in html and "-1234" not in html
-    assert html.index("Karin Andersson") < html.index("Olle Berg") < html.index("Greta Gallrad")
+    # Greta (Saturday 1 June 2024) and Olle (Sunday) are due on Wednesday 5 June, the older call
+    # first; Karin (Monday 3 June) on Friday 7 June, as 6 June is nationaldagen.
+    assert html.index("Greta Gallrad") < html.index("Olle Berg") < html.index("Karin Andersson")
     assert "Nils Norrman" not in html  # norr's ticket
     assert "Redan Klar" not in html  # confirmed, and the default filter is "new"
     assert "2024-06-03 10:15" in html  # 08:15 UTC shown in Europe/Stockholm (summer time)
@@ -370,9 +372,10 @@ async def test_json_api_is_scoped_masked_and_logged(seeded: SeededUi) -> None:
         data = await listing.json()
         assert listing.headers["Cache-Control"] == "no-store"
         assert data["status"] == "new"
-        assert [row["id"] for row in data["tickets"]][0] == demo_id
-        assert norr_id not in [row["id"] for row in data["tickets"]]
-        assert data["tickets"][0]["personnummer_masked"] == "19850612-****"
+        rows = {row["id"]: row for row in data["tickets"]}
+        assert demo_id in rows
+        assert norr_id not in rows
+        assert rows[demo_id]["personnummer_masked"] == "19850612-****"
         assert "198506121234" not in await listing.text()
         detail = await (await client.get(f"/api/tickets/{demo_id}")).json()
         assert detail["personnummer"] == "198506121234"

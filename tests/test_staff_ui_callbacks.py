@@ -7,6 +7,7 @@ the bookable slots are the same whenever the tests run.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -877,3 +878,32 @@ async def test_the_booking_form_asks_for_what_is_missing(scene: Scene) -> None:
         )
         assert response.status == 403
     assert open_callbacks(scene, "0701234599") == []
+
+
+SPOKEN_PNR = "hej mitt personnummer är nitton åttiofem noll sex tolv tolv trettiofyra ring mig"
+
+
+async def test_lists_mask_a_spoken_personnummer_and_their_log_row_names_what_they_showed(
+    scene: Scene,
+) -> None:
+    with scene.seeded.session_factory.begin() as session:
+        booked = session.get(Callback, scene.ids["demo_booked"])
+        assert booked is not None
+        booked.message_transcript = SPOKEN_PNR
+        booked.message_recording_path = "/nowhere.wav"
+    async with ui_client(scene) as client:
+        await login(client, "anna")
+        html = await (await client.get("/callbacks")).text()
+        api = await (await client.get("/api/callbacks")).json()
+    assert "hej mitt personnummer är ••• ring mig" in html
+    assert "åttiofem" not in html and "trettiofyra" not in html
+    messages = [row.get("message_transcript") for row in api["callbacks"]]
+    assert "hej mitt personnummer är ••• ring mig" in messages
+    assert not any(m and "åttiofem" in m for m in messages)
+
+    listed = [e for e in scene.seeded.access_log() if e.action == "list_callbacks"]
+    assert len(listed) == 2
+    assert listed[0].shown is not None
+    assert set(json.loads(listed[0].shown)) == ids_in(html)
+    assert scene.ids["demo_booked"] in json.loads(listed[0].shown)
+    assert scene.ids["norr_booked"] not in json.loads(listed[0].shown)  # anna: demo only

@@ -20,6 +20,12 @@ class ScriptedCall:
         self.recorded: list[RecordingMeta] = []
         self.storage_ok = True
         """What can_record answers: False plays a full recordings disk."""
+        self.held: list[RecordingResult] = []
+        """Recordings under review (hold=True), neither kept nor discarded yet: the server
+        files these when the call ends."""
+        self.kept: list[RecordingResult] = []
+        self.bridged: list[str] = []
+        self.discarded: list[RecordingResult] = []
 
     async def play(self, *prompts: str, interruptible: bool = True) -> None:
         self.played.extend(prompts)
@@ -40,9 +46,34 @@ class ScriptedCall:
         silence_s: float,
         beep: bool = True,
         finish_key: str = "#",
+        hold: bool = False,
     ) -> RecordingResult:
         self.recorded.append(meta)
-        return RecordingResult(Path("/tmp/x.wav"), self.record_s, "key")
+        result = RecordingResult(Path(f"/tmp/take-{len(self.recorded)}.wav"), self.record_s, "key")
+        if hold:
+            self.held.append(result)
+        else:
+            self.kept.append(result)
+        return result
+
+    async def keep(self, recording: RecordingResult) -> None:
+        self.held.remove(recording)
+        self.kept.append(recording)
+
+    async def discard(self, recording: RecordingResult) -> None:
+        self.held.remove(recording)
+        self.discarded.append(recording)
+
+    async def play_recording(self, recording: RecordingResult) -> None:
+        assert recording in self.held, "only a held recording can be played back"
+        self.played.append(f"recording:{recording.path}")
+
+    async def bridge_to(
+        self, number: str, *, caller_id: str | None, timeout: float = 30.0,
+        whisper: tuple[str, ...] = (),
+    ) -> str:  # fmt: skip
+        self.bridged.append(number)
+        return "completed"
 
     async def hangup(self) -> None:
         self.hung_up = True

@@ -332,6 +332,22 @@ async def login(client: TestClient | ClientSession, username: str, password: str
     return response.headers["Location"]
 
 
+async def first_login(
+    client: TestClient | ClientSession, username: str, one_time: str, new: str
+) -> None:
+    """Log in with the one-time password `create-user` set (it must be changed first, as at a
+    real first login), and choose `new`; the session goes on with it."""
+    assert await login(client, username, one_time) == "/password"
+    page = await client.get("/password")
+    response = await client.post(
+        "/password",
+        data={"csrf_token": csrf_from(await page.text()), "current": one_time, "new": new,
+              "repeat": new},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert response.status == 303, f"password change for {username} failed: {response.status}"
+
+
 async def page_token(client: TestClient | ClientSession, path: str = "/password") -> str:
     """A CSRF token for posting forms; /password by default because it shows no patient data
     and so adds nothing to the access log."""
@@ -463,3 +479,14 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 BROWSER_MARKS = [pytest.mark.browser, require("chromium", package="chromium")]
+
+ARTIFACTS_DIR = Path(__file__).resolve().parents[2] / "test-artifacts"
+"""What browser tests leave for people to look at (screenshots): git-ignored, kept between runs
+(each test overwrites its own), removed by `make clean`."""
+
+
+def artifact(test_name: str, file_name: str) -> Path:
+    """A path for a test's artifact, test-artifacts/<test name>/<file name> (directory made)."""
+    directory = ARTIFACTS_DIR / test_name
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / file_name
