@@ -4,8 +4,8 @@ One run: a real `callserver serve` (tests/support/server.py), optionally one
 `callserver transcribe-worker` process beside it (same data dir: same SQLite database and
 recordings), and one sipp process with N callers (`-m N -l N -r RATE`) from the server's trusted
 peer port. Each caller presses 1 (cancellation), "#" (no keypad personnummer), 1 (confirm), then
-leaves a ~7.4 s Korean message (espeak-ng, phone band) ended with "#"
-(tests/support/sipp.py `cancellation_scenario`).
+leaves a ~7.4 s Korean message (espeak-ng, phone band) ended with "#" (and, with the mailbox
+review, 1 to save): tests/support/sipp.py `cancellation_scenario`.
 
 Measured:
 - peak RSS of the server (and the worker) from /proc/PID/status VmRSS every 0.2 s, and VmHWM
@@ -317,6 +317,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "worker_process": cfg.worker_process,
         "worker_threads": cfg.worker_threads,
         "rate": cfg.rate,
+        "cores": CORES,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "loadavg_before": loadavg(),
         "machine": f"{CORES} cores, {platform.machine()}, "
@@ -499,47 +500,59 @@ def sipp_counts(output: str) -> dict[str, int]:
 # -- the table ----------------------------------------------------------------------------------
 
 
-def table(path: Path) -> str:
+def table(path: Path, rtf: float | None = None) -> str:
+    """A markdown table of a results file; the ideal drain uses `rtf` (else each run's own)."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     head = (
-        "| run | callers | load before | ok / tickets | jobs done / failed (live) | "
-        "server peak RSS MB | worker peak RSS MB | total MB | TX gap p99 / max ms "
-        "(worst stream p99) | audio s | drain s | ideal s | drain / ideal |\n"
-        "|---|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|"
+        "| run | callers | load 1/5 min before | sipp ok / tickets | transcripts done / failed "
+        "(live) | server peak RSS MB (calls / drain) | worker peak RSS MB | total MB | "
+        "TX gap p99 / max ms (worst stream's p99) | audio s | last hang-up → last transcript s "
+        "| ideal s | ratio |\n"
+        "|---|---:|---|---|---|---|---:|---:|---|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
         media = r.get("media") or {}
         jobs = r.get("jobs_by_state", {})
-        ideal = r.get("ideal_s")
-        drain = r.get("drain_s")
         speech = r.get("speech")
+        use = rtf if rtf is not None else r.get("rtf_used")
+        ideal = r["audio_seconds"] * use / r.get("cores", CORES) if (speech and use) else None
+        drain = r.get("drain_s") if speech else None
+        timed_out = " (timed out)" if r.get("drain_timed_out") else ""
         lines.append(
-            "| {label} | {n} | {load} | {ok} / {tickets} | {jobs} | {srv} | {wrk} | {tot} | "
-            "{p99} / {mx} ({sp99}) | {audio} | {drain} | {ideal} | {ratio} |".format(
+            "| {label} | {n} | {load} | {ok} / {tickets} | {jobs} | {srv} ({srv_c} / {srv_d}) | "
+            "{wrk} | {tot} | {p99} / {mx} ({sp99}) | {audio} | {drain} | {ideal} | "
+            "{ratio} |".format(
                 label=r.get("label", ""),
                 n=r["calls_offered"],
-                load=r["loadavg_before"][0],
+                load=f"{r['loadavg_before'][0]} / {r['loadavg_before'][1]}",
                 ok=r.get("sipp_ok", "?"),
                 tickets=r.get("tickets"),
                 jobs=(
                     f"{jobs.get('done', 0)} / {jobs.get('failed', 0)} ({r.get('jobs_live')})"
                     if speech
-                    else f"model_missing {jobs.get('model_missing', 0)}"
+                    else f"– ({jobs.get('model_missing', 0)} model_missing)"
                 ),
                 srv=r.get("server_peak_rss_mb"),
+                srv_c=r.get("server_peak_rss_calls_mb"),
+                srv_d=r.get("server_peak_rss_drain_mb"),
                 wrk=r.get("worker_peak_rss_mb", "–"),
                 tot=r.get("peak_rss_total_mb"),
                 p99=media.get("gap_p99_ms"),
                 mx=media.get("gap_max_ms"),
                 sp99=media.get("stream_p99_worst_ms"),
                 audio=r.get("audio_seconds"),
-                drain=drain if speech else "–",
-                ideal=round(ideal) if (speech and ideal) else "–",
-                ratio=f"{drain / ideal:.2f}" if (speech and ideal and drain) else "–",
+                drain=f"{drain}{timed_out}" if drain is not None else "–",
+                ideal=round(ideal) if ideal else "–",
+                ratio=f"{drain / ideal:.2f}" if (ideal and drain is not None) else "–",
             )
         )
     return "\n".join(lines)
+
+
+def _terminated(*_: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # `timeout` signals the whole group again
+    sys.exit(143)
 
 
 def main() -> int:
@@ -563,8 +576,10 @@ def main() -> int:
     parser.add_argument("--table", type=Path, default=None, help="print a results file and exit")
     args = parser.parse_args()
     if args.table:
-        print(table(args.table))
+        print(table(args.table, args.rtf))
         return 0
+    # `timeout` / kill by PID: still stop what this run started (the finally blocks).
+    signal.signal(signal.SIGTERM, _terminated)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     for calls in args.calls:

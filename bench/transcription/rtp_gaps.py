@@ -7,7 +7,8 @@ Only packets from ports in [lo, hi] (the server's RTP range) are counted.
 
 Copied from the team's /work/shared/tools/rtp_gaps.py; changes: laid out for ruff, importable
 (`gap_stats`), and per-stream p99 figures added (`stream_p99_*`: the p99 send gap of each stream,
-then the median and the worst of those) and where in its stream the largest gap ended
+then the median and the worst of those), the moments when many streams were late together
+(`stalls`), and where in its stream the largest gap ended
 (`max_gap_at_s`, seconds after the stream's first packet), next to the original pooled
 figures (all streams' gaps together), which are unchanged. The server gives each call its own
 even RTP port and does not reuse a port while the range has unused ones, so one source port is
@@ -16,6 +17,7 @@ one call.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import struct
 import sys
@@ -28,6 +30,25 @@ def _pct(values: list[float], p: float) -> float | None:
     if not values:
         return None
     return round(values[min(len(values) - 1, int(p / 100 * len(values)))], 2)
+
+
+def _stalls(times: dict[int, list[float]], over_ms: float = 40.0) -> list[dict[str, Any]]:
+    """Moments when many streams were late together (the sending loop stalled, not one call):
+    gaps over `over_ms` grouped by the 100 ms in which they ended; the 10 with most streams."""
+    moments: dict[int, list[float]] = defaultdict(list)
+    for stream in times.values():
+        for a, b in zip(stream, stream[1:], strict=False):
+            if (b - a) * 1000 > over_ms:
+                moments[int(b * 10)].append((b - a) * 1000)
+    top = sorted(moments.items(), key=lambda item: (-len(item[1]), item[0]))[:10]
+    return [
+        {
+            "utc": dt.datetime.fromtimestamp(slot / 10, dt.UTC).strftime("%H:%M:%S.%f")[:-5],
+            "streams": len(late),
+            "max_ms": round(max(late), 1),
+        }
+        for slot, late in sorted(top)
+    ]
 
 
 def gap_stats(path: str, lo: int, hi: int) -> dict[str, Any]:
@@ -71,6 +92,7 @@ def gap_stats(path: str, lo: int, hi: int) -> dict[str, Any]:
             i = g.index(worst[-1])
             if worst[-1] > max_gap_at[0]:
                 max_gap_at = (worst[-1], stream[i + 1] - stream[0])
+    stalls = _stalls(times)
     gaps.sort()
     stream_p99.sort()
     return {
@@ -85,6 +107,7 @@ def gap_stats(path: str, lo: int, hi: int) -> dict[str, Any]:
         "stream_p99_median_ms": _pct(stream_p99, 50),
         "stream_p99_worst_ms": round(stream_p99[-1], 2) if stream_p99 else None,
         "max_gap_at_s": round(max_gap_at[1], 2),
+        "stalls": stalls,
     }
 
 
