@@ -50,6 +50,12 @@ class Viewer:
     def sees_all_clinics(self) -> bool:
         return self.role in ("switchboard", "admin")
 
+    @property
+    def may_decide(self) -> bool:
+        """Confirming or rejecting a cancellation is the clinic's decision: its staff only. The
+        switchboard routes (opens, listens, forwards, books callbacks) and admins administer."""
+        return self.role == "staff"
+
     def sees(self, clinic_id: str) -> bool:
         """Whether this viewer may see the patient data of `clinic_id`."""
         return self.sees_all_clinics or clinic_id in self.clinic_ids

@@ -525,6 +525,8 @@ def decide(
     ticket as the other confirms it, only one wins; the other gets changed=False and the ticket
     as the winner left it (logged as a view, since the page shows it again).
     """
+    if not viewer.may_decide:
+        raise PermissionError(f"{viewer.role} may not confirm or reject a ticket")
     if decision == "reject" and not (reason and reason.strip()):
         raise ValueError("a rejection needs a reason")
     with factory.begin() as session:

@@ -224,7 +224,7 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
     form = await request.post()
     factory = request.app[SESSION_FACTORY]
     viewer = viewer_of(request)
-    if not await csrf_ok(request, form):
+    if not await csrf_ok(request, form) or not viewer.may_decide:
         ticket = await asyncio.to_thread(
             ticket_queries.view_ticket, factory, viewer, ticket_id, request.remote
         )
@@ -233,7 +233,11 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
         return await _ticket_page(
             request,
             ticket,
-            error="Sidan hade hunnit bli för gammal. Försök igen.",
+            error=(
+                "Sidan hade hunnit bli för gammal. Försök igen."
+                if viewer.may_decide
+                else "Bara mottagningens personal kan bekräfta eller avvisa en avbokning."
+            ),
             status=403,
         )
     reason = str(form.get("reason") or "").strip()[:MAX_REASON_CHARS]

@@ -309,19 +309,19 @@ async def test_confirm_sets_status_actor_and_logs(seeded: SeededUi) -> None:
 
 async def test_second_confirm_is_refused_and_names_who_acted(seeded: SeededUi) -> None:
     ticket_id = seeded.tickets["demo_keypad"]
-    async with ui_client(seeded) as anna, ui_client(seeded) as vaxel:
+    async with ui_client(seeded) as anna, ui_client(seeded) as dora:
         await login(anna, "anna")
-        await login(vaxel, "vaxel")
-        anna_token, vaxel_token = await page_token(anna), await page_token(vaxel)
+        await login(dora, "dora")
+        anna_token, dora_token = await page_token(anna), await page_token(dora)
         first = await anna.post(
             f"/tickets/{ticket_id}/confirm",
             data={"csrf_token": anna_token},
             allow_redirects=False,
         )
         assert first.status == 303
-        second = await vaxel.post(
+        second = await dora.post(
             f"/tickets/{ticket_id}/reject",
-            data={"csrf_token": vaxel_token, "reason": "Dubblett"},
+            data={"csrf_token": dora_token, "reason": "Dubblett"},
             allow_redirects=False,
         )
         assert second.status == 409

@@ -25,6 +25,7 @@ from tests.support.ui import (
     PASSWORD,
     SeededUi,
     add_callback,
+    artifact,
     callback,
     local_slot,
     make_ui_app,
@@ -101,6 +102,18 @@ async def test_switchboard_books_a_callback_in_the_form_and_sees_it_listed(
             await expect(page.get_by_role("status")).to_have_text("073-555 11 22 rings upp nu.")
             await expect(page.locator("section.missed")).not_to_contain_text("073-555 11 22")
             assert woken == ["wake", "wake"]
+
+            # The switchboard opens a ticket, listens and may forward it, but the decision is
+            # the clinic's: no confirm or reject for this role.
+            ticket_id = seeded.tickets["demo_keypad"]
+            await page.goto(f"{base_url}/tickets/{ticket_id}")
+            await expect(page.locator("audio")).to_have_count(1)
+            await expect(page.get_by_role("button", name="Bekräfta avbokning")).to_have_count(0)
+            await expect(page.get_by_role("button", name="Avvisa")).to_have_count(0)
+            await expect(
+                page.get_by_text("Mottagningens personal bekräftar eller avvisar")
+            ).to_be_visible()
+            await page.screenshot(path=str(artifact("switchboard", "ticket.png")), full_page=True)
         finally:
             await browser.close()
 

@@ -331,3 +331,30 @@ async def test_markup_in_a_transcript_or_a_name_renders_as_text(seeded: SeededUi
             html = await (await client.get(path)).text()
             assert "<script>alert" not in html and "<img src=x" not in html, path
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
+
+
+# -- least privilege: only the clinic's staff decide ----------------------------------------------
+
+
+@pytest.mark.parametrize("username", ["vaxel", "admin"])
+async def test_switchboard_and_admin_may_open_but_not_confirm_or_reject(
+    seeded: SeededUi, username: str
+) -> None:
+    ticket_id = seeded.tickets["demo_keypad"]
+    async with ui_client(seeded) as client:
+        await login(client, username)
+        page = await client.get(f"/tickets/{ticket_id}")
+        html = await page.text()
+        assert page.status == 200 and "Bekräfta avbokning" not in html and "Avvisa" not in html
+        assert "Mottagningens personal bekräftar eller avvisar" in html
+        for action, data in (("confirm", {}), ("reject", {"reason": "Dubblett"})):
+            response = await client.post(
+                f"/tickets/{ticket_id}/{action}",
+                data={"csrf_token": csrf_from(html), "seen_clinic": "demo", **data},
+                allow_redirects=False,
+            )
+            assert response.status == 403, action
+            assert "Bara mottagningens personal" in await response.text()
+    assert seeded.ticket("demo_keypad").status == "new"
+    actions = [e.action for e in seeded.access_log() if e.ticket_id == ticket_id]
+    assert "confirm" not in actions and "reject" not in actions

@@ -42,6 +42,7 @@ CLINICS = {"demo": "Vårdcentralen Demo", "norr": "Vårdcentralen Norr"}
 USERS = {
     # username: (role, clinic ids)
     "anna": ("staff", ["demo"]),
+    "dora": ("staff", ["demo"]),
     "bertil": ("staff", ["norr"]),
     "vaxel": ("switchboard", []),
     "admin": ("admin", []),
