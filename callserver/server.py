@@ -163,6 +163,7 @@ class CallServer:
                 max_failures_per_address=self.settings.http.login_max_failures_per_address,
                 window=dt.timedelta(seconds=self.settings.http.login_lock_s),
             ),
+            claim_expiry=dt.timedelta(seconds=self.settings.http.ticket_claim_s),
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -63,6 +63,8 @@ class HttpSettings:
     """Failed logins from one client address within login_lock_s before it is locked."""
     login_lock_s: float = 900.0
     """The window failures are counted in, and how long a lock lasts."""
+    ticket_claim_s: float = 1800.0
+    """How long "Jag tar den" holds a ticket without activity by its holder."""
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -264,6 +266,8 @@ def _validate(s: Settings, errors: list[str]) -> None:
         )
     if s.http.login_max_failures < 1 or s.http.login_max_failures_per_address < 1:
         errors.append("http.login_max_failures and login_max_failures_per_address must be ≥ 1")
+    if s.http.ticket_claim_s <= 0:
+        errors.append(f"http.ticket_claim_s: {s.http.ticket_claim_s} must be more than 0 seconds")
     if s.http.login_lock_s <= 0:
         errors.append(f"http.login_lock_s: {s.http.login_lock_s} must be more than 0 seconds")
     if s.sip.rtp_port_high - s.sip.rtp_port_low < 2:

@@ -13,7 +13,7 @@ import secrets
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ from staff_ui import api, auth, callback_views, ticket_views
 from staff_ui.accounts import LoginLimits
 from staff_ui.context import (
     CALLBACKS_CHANGED,
+    CLAIM_EXPIRY,
     CLINICS,
     CLOCK,
     IDLE_TIMEOUT_S,
@@ -38,6 +39,7 @@ from staff_ui.context import (
     TIMEZONE,
     render,
 )
+from staff_ui.ticket_claims import CLAIM_EXPIRY as CLAIM_EXPIRY_DEFAULT
 from storage.models import utcnow
 from storage.personnummer import redact_personnummer
 
@@ -196,6 +198,7 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     trusted_proxies: ProxyNetworks = (),
     login_limits: LoginLimits | None = None,
+    claim_expiry: timedelta = CLAIM_EXPIRY_DEFAULT,
 ) -> web.Application:
     """Build the staff UI; mount it as the root app or add it as a sub-app.
 
@@ -207,7 +210,8 @@ def create_app(
     for tests: it decides which day is "today" and which slots can still be booked.
 
     trusted_proxies (http.trusted_proxies): reverse proxies whose X-Forwarded-For names the
-    client. login_limits: the brute-force locks (http.login_*).
+    client. login_limits: the brute-force locks (http.login_*). claim_expiry: how long "Jag tar
+    den" holds without activity (http.ticket_claim_s).
     """
     if len(secret_key) != SECRET_BYTES:
         raise ValueError(
@@ -239,6 +243,7 @@ def create_app(
     app[CLOCK] = clock
     app[TRUSTED_PROXIES] = tuple(trusted_proxies)
     app[LOGIN_LIMITS] = login_limits or LoginLimits()
+    app[CLAIM_EXPIRY] = claim_expiry
     app[PASSWORD_EXECUTOR] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 
     async def _stop_password_threads(app: web.Application) -> None:
@@ -264,6 +269,8 @@ def create_app(
     app.router.add_get("/", ticket_views.ticket_list)
     app.router.add_get("/tickets/{id}", ticket_views.ticket_page)
     app.router.add_get("/tickets/{id}/audio", ticket_views.ticket_audio)
+    app.router.add_post("/tickets/{id}/claim", ticket_views.ticket_claim)
+    app.router.add_post("/tickets/{id}/release", ticket_views.ticket_release)
     app.router.add_post("/tickets/{id}/confirm", ticket_views.ticket_confirm)
     app.router.add_post("/tickets/{id}/reject", ticket_views.ticket_reject)
     app.router.add_post("/tickets/{id}/forward", ticket_views.ticket_forward)

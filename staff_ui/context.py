@@ -12,7 +12,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,6 +42,8 @@ PASSWORD_EXECUTOR = web.AppKey("password_executor", ThreadPoolExecutor)
 """argon2 runs here (a few threads), never in the pool the database work uses, so a burst of
 logins cannot starve the pages and the callback dispatcher."""
 LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
+CLAIM_EXPIRY = web.AppKey("claim_expiry", timedelta)
+"""How long a ticket claim holds without activity by its holder (http.ticket_claim_s)."""
 VIEWER = web.RequestKey("viewer", Viewer)
 """request[VIEWER] holds the logged-in Viewer, set by the auth middleware."""
 

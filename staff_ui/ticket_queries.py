@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -34,6 +34,14 @@ from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 from config.calendar import DeadlineState, deadline_state
 from staff_ui.access_log import record_access, record_play_once
 from staff_ui.accounts import Viewer, clinic_scope
+from staff_ui.ticket_claims import (
+    CLAIM_EXPIRY,
+    Claim,
+    live_claim,
+    stored_claim,
+    touch,
+    usernames_of,
+)
 from storage import transcription_queue
 from storage.db import rows_changed
 from storage.models import (
@@ -81,6 +89,8 @@ class TicketRow:
     """The personnummer must be checked against the recording before acting on the ticket."""
     due_at: datetime
     """When the matter must be answered (aware UTC, the end of its last day)."""
+    claim: Claim | None = None
+    """Who said "Jag tar den" (live or lapsed: staff_ui/ticket_claims.py decides)."""
     transcript_ahead: int | None = None
     """Messages before this one in the transcription queue; None when not waiting."""
     forwarded_from: str | None = None
@@ -161,6 +171,7 @@ class TicketDetail:
     due_at: datetime
     """When the matter must be answered (aware UTC, the end of its last day)."""
     forwards: tuple[Forward, ...] = ()
+    claim: Claim | None = None
     """Every forwarding to another clinic, oldest first."""
     transcript_ahead: int | None = None
     """Messages before this one in the transcription queue; None when not waiting."""
@@ -201,6 +212,8 @@ class Decided:
     """Who forwarded it there."""
     refused: ForwardRefusal | None = None
     """Why a forward was not even tried: to its own clinic, or to one that does not exist."""
+    held_by: Claim | None = None
+    """Someone else is handling the ticket (their claim holds): nothing was done."""
 
     @property
     def why(self) -> str:
@@ -229,6 +242,7 @@ def _load_ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | N
             joinedload(Ticket.call),
             joinedload(Ticket.recording),
             joinedload(Ticket.acted_by),
+            joinedload(Ticket.claimed_by),
             selectinload(Ticket.events).options(
                 joinedload(TicketEvent.from_clinic), joinedload(TicketEvent.to_clinic)
             ),
@@ -328,6 +342,7 @@ def _detail(session: Session, ticket: Ticket) -> TicketDetail:
         needs_check=needs_personnummer_check(ticket),
         due_at=ticket.due_at,
         forwards=_forwards(ticket),
+        claim=stored_claim(ticket),
         transcript_ahead=transcription_queue.ahead_of(session, [ticket.id]).get(ticket.id),
         transcript_error=transcription_queue.failure_of(session, ticket.id),
     )
@@ -388,6 +403,7 @@ def list_tickets(
         record_access(session, viewer, "list_tickets", remote_addr, shown=[t.id for t in tickets])
         waiting = [t.id for t in tickets if t.transcript_status is None and t.recording]
         ahead = transcription_queue.ahead_of(session, waiting)
+        claim_names = usernames_of(session, list(tickets))
         forwarded = _last_forwards(session, [t.id for t in tickets])
         return [
             TicketRow(
@@ -403,6 +419,7 @@ def list_tickets(
                 intent=t.intent,
                 needs_check=needs_personnummer_check(t),
                 due_at=t.due_at,
+                claim=stored_claim(t, claim_names),
                 transcript_ahead=ahead.get(t.id),
                 forwarded_from=forwarded[t.id][0] if t.id in forwarded else None,
                 forward_note=(
@@ -423,6 +440,7 @@ def view_ticket(
         if ticket is None:
             return None
         record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
+        touch(session, viewer, ticket, utcnow())  # the holder is working on it
         return _detail(session, ticket)
 
 
@@ -517,8 +535,11 @@ def decide(
     remote_addr: str | None,
     *,
     seen_clinic: str | None = None,
+    claim_expiry: timedelta = CLAIM_EXPIRY,
+    now: datetime | None = None,
 ) -> Decided | None:
-    """Confirm or reject a new ticket, exactly once.
+    """Confirm or reject a new ticket, exactly once; not while someone else's claim on it
+    holds (`held_by` says whose).
 
     The status change is a conditional UPDATE (... WHERE status = 'new' AND clinic_id = the
     clinic seen), so when two staff press the button at the same moment, or one forwards the
@@ -534,6 +555,10 @@ def decide(
         if not isinstance(opened, Ticket):
             return opened
         ticket = opened
+        held = live_claim(ticket, now or utcnow(), claim_expiry)
+        if held is not None and held.by_id != viewer.id:
+            record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
+            return Decided(ticket=_detail(session, ticket), changed=False, held_by=held)
         now = utcnow()
         values: dict[str, object] = {
             "status": "confirmed" if decision == "confirm" else "rejected",

@@ -20,8 +20,9 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from config.calendar import deadline_day
-from staff_ui import ticket_queries
+from staff_ui import ticket_claims, ticket_queries
 from staff_ui.context import (
+    CLAIM_EXPIRY,
     CLINICS,
     CLOCK,
     SESSION_FACTORY,
@@ -35,6 +36,7 @@ from staff_ui.context import (
     viewer_of,
     wav_response,
 )
+from staff_ui.ticket_claims import Claim
 from staff_ui.ticket_queries import MAX_NOTE_CHARS, Decided, Decision, TicketDetail
 
 MAX_REASON_CHARS = 2000
@@ -58,11 +60,19 @@ def deadline_context(request: web.Request) -> dict[str, Any]:
         day = deadline_day(due_at, zone)
         return f"{WEEKDAY_NAMES[day.weekday()][:3]} {day.isoformat()}"
 
+    expiry = request.app[CLAIM_EXPIRY]
+
+    def claim_of(claim: Claim | None) -> Claim | None:
+        """The claim if it still holds (its holder was active within http.ticket_claim_s)."""
+        return claim if claim is not None and claim.is_live(now, expiry) else None
+
     return {
         "deadline": deadline,
         "deadline_labels": DEADLINE_LABELS,
         "due_short": due_short,
         "due_long": lambda due_at: day_name(deadline_day(due_at, zone)),
+        "claim_of": claim_of,
+        "clock_time": lambda value: value.astimezone(zone).strftime("%H:%M"),
     }
 
 
@@ -171,7 +181,12 @@ async def _refused_page(request: web.Request, result: Decided) -> web.Response:
     done = result.ticket
     if done is None:
         return await _moved_away(request, result)
-    if result.moved_to is not None:
+    if result.held_by is not None:
+        zone: ZoneInfo = request.app[TIMEZONE]
+        since = result.held_by.since.astimezone(zone).strftime("%H:%M")
+        error = (f"Avbokningen hanteras av {result.held_by.by} sedan {since}. Ingen ändring "
+                 "gjordes.")  # fmt: skip
+    elif result.moved_to is not None:
         who = f" av {result.moved_by}" if result.moved_by else ""
         error = f"Avbokningen har redan vidarebefordrats till {result.moved_to}{who}. "
         error += "Ingen ändring gjordes."
@@ -254,7 +269,12 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
             status=400,
         )
     result = await asyncio.to_thread(
-        partial(ticket_queries.decide, seen_clinic=_seen_clinic(form)),
+        partial(
+            ticket_queries.decide,
+            seen_clinic=_seen_clinic(form),
+            claim_expiry=request.app[CLAIM_EXPIRY],
+            now=request.app[CLOCK](),
+        ),
         factory,
         viewer,
         ticket_id,
@@ -270,6 +290,62 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
     session["flash"] = (
         "Avbokningen är bekräftad." if decision == "confirm" else "Avbokningen är avvisad."
     )
+    raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
+
+
+async def ticket_claim(request: web.Request) -> web.Response:
+    """ "Jag tar den" (or, with takeover=1, take it over from whoever has it)."""
+    ticket_id = path_id(request)
+    form = await request.post()
+    factory = request.app[SESSION_FACTORY]
+    viewer = viewer_of(request)
+    error, status = "", 303
+    if not await csrf_ok(request, form):
+        error, status = "Sidan hade hunnit bli för gammal. Försök igen.", 403
+    else:
+        result = await asyncio.to_thread(
+            partial(
+                ticket_claims.claim, now=request.app[CLOCK](),
+                expiry=request.app[CLAIM_EXPIRY], takeover=form.get("takeover") == "1",
+            ),
+            factory, viewer, ticket_id, request.remote,
+        )  # fmt: skip
+        if result is None:
+            return await not_found(request)
+        if result.outcome == "claimed":
+            session = await get_session(request)
+            session["flash"] = "Du hanterar nu avbokningen."
+            raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
+        zone: ZoneInfo = request.app[TIMEZONE]
+        if result.outcome == "held" and result.claim is not None:
+            since = result.claim.since.astimezone(zone).strftime("%H:%M")
+            error = f"Avbokningen hanteras redan av {result.claim.by} sedan {since}."
+            status = 409
+        elif result.outcome == "not_new":
+            error, status = "Avbokningen är redan hanterad.", 409
+        else:
+            error, status = "Du kan inte ta den här avbokningen.", 403
+    ticket = await asyncio.to_thread(
+        ticket_queries.view_ticket, factory, viewer, ticket_id, request.remote
+    )
+    if ticket is None:
+        return await not_found(request)
+    return await _ticket_page(request, ticket, error=error, status=status)
+
+
+async def ticket_release(request: web.Request) -> web.Response:
+    ticket_id = path_id(request)
+    form = await request.post()
+    if not await csrf_ok(request, form):
+        raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
+    released = await asyncio.to_thread(
+        ticket_claims.release, request.app[SESSION_FACTORY], viewer_of(request), ticket_id,
+        request.remote,
+    )  # fmt: skip
+    if released is None:
+        return await not_found(request)
+    session = await get_session(request)
+    session["flash"] = "Du har släppt avbokningen." if released else "Den var inte din."
     raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
 
 

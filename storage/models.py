@@ -280,11 +280,17 @@ class Ticket(Base):
     """When the matter must be answered: the end of the third working day after the call in
     the clinic's calendar (config/calendar.py), set when the ticket is filed and kept when it
     is forwarded. Without an explicit value, the national calendar's from created_at."""
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    """Who said "Jag tar den" (staff_ui/ticket_claims.py); the claim lapses when
+    claim_active_at is older than http.ticket_claim_s."""
+    claimed_at: Mapped[datetime | None]
+    claim_active_at: Mapped[datetime | None]
 
     clinic: Mapped[Clinic] = relationship()
     call: Mapped[Call | None] = relationship()
     recording: Mapped[Recording | None] = relationship()
-    acted_by: Mapped[StaffUser | None] = relationship()
+    acted_by: Mapped[StaffUser | None] = relationship(foreign_keys=[acted_by_id])
+    claimed_by: Mapped[StaffUser | None] = relationship(foreign_keys=[claimed_by_id])
     events: Mapped[list[TicketEvent]] = relationship(
         back_populates="ticket", order_by="TicketEvent.id"
     )
