@@ -21,8 +21,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("ticket") as batch:
         batch.add_column(sa.Column("claimed_by_id", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("claimed_at", sa.DateTime(), nullable=True))
-        batch.add_column(sa.Column("claim_active_at", sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("claim_active_at", sa.DateTime(timezone=True), nullable=True))
         batch.create_foreign_key(
             "fk_ticket_claimed_by_id_staff_user", "staff_user", ["claimed_by_id"], ["id"]
         )
