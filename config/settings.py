@@ -197,10 +197,12 @@ class Settings:
 
     @property
     def stt_workers(self) -> int:
-        """stt.workers, or half the cores (the other half carries calls and live recognition)."""
+        """stt.workers, or one per core: they run at SCHED_IDLE (transcription/streaming.py
+        lower_thread_priority), so they only take CPU time the calls leave, and once the calls
+        are over the queue drains on every core."""
         if self.stt.workers >= 0:
             return self.stt.workers
-        return max(1, (os.cpu_count() or 1) // 2)
+        return max(1, os.cpu_count() or 1)
 
     @property
     def sip_peer(self) -> tuple[str, int]:

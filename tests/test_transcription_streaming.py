@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -127,3 +128,11 @@ async def test_null_transcriber_says_the_model_is_missing() -> None:
     transcript = await transcriber.finish()
     assert transcript.text == ""
     assert transcript.failure is TranscriptFailure.MODEL_MISSING
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux only")
+def test_live_recognition_threads_run_at_sched_idle() -> None:
+    """Live recognizers share the cores with the media loop: they must never delay a frame."""
+    policy = streaming.shared_executor().submit(os.sched_getscheduler, 0).result(timeout=10)
+    assert policy == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER

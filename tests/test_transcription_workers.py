@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,3 +224,30 @@ def test_callback_messages_and_voicemails_share_one_queue_oldest_first(
         assert stored is not None
         assert stored.message_transcript == direct_transcript(model, callback_wav) != ""
     assert ticket(session_factory, ticket_id).transcript == direct_transcript(model, voicemail_wav)
+
+
+def thread_policies(name_prefix: str) -> list[int]:
+    """The scheduling policy of each of this process's threads whose name starts so."""
+    return [
+        os.sched_getscheduler(thread.native_id)
+        for thread in threading.enumerate()
+        if thread.name.startswith(name_prefix) and thread.native_id is not None
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux only")
+def test_worker_threads_only_take_cpu_time_nothing_else_wants(
+    session_factory: sessionmaker[Session], model: SpeechModel
+) -> None:
+    """One worker per core by default, each at SCHED_IDLE: the RTP loop and database threads
+    always preempt them, and the queue still drains on every idle core."""
+    workers = TranscribeWorkers(session_factory, model, threads=2, node_id="idle-test")
+    workers.start()
+    try:
+        wait_until(lambda: len(thread_policies("transcribe-")) == 3, 10, "the threads to start")
+        policies = sorted(thread_policies("transcribe-"))
+    finally:
+        workers.stop()
+    heartbeat = os.SCHED_OTHER  # the heartbeat thread only writes a row every few seconds
+    assert policies == sorted([os.SCHED_IDLE, os.SCHED_IDLE, heartbeat])
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER, "the caller's thread must be untouched"

@@ -37,7 +37,8 @@ _shared_executor: ThreadPoolExecutor | None = None
 _shared_executor_lock = threading.Lock()
 
 
-RECOGNITION_NICENESS = 10
+RECOGNITION_NICENESS = 19
+"""Used only where SCHED_IDLE is refused (it never is for one's own threads on Linux)."""
 
 
 def shared_executor() -> ThreadPoolExecutor:
@@ -53,18 +54,33 @@ def shared_executor() -> ThreadPoolExecutor:
         return _shared_executor
 
 
-def lower_thread_priority() -> None:
-    """Let the media loop's thread win the CPU over recognition threads.
+def lower_thread_priority() -> str:
+    """Make the calling thread use only CPU time that nothing else wants; returns how.
 
-    With every core busy recognizing, the loop thread otherwise waits for a time slice and
-    RTP frames go out tens of ms late. Linux applies nice to a single thread (its TID), other
-    systems to the whole process, so this is Linux only.
+    Recognition must never make an RTP frame late. With nice 10 (what this did first) the
+    recognizers still took time slices from the media loop: under the kernel's EEVDF scheduler
+    a waking nice-0 thread does not always preempt a running niced one at once, and the loop's
+    20 ms sends went out 30-50 ms apart while every core recognized (bench/README.md,
+    "Transcription queue"). SCHED_IDLE threads run only when no normal thread wants the core
+    and are preempted the moment one wakes, so the loop, the database threads and the
+    dispatcher always come first, and recognition still has every idle core. An overload then
+    makes transcripts late, never calls. Linux applies this per thread (its TID); elsewhere it
+    is a no-op.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RECOGNITION_NICENESS)
-        except OSError:
-            log.warning("could not lower the priority of the speech recognition threads")
+    if not sys.platform.startswith("linux"):
+        return "unchanged"
+    tid = threading.get_native_id()
+    try:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        return "SCHED_IDLE"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, RECOGNITION_NICENESS)
+        return f"nice {RECOGNITION_NICENESS}"
+    except OSError:
+        log.warning("could not lower the priority of the speech recognition threads")
+        return "unchanged"
 
 
 class Transcriber(Protocol):
