@@ -75,8 +75,8 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
                 session, args.username, args.role, args.clinic or [], password,
                 must_change_password=True,
             )  # fmt: skip
-            print(f"created {user.role} user {user.username!r} (must choose a new password at "
-                  "first login)")  # fmt: skip
+            print(f"created {'+'.join(sorted(user.roles))} user {user.username!r} (must choose "
+                  "a new password at first login)")  # fmt: skip
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -91,7 +91,7 @@ def cmd_disable_user(settings: Settings, args: argparse.Namespace) -> int:
 
     from storage.db import make_engine, make_session_factory
     from storage.models import StaffUser
-    from storage.users import end_sessions, normalize_username
+    from storage.users import normalize_username, set_active
 
     engine = make_engine(settings.database_url)
     try:
@@ -101,18 +101,17 @@ def cmd_disable_user(settings: Settings, args: argparse.Namespace) -> int:
             if user is None:
                 print(f"error: no user {name!r}", file=sys.stderr)
                 return 1
-            user.active = False
-            session.flush()
-            end_sessions(session, user.id)
+            set_active(session, user, False)
     finally:
         engine.dispose()
     print(f"disabled user {name!r}; their sessions are ended")
     return 0
 
 
-DEMO_USERS = (("admin", "admin", ()), ("personal", "staff", ("demo",)))
+DEMO_USERS = (("admin", ("admin",), ()), ("personal", ("staff",), ("demo",)))
 """What seed-demo creates: the administrator, and a member of the demo clinic's staff (who
-handles the demo clinic's tickets: an administrator does not do clinical work)."""
+handles the demo clinic's tickets: an administrator does not do clinical work, and sees no
+patient data unless also given the staff role on the admin pages)."""
 
 
 def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,7 +127,7 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     created: list[tuple[str, str]] = []
     try:
         with make_session_factory(engine)() as session, session.begin():
-            for username, role, clinics in DEMO_USERS:
+            for username, roles, clinics in DEMO_USERS:
                 if session.scalar(select(StaffUser.id).where(StaffUser.username == username)):
                     print(f"user {username!r} exists already (reset it with create-user under "
                           "a new name)")  # fmt: skip
@@ -137,7 +136,7 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
                     if session.get(Clinic, clinic_id) is None:
                         upsert_clinic(session, clinic_id, "Demomottagningen")
                 password = secrets.token_urlsafe(12)
-                create_user(session, username, role, clinics, password, must_change_password=True)
+                create_user(session, username, roles, clinics, password, must_change_password=True)
                 created.append((username, password))
     finally:
         engine.dispose()
@@ -346,15 +345,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("generate-prompts", help="(re)generate prompt WAVs with espeak-ng").set_defaults(
         func=cmd_generate_prompts
     )
-    sub.add_parser("seed-demo", help="create the admin user once").set_defaults(func=cmd_seed_demo)
+    sub.add_parser(
+        "seed-demo", help="create the admin and the demo clinic's staff user once"
+    ).set_defaults(func=cmd_seed_demo)
     check = sub.add_parser(
         "check", help="is everything in place to take calls? (exit status 1 if not)"
     )
     check.add_argument("--json", action="store_true", help="one JSON object with every check")
     check.set_defaults(func=cmd_check)
-    user = sub.add_parser("create-user", help="add a staff, switchboard or admin account")
+    user = sub.add_parser(
+        "create-user", help="add an account with one or more roles: staff, switchboard, admin"
+    )
     user.add_argument("username")
-    user.add_argument("--role", required=True, choices=["staff", "switchboard", "admin"])
+    user.add_argument(
+        "--role", required=True, action="append", choices=["staff", "switchboard", "admin"],
+        help="repeat for several (e.g. --role admin --role staff: a clinic's admin who is "
+        "also its staff)",
+    )  # fmt: skip
     user.add_argument("--clinic", action="append", help="clinic id (repeat for several)")
     user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     user.set_defaults(func=cmd_create_user)

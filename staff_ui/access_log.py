@@ -15,7 +15,7 @@ AUDIO_LOG_WINDOW instead of one row per chunk. Tickets and callbacks share the r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,8 @@ from storage.models import AccessLogEntry, Callback, Ticket, utcnow
 if TYPE_CHECKING:  # accounts logs logins through this module, so it is imported for types only
     from staff_ui.accounts import Viewer
 
+LIST_ACTIONS = {"list_tickets": "ticket", "list_callbacks": "callback"}
+"""List views and what their `shown` ids are ids of (the extract and the log search use it)."""
 AUDIO_LOG_WINDOW = timedelta(minutes=1)
 """Requests for the same recording by the same user within this window are one play."""
 
@@ -43,6 +45,8 @@ def record_access(
     username: str | None = None,
     user_id: int | None = None,
     shown: Sequence[int] | None = None,
+    personnummer: str | None = None,
+    detail: Mapping[str, object] | None = None,
 ) -> None:
     """Add one access-log row for `action` to the session (not committed here).
 
@@ -51,6 +55,8 @@ def record_access(
     `user_id` are for a failed login only, when there is no viewer: the name as typed and the
     account it names, if any. `shown`: for a list view, the ids of the tickets or callbacks
     it showed, so that a patient's log extract finds the lists their matter appeared in.
+    `personnummer` names the patient when there is no ticket or callback (a log extract for
+    them); `detail` is what an admin action changed or searched for (JSON; never a password).
     """
     subject = ticket if ticket is not None else callback
     session.add(
@@ -62,9 +68,12 @@ def record_access(
             ticket_id=ticket.id if ticket is not None else None,
             callback_id=callback.id if callback is not None else None,
             clinic_id=subject.clinic_id if subject is not None else clinic_id,
-            personnummer=subject.personnummer if subject is not None else None,
+            personnummer=subject.personnummer if subject is not None else personnummer,
             remote_addr=remote_addr,
             shown=json.dumps(sorted(set(shown))) if shown is not None else None,
+            detail=json.dumps(dict(detail), ensure_ascii=False, sort_keys=True)
+            if detail is not None
+            else None,
         )
     )
 

@@ -1,11 +1,16 @@
 """Who is using the staff UI and which clinics' patients they may see.
 
 `Viewer` is the logged-in staff member as every query needs them: re-read from the database on
-each request (load_viewer), so that a deactivated account or a removed clinic takes effect at
-once, not at the next login. The clinic rule lives here and only here: `staff` see their own
-clinics, `switchboard` and `admin` see every clinic; ticket and callback queries both ask
-`Viewer.sees` (in Python) or `clinic_scope` (in SQL), so another clinic's ticket or callback is
-treated exactly like a missing one everywhere.
+each request (load_viewer), so that a deactivated account, a changed role or a removed clinic
+takes effect at once, not at the next login. A user holds one or more roles; what they may do
+is the union, and the rules live here and only here:
+- `staff` see their own clinics' tickets and callbacks and decide them;
+- `switchboard` sees every clinic's queue and routes (opens, listens, forwards, books
+  callbacks), never decides;
+- `admin` administers users, clinics and the access log and sees no patient data by that role
+  (an admin who is also staff sees their own clinics as staff).
+Ticket and callback queries ask `Viewer.sees` (in Python) or `clinic_scope` (in SQL), so a
+ticket or callback the viewer may not see is treated exactly like a missing one everywhere.
 
 Login and password change run in worker threads (argon2 is slow on purpose) and write their
 access-log rows in the same transaction as the check.
@@ -21,7 +26,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, sessionmaker
 
 from staff_ui.access_log import record_access
-from storage.models import AccessLogEntry, StaffUser, utcnow
+from storage.models import ROLES, AccessLogEntry, StaffUser, utcnow
 from storage.personnummer import redact_personnummer
 from storage.users import (
     authenticate,
@@ -40,41 +45,76 @@ class Viewer:
 
     id: int
     username: str
-    role: str
+    roles: frozenset[str]
     clinic_ids: frozenset[str]
+    """The clinics the user works at; they matter for the `staff` role only."""
     must_change_password: bool
     session_generation: int = 0
     """Sessions carry the generation they were made in; an older one is void."""
 
     @property
+    def is_staff(self) -> bool:
+        return "staff" in self.roles
+
+    @property
+    def is_switchboard(self) -> bool:
+        return "switchboard" in self.roles
+
+    @property
+    def is_admin(self) -> bool:
+        """May use the admin pages (users, clinics, access log)."""
+        return "admin" in self.roles
+
+    @property
     def sees_all_clinics(self) -> bool:
-        return self.role in ("switchboard", "admin")
+        """Every clinic's queue: the switchboard's."""
+        return self.is_switchboard
+
+    @property
+    def staff_clinic_ids(self) -> frozenset[str]:
+        """The clinics whose patients the viewer sees as staff (none without the role)."""
+        return self.clinic_ids if self.is_staff else frozenset()
+
+    @property
+    def sees_patient_data(self) -> bool:
+        """Whether any ticket or callback page is for this viewer (a pure admin's is not)."""
+        return self.sees_all_clinics or bool(self.staff_clinic_ids)
 
     @property
     def may_decide(self) -> bool:
-        """Confirming or rejecting a cancellation is the clinic's decision: its staff only. The
-        switchboard routes (opens, listens, forwards, books callbacks) and admins administer."""
-        return self.role == "staff"
+        """Confirming or rejecting a cancellation is the clinic's decision: its staff only
+        (`decides_for` says for which clinic). The switchboard routes and admins administer."""
+        return self.is_staff
+
+    def decides_for(self, clinic_id: str) -> bool:
+        """May confirm, reject, claim or take over the tickets of `clinic_id`: its staff."""
+        return clinic_id in self.staff_clinic_ids
 
     def sees(self, clinic_id: str) -> bool:
         """Whether this viewer may see the patient data of `clinic_id`."""
-        return self.sees_all_clinics or clinic_id in self.clinic_ids
+        return self.sees_all_clinics or clinic_id in self.staff_clinic_ids
+
+    @property
+    def role_list(self) -> list[str]:
+        """The roles in ROLES order, for display."""
+        return [role for role in ROLES if role in self.roles]
 
 
 def clinic_scope(
     viewer: Viewer, clinic_column: InstrumentedAttribute[str]
 ) -> tuple[ColumnElement[bool], ...]:
-    """`Viewer.sees` as WHERE conditions on a clinic id column (none for all-clinic roles)."""
+    """`Viewer.sees` as WHERE conditions on a clinic id column (none for the switchboard; a
+    condition no row meets for a viewer without patient data)."""
     if viewer.sees_all_clinics:
         return ()
-    return (clinic_column.in_(viewer.clinic_ids),)
+    return (clinic_column.in_(viewer.staff_clinic_ids),)
 
 
 def _viewer(user: StaffUser) -> Viewer:
     return Viewer(
         id=user.id,
         username=user.username,
-        role=user.role,
+        roles=user.roles,
         clinic_ids=frozenset(clinic.id for clinic in user.clinics),
         must_change_password=user.must_change_password,
         session_generation=user.session_generation,
@@ -203,7 +243,7 @@ def load_viewer(factory: sessionmaker[Session], user_id: int) -> Viewer | None:
         user = session.scalar(
             select(StaffUser)
             .where(StaffUser.id == user_id, StaffUser.active.is_(True))
-            .options(selectinload(StaffUser.clinics))
+            .options(selectinload(StaffUser.clinics), selectinload(StaffUser.role_rows))
         )
         return _viewer(user) if user else None
 

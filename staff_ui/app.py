@@ -25,7 +25,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui import api, auth, callback_views, ticket_views
+from staff_ui import admin_views, api, auth, callback_views, ticket_views
 from staff_ui.accounts import LoginLimits
 from staff_ui.context import (
     CALLBACKS_CHANGED,
@@ -285,5 +285,6 @@ def create_app(
     app.router.add_get("/api/tickets", api.api_ticket_list)
     app.router.add_get("/api/tickets/{id}", api.api_ticket)
     app.router.add_get("/api/callbacks", api.api_callback_list)
+    admin_views.add_routes(app)
     app.router.add_static("/static/", PACKAGE_DIR / "static", append_version=False)
     return app

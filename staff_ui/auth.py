@@ -1,5 +1,10 @@
 """Login, logout, password change and the middleware that keeps every other page behind them.
 
+The middleware is also where the pages are split by role: /admin/... is for admins only (403
+for everyone else), and the ticket, callback and API pages are for viewers who see patient
+data (403 for a pure admin, who sees none). Which tickets and callbacks a viewer then sees is
+the queries' business (accounts.Viewer.sees / clinic_scope).
+
 The session lives in an encrypted cookie holding only the user id, the CSRF token and two
 timestamps; the user is re-read from the database on every request so that deactivating an
 account or removing a clinic takes effect immediately, not at the next login.
@@ -39,6 +44,34 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _is_api(request: web.Request) -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
+
+
+def _is_admin_page(request: web.Request) -> bool:
+    return request.path == "/admin" or request.path.startswith("/admin/")
+
+
+def home_path(viewer: accounts.Viewer) -> str:
+    """Where a viewer starts: the tickets, or the admin pages for an admin without patient
+    data."""
+    return "/" if viewer.sees_patient_data or not viewer.is_admin else "/admin"
+
+
+async def _no_patient_data(request: web.Request) -> web.StreamResponse:
+    if _is_api(request):
+        return web.json_response(
+            {"error": "no_patient_data", "message": "Kontot ser inga patientuppgifter."},
+            status=403,
+        )
+    return await render(
+        request,
+        "error.html",
+        {
+            "title": "Inga patientuppgifter",
+            "message": "Ditt konto har ingen roll som ser patientuppgifter. Be en administratör "
+            "om rollen personal (med mottagning) eller växel om du behöver dem.",
+        },
+        status=403,
+    )
 
 
 def _safe_next(target: str | None) -> str:
@@ -103,6 +136,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 status=403,
             )
         raise web.HTTPSeeOther("/password")
+    if _is_admin_page(request):
+        if not viewer.is_admin:
+            raise web.HTTPForbidden()
+    elif request.path not in PASSWORD_CHANGE_PATHS and not viewer.sees_patient_data:
+        return await _no_patient_data(request)
     return await handler(request)
 
 
@@ -172,7 +210,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     session["gen"] = viewer.session_generation
     session["login_at"] = now
     session["seen"] = now
-    raise web.HTTPSeeOther("/password" if viewer.must_change_password else next_path)
+    if viewer.must_change_password:
+        raise web.HTTPSeeOther("/password")
+    raise web.HTTPSeeOther(home_path(viewer) if next_path == "/" else next_path)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -214,4 +254,4 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
     session = await get_session(request)
     session["gen"] = result  # this session goes on; every other one of this user has ended
     session["flash"] = "Lösenordet är bytt."
-    raise web.HTTPSeeOther("/")
+    raise web.HTTPSeeOther(home_path(viewer_of(request)))

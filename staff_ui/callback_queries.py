@@ -442,7 +442,7 @@ def book(
     """Book a callback from the switchboard or a staff member; None if not the viewer's clinic."""
     if not viewer.sees(clinic.id):
         return None
-    source = "switchboard" if viewer.role == "switchboard" else "ui"
+    source = "ui" if clinic.id in viewer.staff_clinic_ids else "switchboard"
     with factory() as session:
         record_access(session, viewer, "callback_book", remote_addr, clinic_id=clinic.id)
         try:

@@ -193,6 +193,7 @@ async def render(
     zone = request.app[TIMEZONE]
     full = {
         "viewer": request.get(VIEWER),
+        "request_path": request.path,
         "csrf_token": csrf_token(session),
         "flash": session.pop("flash", None),
         "status_labels": STATUS_LABELS,

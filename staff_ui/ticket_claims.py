@@ -5,7 +5,8 @@ UPDATE that only one person can win (staff_ui/ticket_queries.py). What a claim a
 - everyone else sees "Hanteras av anna sedan 09:12", and may not confirm or reject meanwhile;
 - it lapses after `expiry` (http.ticket_claim_s) without activity by its holder (opening the
   ticket counts), so a nurse who went home does not hold a ticket for ever;
-- its holder can release it; the clinic's staff or an admin can take it over, which is logged;
+- its holder can release it; the clinic's staff can take it over, which is logged (an admin
+  who is also the clinic's staff may, as staff: admins see no patient data by that role);
 - two people claiming at the same moment: the UPDATE's WHERE lets exactly one win, and the
   other is told who has it.
 Every claim, release and takeover is written to the access log with the patient.
@@ -79,8 +80,8 @@ def live_claim(ticket: Ticket, now: datetime, expiry: timedelta) -> Claim | None
 
 
 def may_take_over(viewer: Viewer, clinic_id: str) -> bool:
-    """The clinic's own staff, or an admin."""
-    return viewer.role == "admin" or (viewer.may_decide and clinic_id in viewer.clinic_ids)
+    """The clinic's own staff."""
+    return viewer.decides_for(clinic_id)
 
 
 def _load(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | None:
@@ -102,7 +103,7 @@ def claim(
             return None
         if ticket.status != "new":
             return ClaimResult("not_new", None)
-        if not viewer.may_decide and viewer.role != "admin":
+        if not viewer.decides_for(ticket.clinic_id):
             return ClaimResult("not_allowed", live_claim(ticket, now, expiry))
         held = live_claim(ticket, now, expiry)
         if takeover and not may_take_over(viewer, ticket.clinic_id):

@@ -488,14 +488,14 @@ def _open_for_change(
 def _forwarded_away(session: Session, viewer: Viewer, ticket_id: int) -> Decided | None:
     """Where a ticket went that was forwarded from one of the viewer's clinics to a clinic
     they do not work for (nothing of the patient); None if it never was theirs."""
-    if viewer.sees_all_clinics or not viewer.clinic_ids:
+    if viewer.sees_all_clinics or not viewer.staff_clinic_ids:
         return None
     was_ours = session.scalar(
         select(TicketEvent.id)
         .where(
             TicketEvent.ticket_id == ticket_id,
             TicketEvent.kind == "forwarded",
-            TicketEvent.from_clinic_id.in_(viewer.clinic_ids),
+            TicketEvent.from_clinic_id.in_(viewer.staff_clinic_ids),
         )
         .limit(1)
     )
@@ -547,7 +547,7 @@ def decide(
     as the winner left it (logged as a view, since the page shows it again).
     """
     if not viewer.may_decide:
-        raise PermissionError(f"{viewer.role} may not confirm or reject a ticket")
+        raise PermissionError(f"{viewer.username} may not confirm or reject a ticket")
     if decision == "reject" and not (reason and reason.strip()):
         raise ValueError("a rejection needs a reason")
     with factory.begin() as session:
@@ -555,6 +555,8 @@ def decide(
         if not isinstance(opened, Ticket):
             return opened
         ticket = opened
+        if not viewer.decides_for(ticket.clinic_id):  # e.g. staff elsewhere, switchboard here
+            raise PermissionError(f"{viewer.username} is not staff of {ticket.clinic_id}")
         held = live_claim(ticket, now or utcnow(), claim_expiry)
         if held is not None and held.by_id != viewer.id:
             record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
@@ -605,11 +607,13 @@ def _lost_race(
 def forward_targets(
     factory: sessionmaker[Session], ticket: TicketDetail, configured: Collection[str] | None
 ) -> list[ClinicChoice]:
-    """The clinics `ticket` may be forwarded to, by name: every other known clinic (with the
-    clinic files loaded, only those that still have a file)."""
+    """The clinics `ticket` may be forwarded to, by name: every other known clinic an admin has
+    not closed (with the clinic files loaded, only those that still have a file)."""
     with factory() as session:
         clinics = session.scalars(
-            select(Clinic).where(Clinic.id != ticket.clinic_id).order_by(Clinic.name, Clinic.id)
+            select(Clinic)
+            .where(Clinic.id != ticket.clinic_id, Clinic.active.is_(True))
+            .order_by(Clinic.name, Clinic.id)
         ).all()
         return [
             ClinicChoice(id=c.id, name=c.name)
@@ -651,7 +655,11 @@ def forward(
         refused: ForwardRefusal | None = None
         if to_clinic_id == from_clinic:
             refused = "same_clinic"
-        elif target is None or (configured is not None and target.id not in configured):
+        elif (
+            target is None
+            or not target.active
+            or (configured is not None and target.id not in configured)
+        ):
             refused = "unknown_clinic"
         if refused is not None or target is None:
             record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)

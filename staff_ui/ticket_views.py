@@ -234,27 +234,33 @@ async def ticket_audio(request: web.Request) -> web.StreamResponse:
     return wav_response(audio.path, f"avbokning-{audio.ticket_id}.wav")
 
 
+async def _decide_refused(request: web.Request, ticket_id: int, *, stale: bool) -> web.Response:
+    """403 on the ticket page: the form was stale, or the viewer is not the clinic's staff."""
+    ticket = await asyncio.to_thread(
+        ticket_queries.view_ticket, request.app[SESSION_FACTORY], viewer_of(request), ticket_id,
+        request.remote,
+    )  # fmt: skip
+    if ticket is None:
+        return await not_found(request)
+    return await _ticket_page(
+        request,
+        ticket,
+        error=(
+            "Sidan hade hunnit bli för gammal. Försök igen."
+            if stale
+            else "Bara mottagningens personal kan bekräfta eller avvisa en avbokning."
+        ),
+        status=403,
+    )
+
+
 async def _decide(request: web.Request, decision: Decision) -> web.Response:
     ticket_id = path_id(request)
     form = await request.post()
     factory = request.app[SESSION_FACTORY]
     viewer = viewer_of(request)
     if not await csrf_ok(request, form) or not viewer.may_decide:
-        ticket = await asyncio.to_thread(
-            ticket_queries.view_ticket, factory, viewer, ticket_id, request.remote
-        )
-        if ticket is None:
-            return await not_found(request)
-        return await _ticket_page(
-            request,
-            ticket,
-            error=(
-                "Sidan hade hunnit bli för gammal. Försök igen."
-                if viewer.may_decide
-                else "Bara mottagningens personal kan bekräfta eller avvisa en avbokning."
-            ),
-            status=403,
-        )
+        return await _decide_refused(request, ticket_id, stale=viewer.may_decide)
     reason = str(form.get("reason") or "").strip()[:MAX_REASON_CHARS]
     if decision == "reject" and not reason:
         ticket = await asyncio.to_thread(
@@ -268,20 +274,23 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
             error="Skriv en anledning till att avbokningen avvisas.",
             status=400,
         )
-    result = await asyncio.to_thread(
-        partial(
-            ticket_queries.decide,
-            seen_clinic=_seen_clinic(form),
-            claim_expiry=request.app[CLAIM_EXPIRY],
-            now=request.app[CLOCK](),
-        ),
-        factory,
-        viewer,
-        ticket_id,
-        decision,
-        reason or None,
-        request.remote,
-    )
+    try:
+        result = await asyncio.to_thread(
+            partial(
+                ticket_queries.decide,
+                seen_clinic=_seen_clinic(form),
+                claim_expiry=request.app[CLAIM_EXPIRY],
+                now=request.app[CLOCK](),
+            ),
+            factory,
+            viewer,
+            ticket_id,
+            decision,
+            reason or None,
+            request.remote,
+        )
+    except PermissionError:  # staff of another clinic who sees this one as the switchboard
+        return await _decide_refused(request, ticket_id, stale=False)
     if result is None:
         return await not_found(request)
     if not result.changed:

@@ -35,7 +35,11 @@ from config import clock
 from config.calendar import NationalCalendar, answer_deadline
 
 ROLES = ("staff", "switchboard", "admin")
-"""`staff` sees only their clinics; `switchboard` and `admin` see every clinic."""
+"""A user holds one or more (StaffUserRole): `staff` see and decide their own clinics' tickets
+and callbacks; `switchboard` sees every clinic's queue and routes (opens, forwards, books
+callbacks) without deciding; `admin` administers users, clinics and the access log and sees no
+patient data by that role (an admin who is also staff sees their own clinics as staff). What
+each combination may do is staff_ui.accounts.Viewer's."""
 
 TICKET_STATUSES = ("new", "confirmed", "rejected")
 TICKET_EVENT_KINDS = ("forwarded",)
@@ -79,6 +83,14 @@ ACCESS_ACTIONS = (
     "forward",
     "login",
     "login_failed",
+    "admin_user_create",
+    "admin_user_edit",
+    "admin_user_disable",
+    "admin_user_enable",
+    "admin_password_reset",
+    "admin_clinic_edit",
+    "admin_log_search",
+    "admin_log_extract",
 )
 
 
@@ -142,10 +154,22 @@ class Base(DeclarativeBase):
 
 
 class Clinic(Base):
+    """A care unit. The clinic files (config/clinics) are the source: start-up syncs `file_name`
+    from them and, unless an admin renamed the clinic in the UI (`name_edited`), `name` too.
+    `active` is the database's alone (the admin pages); the sync never touches it."""
+
     __tablename__ = "clinic"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    """The name staff read everywhere: the file's, or the admin's override."""
+    file_name: Mapped[str | None] = mapped_column(String(200))
+    """The name in the clinic file as last synced (None: never synced, e.g. made by a tool)."""
+    name_edited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """An admin set `name`: the sync keeps it until the admin clears the override."""
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    """False: closed in the staff UI (not offered or accepted as a forwarding target); its
+    tickets stay where they are. Calls follow the clinic files, not this flag."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:
@@ -207,13 +231,23 @@ staff_user_clinic = Table(
 )
 
 
+class StaffUserRole(Base):
+    """One role a user holds (ROLES); a user holds one or more."""
+
+    __tablename__ = "staff_user_role"
+
+    staff_user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
 class StaffUser(Base):
     __tablename__ = "staff_user"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16), default="staff")
     must_change_password: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
@@ -224,14 +258,23 @@ class StaffUser(Base):
     disabling the account bump it, ending every session of the user (copied cookies too)."""
 
     clinics: Mapped[list[Clinic]] = relationship(secondary=staff_user_clinic)
+    role_rows: Mapped[list[StaffUserRole]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by=StaffUserRole.role
+    )
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset(row.role for row in self.role_rows)
 
     @property
     def sees_all_clinics(self) -> bool:
-        """Switchboard and admin work across clinics; staff only within their own."""
-        return self.role in ("switchboard", "admin")
+        """The switchboard works across clinics; staff only within their own; admin in none."""
+        return "switchboard" in self.roles
 
     def __repr__(self) -> str:
-        return f"StaffUser(id={self.id!r}, username={self.username!r}, role={self.role!r})"
+        return (
+            f"StaffUser(id={self.id!r}, username={self.username!r}, roles={sorted(self.roles)!r})"
+        )
 
 
 class Ticket(Base):
@@ -357,6 +400,9 @@ class AccessLogEntry(Base):
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     shown: Mapped[str | None] = mapped_column(Text)
     """A list view: the ids of the tickets or callbacks it showed, as a JSON list."""
+    detail: Mapped[str | None] = mapped_column(Text)
+    """An admin action: what was changed or searched for (JSON, no passwords; a searched
+    personnummer is in `personnummer`, not here)."""
 
     user: Mapped[StaffUser | None] = relationship()
 

@@ -13,7 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.models import ROLES, Clinic, StaffUser
+from storage.models import ROLES, Clinic, StaffUser, StaffUserRole
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -41,32 +41,26 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def create_user(
-    session: Session,
-    username: str,
-    role: str,
-    clinic_ids: Iterable[str],
-    password: str,
-    *,
-    must_change_password: bool = False,
-) -> StaffUser:
-    """Add a staff account; raises ValueError naming the problem if the request is invalid.
-
-    Flushes but does not commit: the caller owns the transaction.
-    """
-    name = normalize_username(username)
-    if not name:
-        raise ValueError("username must not be empty")
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password for {name!r} must be at least {MIN_PASSWORD_LENGTH} characters")
-    wanted = list(dict.fromkeys(clinic_ids))
-    if role == "staff" and not wanted:
+def check_roles(roles: str | Iterable[str], clinic_ids: Iterable[str], name: str) -> list[str]:
+    """The roles as a sorted list, or ValueError naming what is wrong: at least one known
+    role, and staff need at least one clinic (it is whose patients they see)."""
+    wanted = sorted({roles} if isinstance(roles, str) else set(roles))
+    if not wanted:
+        raise ValueError(f"user {name!r} needs at least one role: {', '.join(ROLES)}")
+    unknown = [role for role in wanted if role not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown role {unknown[0]!r}: use one of {', '.join(ROLES)}")
+    if "staff" in wanted and not list(clinic_ids):
         raise ValueError(
             f"user {name!r} has role 'staff' but no clinic: give at least one clinic id "
-            "(or use role 'switchboard'/'admin' for access to every clinic)"
+            "(or use role 'switchboard' for every clinic's queue, or only 'admin')"
         )
+    return wanted
+
+
+def known_clinics(session: Session, clinic_ids: Iterable[str], name: str) -> list[Clinic]:
+    """The clinic rows for these ids, or ValueError naming the unknown ones."""
+    wanted = list(dict.fromkeys(clinic_ids))
     clinics = list(session.scalars(select(Clinic).where(Clinic.id.in_(wanted)))) if wanted else []
     missing = sorted(set(wanted) - {clinic.id for clinic in clinics})
     if missing:
@@ -74,27 +68,69 @@ def create_user(
             f"unknown clinic id(s) {', '.join(missing)} for user {name!r}: "
             "add the clinic file first or check the spelling"
         )
+    return sorted(clinics, key=lambda clinic: clinic.id)
+
+
+def create_user(
+    session: Session,
+    username: str,
+    roles: str | Iterable[str],
+    clinic_ids: Iterable[str],
+    password: str,
+    *,
+    must_change_password: bool = False,
+) -> StaffUser:
+    """Add a staff account holding `roles` (one role name or several); raises ValueError
+    naming the problem if the request is invalid.
+
+    Flushes but does not commit: the caller owns the transaction.
+    """
+    name = normalize_username(username)
+    if not name:
+        raise ValueError("username must not be empty")
+    clinic_ids = list(clinic_ids)
+    wanted = check_roles(roles, clinic_ids, name)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"password for {name!r} must be at least {MIN_PASSWORD_LENGTH} characters")
+    clinics = known_clinics(session, clinic_ids, name)
     if session.scalar(select(StaffUser.id).where(StaffUser.username == name)) is not None:
         raise ValueError(f"username {name!r} is already taken")
     user = StaffUser(
         username=name,
         password_hash=hash_password(password),
-        role=role,
         must_change_password=must_change_password,
         active=True,
         clinics=clinics,
+        role_rows=[StaffUserRole(role=role) for role in wanted],
     )
     session.add(user)
     session.flush()
     return user
 
 
-def set_password(session: Session, user: StaffUser, password: str) -> None:
-    """Replace the password and clear must_change_password; flushes, does not commit."""
+def set_roles_and_clinics(
+    session: Session, user: StaffUser, roles: Iterable[str], clinic_ids: Iterable[str]
+) -> None:
+    """Replace what the user may do; the same rules as create_user. Takes effect at the user's
+    next request (the viewer is re-read every time). Flushes, does not commit."""
+    clinic_ids = list(clinic_ids)
+    wanted = check_roles(list(roles), clinic_ids, user.username)
+    user.clinics = known_clinics(session, clinic_ids, user.username)
+    keep = [row for row in user.role_rows if row.role in wanted]
+    have = {row.role for row in keep}
+    user.role_rows = keep + [StaffUserRole(role=role) for role in wanted if role not in have]
+    session.flush()
+
+
+def set_password(
+    session: Session, user: StaffUser, password: str, *, must_change_password: bool = False
+) -> None:
+    """Replace the password; must_change_password=True for a one-time password an admin set
+    (the user must choose their own at the next login). Flushes, does not commit."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     user.password_hash = hash_password(password)
-    user.must_change_password = False
+    user.must_change_password = must_change_password
     session.flush()
 
 
@@ -129,3 +165,12 @@ def end_sessions(session: Session, user_id: int) -> int:
     )
     generation = session.scalar(select(StaffUser.session_generation).where(StaffUser.id == user_id))
     return int(generation or 0)
+
+
+def set_active(session: Session, user: StaffUser, active: bool) -> None:
+    """Disable (or enable again) an account. Disabling ends every session it has at once,
+    copied cookies too; enabling starts none (the user logs in again). Flushes, not commits."""
+    user.active = active
+    session.flush()
+    if not active:
+        end_sessions(session, user.id)

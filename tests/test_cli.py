@@ -108,9 +108,9 @@ def test_seed_demo_creates_an_admin_and_a_demo_clinic_staff_member_once(tmp_path
             u.username: u
             for u in session.scalars(select(StaffUser).options(selectinload(StaffUser.clinics)))
         }
-        assert users["personal"].role == "staff"
+        assert users["personal"].roles == {"staff"}
         assert [c.id for c in users["personal"].clinics] == ["demo"]
-        assert users["admin"].role == "admin"
+        assert users["admin"].roles == {"admin"}
         for name, user in users.items():
             assert user.must_change_password and verify_password(
                 user.password_hash, passwords[name]

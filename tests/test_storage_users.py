@@ -83,7 +83,19 @@ def test_invalid_user_requests_raise_clear_errors(
 
 def test_switchboard_and_admin_need_no_clinic(session: Session) -> None:
     assert create_user(session, "vaxel", "switchboard", [], "correct horse").sees_all_clinics
-    assert create_user(session, "root", "admin", [], "correct horse").sees_all_clinics
+    root = create_user(session, "root", "admin", [], "correct horse")
+    assert root.roles == {"admin"} and not root.sees_all_clinics  # admins see no patient data
+
+
+def test_a_user_holds_several_roles_and_staff_among_them_needs_a_clinic(
+    session: Session,
+) -> None:
+    chef = create_user(session, "chef", ["admin", "staff"], ["demo"], "correct horse")
+    assert chef.roles == {"admin", "staff"} and [c.id for c in chef.clinics] == ["demo"]
+    with pytest.raises(ValueError, match="no clinic"):
+        create_user(session, "chef2", ["admin", "staff"], [], "correct horse")
+    with pytest.raises(ValueError, match="at least one role"):
+        create_user(session, "nobody", [], [], "correct horse")
 
 
 def test_set_password_clears_must_change(session: Session) -> None:
