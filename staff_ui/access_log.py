@@ -46,7 +46,8 @@ def record_access(
 ) -> None:
     """Add one access-log row for `action` to the session (not committed here).
 
-    The patient and the clinic are taken from `ticket` or `callback` when given, else
+    The patient and the clinic are taken from `ticket` (its personnummer as staff corrected
+    it, if they did) or `callback` when given, else
     `clinic_id` names the care unit (a list filtered by clinic, a booking). `username` and
     `user_id` are for a failed login only, when there is no viewer: the name as typed and the
     account it names, if any. `shown`: for a list view, the ids of the tickets or callbacks
@@ -62,7 +63,13 @@ def record_access(
             ticket_id=ticket.id if ticket is not None else None,
             callback_id=callback.id if callback is not None else None,
             clinic_id=subject.clinic_id if subject is not None else clinic_id,
-            personnummer=subject.personnummer if subject is not None else None,
+            personnummer=(
+                ticket.patient_personnummer
+                if ticket is not None
+                else callback.personnummer
+                if callback is not None
+                else None
+            ),
             remote_addr=remote_addr,
             shown=json.dumps(sorted(set(shown))) if shown is not None else None,
         )
