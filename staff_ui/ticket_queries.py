@@ -26,7 +26,7 @@ import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 from config.calendar import DeadlineState, deadline_state
 from staff_ui.access_log import record_access, record_play_once
 from staff_ui.accounts import Viewer, clinic_scope
+from staff_ui.corrections import Refused, normalize_personnummer
 from staff_ui.ticket_claims import (
     CLAIM_EXPIRY,
     Claim,
@@ -772,6 +773,8 @@ class Corrected:
     ticket: TicketDetail | None
     changed: bool
     refused: str | None = None
+    refused_field: str | None = None
+    """The field `refused` is about: "name" or "personnummer"."""
     fields: tuple[str, ...] = ()
     """What was changed: "name", "personnummer"."""
 
@@ -788,13 +791,16 @@ def correct(
     personnummer: str,
     remote_addr: str | None,
     *,
+    today: date,
     seen_clinic: str | None = None,
 ) -> Corrected | Decided | None:
     """Set the patient's name and personnummer as the clinic's staff checked them.
 
-    `name` and `personnummer` are the form's fields, already checked and normalized
-    (staff_ui.corrections); "" is an empty field. A field equal to what the ticket shows is left
-    alone; one equal to the call's own value drops the correction. The call's values are never
+    `name` is the form's field already tidied (staff_ui.corrections.normalize_name),
+    `personnummer` as typed; "" is an empty field. A field equal to what the ticket shows is
+    left alone (so an unchanged field is not checked again); a new personnummer must pass
+    staff_ui.corrections.normalize_personnummer (`today`: the clinics' date), else `refused`
+    says why. One equal to the call's own value drops the correction. The call's values are never
     touched. The change is a conditional UPDATE on the clinic the viewer saw (a ticket forwarded
     away meanwhile is not changed: Decided as for confirm), recorded as a "corrected"
     TicketEvent (from what to what) and a correct_ticket access-log row naming the patient as
@@ -809,15 +815,25 @@ def correct(
         ticket = opened
         values: dict[str, object] = {}
         changes: list[str] = []
-        refused = None
+        refused: Refused | None = None
         if name != (ticket.patient_name or ""):
             if not name:
-                refused = NAME_REMOVED
+                refused = Refused("name", NAME_REMOVED)
             values["corrected_name"] = None if name == ticket.name else name
             changes.append(f"namn: {ticket.patient_name or '–'} → {name}")
-        if personnummer != (ticket.patient_personnummer or ""):
+        typed = "".join(char for char in personnummer if char.isdigit())
+        if personnummer.strip() and typed == ticket.patient_personnummer:
+            personnummer = typed  # as the ticket shows it: nothing to check or change
+        elif personnummer.strip():
+            try:
+                personnummer = normalize_personnummer(personnummer, today)
+            except Refused as bad:
+                refused = bad
+        else:
+            personnummer = ""
+        if refused is None and personnummer != (ticket.patient_personnummer or ""):
             if not personnummer:
-                refused = PERSONNUMMER_REMOVED
+                refused = Refused("personnummer", PERSONNUMMER_REMOVED)
             values["corrected_personnummer"] = (
                 None if personnummer == ticket.personnummer else personnummer
             )
@@ -827,7 +843,12 @@ def correct(
             )
         if refused is not None:
             record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
-            return Corrected(ticket=_detail(session, ticket), changed=False, refused=refused)
+            return Corrected(
+                ticket=_detail(session, ticket),
+                changed=False,
+                refused=refused.message,
+                refused_field=refused.field,
+            )
         if not values:
             return Corrected(ticket=None, changed=False)
         now = utcnow()

@@ -40,7 +40,7 @@ from staff_ui.context import (
     viewer_of,
     wav_response,
 )
-from staff_ui.corrections import MAX_NAME_CHARS, Refused, normalize_name, normalize_personnummer
+from staff_ui.corrections import MAX_NAME_CHARS, Refused, normalize_name
 from staff_ui.ticket_claims import Claim
 from staff_ui.ticket_queries import MAX_NOTE_CHARS, Corrected, Decided, Decision, TicketDetail
 
@@ -459,8 +459,8 @@ async def ticket_forward(request: web.Request) -> web.Response:
 async def ticket_correct(request: web.Request) -> web.Response:
     """Correct the caller's name and personnummer (the clinic's staff only; CSRF-protected).
 
-    The typed values are checked here (staff_ui.corrections, with "today" by the app's clock in
-    the clinics' time zone) and the form comes back with a Swedish reason when refused.
+    The typed values are checked (staff_ui.corrections; "today" by the app's clock in the
+    clinics' time zone) and the form comes back with a Swedish reason when refused.
     """
     ticket_id = path_id(request)
     form = await request.post()
@@ -475,6 +475,8 @@ async def ticket_correct(request: web.Request) -> web.Response:
         )
         if ticket is None:
             return await not_found(request)
+        if not viewer.may_correct:  # no form on their page: the error goes on top
+            return await _ticket_page(request, ticket, error=error, status=status)
         correction = CorrectionForm(name_text, personnummer_text, error, field)
         return await _ticket_page(request, ticket, status=status, correction=correction)
 
@@ -489,18 +491,15 @@ async def ticket_correct(request: web.Request) -> web.Response:
     today = request.app[CLOCK]().astimezone(request.app[TIMEZONE]).date()
     try:
         name = normalize_name(name_text)
-        personnummer = (
-            normalize_personnummer(personnummer_text, today) if personnummer_text.strip() else ""
-        )
     except Refused as refused:
         return await again(refused.message, 400, refused.field)
     result = await asyncio.to_thread(
-        partial(ticket_queries.correct, seen_clinic=_seen_clinic(form)),
+        partial(ticket_queries.correct, today=today, seen_clinic=_seen_clinic(form)),
         factory,
         viewer,
         ticket_id,
         name,
-        personnummer,
+        personnummer_text,
         request.remote,
     )
     if result is None:
@@ -508,7 +507,9 @@ async def ticket_correct(request: web.Request) -> web.Response:
     if isinstance(result, Decided):
         return await _refused_page(request, result)
     if result.refused is not None and result.ticket is not None:
-        correction = CorrectionForm(name_text, personnummer_text, result.refused)
+        correction = CorrectionForm(
+            name_text, personnummer_text, result.refused, result.refused_field
+        )
         return await _ticket_page(request, result.ticket, status=400, correction=correction)
     session = await get_session(request)
     session["flash"] = _corrected_text(result)
