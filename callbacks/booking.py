@@ -188,9 +188,11 @@ def book_callback(
     booked_by_id: int | None = None,
     message_path: str | None = None,
     call_db_id: int | None = None,
+    ticket_id: int | None = None,
     now: dt.datetime | None = None,
 ) -> Callback:
-    """Book `number` into the slot starting at `slot_start` (aware) and commit.
+    """Book `number` into the slot starting at `slot_start` (aware) and commit; `ticket_id`
+    links it to the ticket it was booked from (the patient wanted a call instead).
 
     Raises BookingError: invalid_number, closed (no such slot, closed day, past the cut-off or
     too far ahead), duplicate (with `existing`) or slot_full.
@@ -227,6 +229,7 @@ def book_callback(
             source=source,
             booked_by_id=booked_by_id,
             call_db_id=call_db_id,
+            ticket_id=ticket_id,
             created_at=now,
             updated_at=now,
         )

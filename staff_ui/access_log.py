@@ -50,7 +50,8 @@ def record_access(
 ) -> None:
     """Add one access-log row for `action` to the session (not committed here).
 
-    The patient and the clinic are taken from `ticket` or `callback` when given, else
+    The patient and the clinic are taken from `ticket` (its personnummer as staff corrected
+    it, if they did) or `callback` when given, else
     `clinic_id` names the care unit (a list filtered by clinic, a booking). `username` and
     `user_id` are for a failed login only, when there is no viewer: the name as typed and the
     account it names, if any. `shown`: for a list view, the ids of the tickets or callbacks
@@ -68,7 +69,13 @@ def record_access(
             ticket_id=ticket.id if ticket is not None else None,
             callback_id=callback.id if callback is not None else None,
             clinic_id=subject.clinic_id if subject is not None else clinic_id,
-            personnummer=subject.personnummer if subject is not None else personnummer,
+            personnummer=(
+                ticket.patient_personnummer
+                if ticket is not None
+                else callback.personnummer
+                if callback is not None
+                else personnummer
+            ),
             remote_addr=remote_addr,
             shown=json.dumps(sorted(set(shown))) if shown is not None else None,
             detail=json.dumps(dict(detail), ensure_ascii=False, sort_keys=True)

@@ -90,6 +90,13 @@ class Viewer:
         """May confirm, reject, claim or take over the tickets of `clinic_id`: its staff."""
         return clinic_id in self.staff_clinic_ids
 
+    @property
+    def may_correct(self) -> bool:
+        """Correcting a caller's name or personnummer changes the patient record: the clinic's
+        staff only, who work the ticket and can check it against their own records. The
+        switchboard routes and books callbacks; it does not rewrite who a ticket is about."""
+        return self.role == "staff"
+
     def sees(self, clinic_id: str) -> bool:
         """Whether this viewer may see the patient data of `clinic_id`."""
         return self.sees_all_clinics or clinic_id in self.staff_clinic_ids

@@ -52,6 +52,18 @@ def _detail_json(ticket: TicketDetail, now: datetime, zone: ZoneInfo) -> dict[st
     del data["transcript_words"]
     data["created_at"] = ticket.created_at.isoformat()
     data["acted_at"] = ticket.acted_at.isoformat() if ticket.acted_at else None
+    data["corrected_at"] = ticket.corrected_at.isoformat() if ticket.corrected_at else None
+    data["callbacks"] = [
+        {
+            "id": linked.id,
+            "clinic_id": linked.clinic_id,
+            "slot_start": linked.slot_start.isoformat(),
+            "slot_end": linked.slot_end.isoformat(),
+            "state": linked.state,
+            "number": linked.number,
+        }
+        for linked in ticket.callbacks
+    ]
     data["audio_url"] = f"/tickets/{ticket.id}/audio" if ticket.has_recording else None
     data.update(_deadline_json(ticket.status, ticket.due_at, now, zone))
     data["forwards"] = [

@@ -52,7 +52,7 @@ COOKIE_SECURE = web.AppKey("cookie_secure", bool)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; "
+        "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -274,6 +274,7 @@ def create_app(
     app.router.add_post("/tickets/{id}/confirm", ticket_views.ticket_confirm)
     app.router.add_post("/tickets/{id}/reject", ticket_views.ticket_reject)
     app.router.add_post("/tickets/{id}/forward", ticket_views.ticket_forward)
+    app.router.add_post("/tickets/{id}/correct", ticket_views.ticket_correct)
     app.router.add_get("/callbacks", callback_views.callback_list)
     app.router.add_get("/callbacks/new", callback_views.callback_new_page)
     app.router.add_get("/callbacks/{id}/message", callback_views.callback_message)

@@ -39,7 +39,7 @@ from config.clinics import Clinic
 from staff_ui.access_log import record_access, record_play_once
 from staff_ui.accounts import Viewer, clinic_scope
 from staff_ui.context import slot_time
-from storage.models import Callback, StaffUser
+from storage.models import Callback, StaffUser, Ticket
 from storage.personnummer import mask_personnummer, redact_spoken_numbers
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ class CallbackRow:
     done_by: str | None
     updated_at: datetime
     attempt_log: tuple[AttemptRow, ...]
+    ticket_id: int | None = None
+    """The ticket it was booked from, if any (the page links to it)."""
 
     @property
     def can_call_now(self) -> bool:
@@ -183,6 +185,50 @@ class BookingResult:
     """duplicate: the number's open callback, to keep or move."""
 
 
+@dataclass(frozen=True)
+class FromTicket:
+    """The ticket a callback is booked from: whom the booking form says it is for, and the
+    number the caller rang from, offered as the number to call."""
+
+    id: int
+    clinic_id: str
+    name: str | None
+    personnummer: str | None
+    """12 digits, as staff corrected it if they did (Ticket.patient_personnummer)."""
+    caller_number: str | None
+
+
+def _ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | None:
+    return session.scalars(
+        select(Ticket)
+        .where(Ticket.id == ticket_id, *clinic_scope(viewer, Ticket.clinic_id))
+        .options(joinedload(Ticket.call))
+    ).first()
+
+
+def _from_ticket(ticket: Ticket) -> FromTicket:
+    return FromTicket(
+        id=ticket.id,
+        clinic_id=ticket.clinic_id,
+        name=ticket.patient_name,
+        personnummer=ticket.patient_personnummer,
+        caller_number=ticket.call.caller_number if ticket.call else None,
+    )
+
+
+def ticket_for_booking(
+    factory: sessionmaker[Session], viewer: Viewer, ticket_id: int, remote_addr: str | None
+) -> FromTicket | None:
+    """Who a callback booked from this ticket is for, shown on the booking form (logged as a
+    view of the ticket); None if the viewer may not see the ticket."""
+    with factory.begin() as session:
+        ticket = _ticket(session, viewer, ticket_id)
+        if ticket is None:
+            return None
+        record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
+        return _from_ticket(ticket)
+
+
 def bookable_clinics(viewer: Viewer, clinics: Mapping[str, Clinic]) -> list[Clinic]:
     """Clinics that offer callbacks and that the viewer may book for, by name."""
     return sorted(
@@ -239,6 +285,7 @@ def _row(callback: Callback, usernames: Mapping[int, str]) -> CallbackRow:
             )
             for a in callback.attempt_log
         ),
+        ticket_id=callback.ticket_id,
     )
 
 
@@ -438,21 +485,37 @@ def book(
     number: str,
     now: datetime,
     remote_addr: str | None,
+    *,
+    ticket_id: int | None = None,
 ) -> BookingResult | None:
-    """Book a callback from the switchboard or a staff member; None if not the viewer's clinic."""
+    """Book a callback from the switchboard or a staff member; None if not the viewer's clinic.
+
+    With `ticket_id` the callback is booked from that ticket (the patient wants a call instead):
+    for its patient (personnummer, as corrected), at its clinic, linked to it
+    (Callback.ticket_id) and logged with it. None if the viewer may not see the ticket or it
+    belongs to another clinic than `clinic`.
+    """
     if not viewer.sees(clinic.id):
         return None
     source = "ui" if clinic.id in viewer.staff_clinic_ids else "switchboard"
     with factory() as session:
-        record_access(session, viewer, "callback_book", remote_addr, clinic_id=clinic.id)
+        ticket = _ticket(session, viewer, ticket_id) if ticket_id is not None else None
+        if ticket_id is not None and (ticket is None or ticket.clinic_id != clinic.id):
+            return None
+        if ticket is not None:
+            record_access(session, viewer, "callback_book", remote_addr, ticket=ticket)
+        else:
+            record_access(session, viewer, "callback_book", remote_addr, clinic_id=clinic.id)
         try:
             callback = booking.book_callback(
                 session,
                 clinic,
                 slot_start,
                 number,
+                personnummer=ticket.patient_personnummer if ticket is not None else None,
                 source=source,
                 booked_by_id=viewer.id,
+                ticket_id=ticket_id,
                 now=now,
             )
         except BookingError as exc:

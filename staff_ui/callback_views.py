@@ -1,5 +1,6 @@
 """The callback pages: a day's callbacks with the missed ones, their buttons and the callers'
-messages for the nurse, and booking.
+messages for the nurse, and booking (also from a ticket: "Boka återuppringning" on the ticket
+page books for its patient at its clinic and links the two).
 
 Handlers only parse the request and render: every read and change goes through
 staff_ui.callback_queries (scoped, access-logged, in a worker thread). After "call now", a
@@ -14,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,7 +27,7 @@ from callbacks.slots import Slot
 from callbacks.states import CallbackState
 from config.clinics import Clinic
 from staff_ui import callback_queries
-from staff_ui.callback_queries import Action, BookingResult, CallbackRow
+from staff_ui.callback_queries import Action, BookingResult, CallbackRow, FromTicket
 from staff_ui.context import (
     CALLBACK_OUTCOME_LABELS,
     CALLBACK_SOURCE_LABELS,
@@ -376,13 +378,17 @@ async def _booking_page(
     error: str | None = None,
     existing: CallbackRow | None = None,
     status: int = 200,
+    from_ticket: FromTicket | None = None,
 ) -> web.Response:
     context = _labels(request)
+    context["from_ticket"] = from_ticket
     clinics = _clinics(request)
     if clinics is None:
         return await render(request, "callback_new.html", context, status=status)
     zone = request.app[TIMEZONE]
     choices = callback_queries.bookable_clinics(viewer_of(request), clinics)
+    if from_ticket is not None:  # booked at the ticket's clinic, for its patient
+        choices = [choice for choice in choices if choice.id == from_ticket.clinic_id]
     if clinic is None and len(choices) == 1:
         clinic = choices[0]
     slots: list[Slot] = []
@@ -415,7 +421,38 @@ def _chosen_clinic(request: web.Request, clinic_id: str) -> Clinic | None:
     return clinic
 
 
+def _ticket_id(text: str) -> int | None:
+    """The `ticket` parameter of the booking form: a positive id, else None (not from one)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) == 0:
+        return None
+    return int(text)
+
+
+async def _from_ticket(request: web.Request, text: str) -> FromTicket | None:
+    ticket_id = _ticket_id(text)
+    if ticket_id is None:
+        return None
+    return await asyncio.to_thread(
+        callback_queries.ticket_for_booking,
+        request.app[SESSION_FACTORY],
+        viewer_of(request),
+        ticket_id,
+        request.remote,
+    )
+
+
 async def callback_new_page(request: web.Request) -> web.Response:
+    """The booking form; ?ticket=ID books from that ticket, prefilled with its clinic, its
+    patient and the number the caller rang from."""
+    if request.query.get("ticket"):
+        from_ticket = await _from_ticket(request, request.query["ticket"])
+        if from_ticket is None:
+            return await _not_found(request)
+        clinic = _chosen_clinic(request, from_ticket.clinic_id)
+        return await _booking_page(
+            request, clinic, number=from_ticket.caller_number or "", from_ticket=from_ticket
+        )
     clinic = _chosen_clinic(request, request.query.get("clinic", ""))
     return await _booking_page(request, clinic)
 
@@ -426,14 +463,17 @@ def _refusal_text(result: BookingResult) -> str:
     return BOOKING_REFUSED.get(result.reason or "", "Återuppringningen kunde inte bokas.")
 
 
-async def _booked(request: web.Request, row: CallbackRow, text: str) -> web.Response:
-    """Flash, wake the dispatcher and show the list of the slot's day."""
+async def _booked(
+    request: web.Request, row: CallbackRow, text: str, *, to: str | None = None
+) -> web.Response:
+    """Flash, wake the dispatcher and show the list of the slot's day (or `to`: the ticket it
+    was booked from)."""
     _changed(request)
     zone = request.app[TIMEZONE]
     when = slot_time(row.slot_start, row.slot_end, zone)
     session = await get_session(request)
     session["flash"] = text.format(number=row.number_display, when=when, clinic=row.clinic_name)
-    raise web.HTTPSeeOther(_list_url(row.slot_start.astimezone(zone).date(), _today(request)))
+    raise web.HTTPSeeOther(to or _list_url(row.slot_start.astimezone(zone).date(), _today(request)))
 
 
 async def callback_new_submit(request: web.Request) -> web.Response:
@@ -452,6 +492,11 @@ async def callback_new_submit(request: web.Request) -> web.Response:
     if clinic is None:
         return await _not_found(request)
     slot_start = _parse_slot(slot_text) if slot_text else None
+    from_ticket = None
+    if form.get("ticket"):
+        from_ticket = await _from_ticket(request, str(form.get("ticket")))
+        if from_ticket is None or from_ticket.clinic_id != clinic.id:
+            return await _not_found(request)
 
     async def form_again(
         error: str, status: int, existing: CallbackRow | None = None
@@ -465,6 +510,7 @@ async def callback_new_submit(request: web.Request) -> web.Response:
             error=error,
             existing=existing,
             status=status,
+            from_ticket=from_ticket,
         )
 
     if not await csrf_ok(request, form):
@@ -474,7 +520,7 @@ async def callback_new_submit(request: web.Request) -> web.Response:
     if slot_start is None:
         return await form_again("Välj en tid.", 400)
     result = await asyncio.to_thread(
-        callback_queries.book,
+        partial(callback_queries.book, ticket_id=from_ticket.id if from_ticket else None),
         request.app[SESSION_FACTORY],
         viewer_of(request),
         clinic,
@@ -485,6 +531,13 @@ async def callback_new_submit(request: web.Request) -> web.Response:
     )
     if result is None:
         return await _not_found(request)
+    if result.callback is not None and from_ticket is not None:
+        return await _booked(
+            request,
+            result.callback,
+            "Återuppringning bokad: {number}, {when} ({clinic}). Den är kopplad till avbokningen.",
+            to=f"/tickets/{from_ticket.id}",
+        )
     if result.callback is not None:
         return await _booked(
             request, result.callback, "Återuppringning bokad: {number}, {when} ({clinic})."

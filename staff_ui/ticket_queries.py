@@ -15,6 +15,9 @@ Invariants, and why:
   a ticket that was forwarded away in the meantime.
 - The queue is sorted by deadline (Ticket.due_at, config/calendar.py), earliest first;
   forwarding keeps the deadline.
+- Name and personnummer are the patient's as staff corrected them where they did
+  (Ticket.patient_name / patient_personnummer) in the list, the page and the API; the call's own
+  values are kept beside them (original_*), never overwritten.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -34,6 +37,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 from config.calendar import DeadlineState, deadline_state
 from staff_ui.access_log import record_access, record_play_once
 from staff_ui.accounts import Viewer, clinic_scope
+from staff_ui.corrections import Refused, normalize_personnummer
 from staff_ui.ticket_claims import (
     CLAIM_EXPIRY,
     Claim,
@@ -46,6 +50,7 @@ from storage import transcription_queue
 from storage.db import rows_changed
 from storage.models import (
     TICKET_STATUSES,
+    Callback,
     Clinic,
     Recording,
     Ticket,
@@ -53,7 +58,7 @@ from storage.models import (
     TranscriptStatus,
     utcnow,
 )
-from storage.personnummer import mask_personnummer, redact_spoken_numbers
+from storage.personnummer import format_personnummer, mask_personnummer, redact_spoken_numbers
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +102,8 @@ class TicketRow:
     """The clinic that last forwarded the ticket here, by name; None if never forwarded."""
     forward_note: str | None = None
     """That forwarding's note to this clinic's staff."""
+    corrected: bool = False
+    """Staff corrected the name or personnummer (the row shows the corrected ones)."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +136,27 @@ def deadline_of(
 
 @dataclass(frozen=True)
 class TranscriptWord:
-    """One recognized word and whether the recognizer was unsure of it."""
+    """One recognized word, where it starts in the recording and whether the recognizer was
+    unsure of it."""
 
     text: str
     confidence: float | None
     uncertain: bool
+    start: float | None = None
+    """Seconds from the start of the recording (None: the recognizer gave no time)."""
+
+
+@dataclass(frozen=True)
+class LinkedCallback:
+    """A callback booked from the ticket ("the patient wants a call instead")."""
+
+    id: int
+    clinic_id: str
+    clinic_name: str
+    slot_start: datetime
+    slot_end: datetime
+    state: str
+    number: str
 
 
 @dataclass(frozen=True)
@@ -145,8 +168,11 @@ class TicketDetail:
     status: str
     partial: bool
     personnummer: str | None
+    """The patient's: staff's correction if any, else the call's (original_personnummer)."""
     personnummer_source: str | None
+    """Where original_personnummer came from (keypad or speech)."""
     name: str | None
+    """The patient's: staff's correction if any, else the call's (original_name)."""
     free_text: str | None
     reject_reason: str | None
     created_at: datetime
@@ -177,6 +203,17 @@ class TicketDetail:
     """Messages before this one in the transcription queue; None when not waiting."""
     transcript_error: str | None = None
     """Why transcription failed for good (a storage.transcription_queue.JobError value)."""
+    original_personnummer: str | None = None
+    """What the call gave (keypad, or speech when no number was keyed)."""
+    original_name: str | None = None
+    """What the call gave (speech)."""
+    personnummer_corrected: bool = False
+    name_corrected: bool = False
+    corrected_by: str | None = None
+    """Who last corrected the name or personnummer, and when."""
+    corrected_at: datetime | None = None
+    callbacks: tuple[LinkedCallback, ...] = ()
+    """Callbacks booked from this ticket, earliest slot first."""
 
     @property
     def transcript_state(self) -> TranscriptState:
@@ -243,6 +280,7 @@ def _load_ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | N
             joinedload(Ticket.recording),
             joinedload(Ticket.acted_by),
             joinedload(Ticket.claimed_by),
+            joinedload(Ticket.corrected_by),
             selectinload(Ticket.events).options(
                 joinedload(TicketEvent.from_clinic), joinedload(TicketEvent.to_clinic)
             ),
@@ -270,8 +308,11 @@ def needs_personnummer_check(ticket: Ticket) -> bool:
 
     Keypad and speech gave two different valid numbers; or there is no number and the speech
     held one the extractor could not settle; or the number was taken from speech only after
-    correcting a digit. A keypad number alone was read back to the caller and needs no check.
+    correcting a digit. A keypad number alone was read back to the caller and needs no check,
+    and neither does one staff typed in (Ticket.corrected_personnummer): they did the check.
     """
+    if ticket.corrected_personnummer:
+        return False
     if ticket.personnummer_disagreement:
         return True
     if not ticket.personnummer and ticket.speech_personnummer_status == "review":
@@ -295,11 +336,19 @@ def _transcript_words(ticket: Ticket) -> tuple[TranscriptWord, ...]:
         for raw in raw_words:
             conf = raw.get("conf")
             confidence = float(conf) if isinstance(conf, int | float) else None
+            start = raw.get("start")
             words.append(
                 TranscriptWord(
                     text=str(raw["word"]),
                     confidence=confidence,
                     uncertain=confidence is not None and confidence < LOW_CONFIDENCE,
+                    start=(
+                        float(start)
+                        if isinstance(start, int | float)
+                        and not isinstance(start, bool)
+                        and 0 <= start < 86400
+                        else None
+                    ),
                 )
             )
     except (ValueError, TypeError, KeyError, AttributeError):
@@ -307,6 +356,27 @@ def _transcript_words(ticket: Ticket) -> tuple[TranscriptWord, ...]:
     if " ".join(word.text for word in words) != " ".join(ticket.transcript.split()):
         return ()
     return tuple(words)
+
+
+def _linked_callbacks(session: Session, ticket: Ticket) -> tuple[LinkedCallback, ...]:
+    rows = session.scalars(
+        select(Callback)
+        .where(Callback.ticket_id == ticket.id)
+        .options(joinedload(Callback.clinic))
+        .order_by(Callback.slot_start, Callback.id)
+    ).all()
+    return tuple(
+        LinkedCallback(
+            id=row.id,
+            clinic_id=row.clinic_id,
+            clinic_name=row.clinic.name,
+            slot_start=row.slot_start,
+            slot_end=row.slot_end,
+            state=row.state,
+            number=row.number,
+        )
+        for row in rows
+    )
 
 
 def _detail(session: Session, ticket: Ticket) -> TicketDetail:
@@ -318,9 +388,9 @@ def _detail(session: Session, ticket: Ticket) -> TicketDetail:
         kind=ticket.kind,
         status=ticket.status,
         partial=ticket.partial,
-        personnummer=ticket.personnummer,
+        personnummer=ticket.patient_personnummer,
         personnummer_source=ticket.personnummer_source,
-        name=ticket.name,
+        name=ticket.patient_name,
         free_text=ticket.free_text,
         reject_reason=ticket.reject_reason,
         created_at=ticket.created_at,
@@ -345,6 +415,13 @@ def _detail(session: Session, ticket: Ticket) -> TicketDetail:
         claim=stored_claim(ticket),
         transcript_ahead=transcription_queue.ahead_of(session, [ticket.id]).get(ticket.id),
         transcript_error=transcription_queue.failure_of(session, ticket.id),
+        original_personnummer=ticket.personnummer,
+        original_name=ticket.name,
+        personnummer_corrected=ticket.corrected_personnummer is not None,
+        name_corrected=ticket.corrected_name is not None,
+        corrected_by=ticket.corrected_by.username if ticket.corrected_by else None,
+        corrected_at=ticket.corrected_at,
+        callbacks=_linked_callbacks(session, ticket),
     )
 
 
@@ -411,8 +488,8 @@ def list_tickets(
                 clinic_id=t.clinic_id,
                 clinic_name=t.clinic.name,
                 created_at=t.created_at,
-                personnummer_masked=mask_personnummer(t.personnummer),
-                name=t.name,
+                personnummer_masked=mask_personnummer(t.patient_personnummer),
+                name=t.patient_name,
                 status=t.status,
                 partial=t.partial,
                 duration_s=t.recording.duration_s if t.recording else None,
@@ -425,6 +502,7 @@ def list_tickets(
                 forward_note=(
                     redact_spoken_numbers(forwarded[t.id][1]) if t.id in forwarded else None
                 ),
+                corrected=t.corrected_name is not None or t.corrected_personnummer is not None,
             )
             for t in tickets
         ]
@@ -692,3 +770,127 @@ def forward(
     log.info("ticket %d forwarded from %s to %s by %s", ticket_id, from_clinic, target.id,
              viewer.username)  # fmt: skip
     return Decided(ticket=detail, changed=True, moved_to=target.name)
+
+
+@dataclass(frozen=True)
+class Corrected:
+    """Outcome of correcting a ticket's name or personnummer: `refused` (Swedish, for the form)
+    when a field may not be changed so; `changed` False with no `refused` when nothing differed
+    from what the ticket already said."""
+
+    ticket: TicketDetail | None
+    changed: bool
+    refused: str | None = None
+    refused_field: str | None = None
+    """The field `refused` is about: "name" or "personnummer"."""
+    fields: tuple[str, ...] = ()
+    """What was changed: "name", "personnummer"."""
+
+
+NAME_REMOVED = "Namnet kan inte tas bort, bara rättas: skriv det rätta namnet."
+PERSONNUMMER_REMOVED = "Personnumret kan inte tas bort, bara rättas: skriv det rätta personnumret."
+
+
+def correct(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    ticket_id: int,
+    name: str,
+    personnummer: str,
+    remote_addr: str | None,
+    *,
+    today: date,
+    seen_clinic: str | None = None,
+) -> Corrected | Decided | None:
+    """Set the patient's name and personnummer as the clinic's staff checked them.
+
+    `name` is the form's field already tidied (staff_ui.corrections.normalize_name),
+    `personnummer` as typed; "" is an empty field. A field equal to what the ticket shows is
+    left alone (so an unchanged field is not checked again); a new personnummer must pass
+    staff_ui.corrections.normalize_personnummer (`today`: the clinics' date), else `refused`
+    says why. One equal to the call's own value drops the correction. The call's values are never
+    touched. The change is a conditional UPDATE on the clinic the viewer saw (a ticket forwarded
+    away meanwhile is not changed: Decided as for confirm), recorded as a "corrected"
+    TicketEvent (from what to what) and a correct_ticket access-log row naming the patient as
+    corrected. None if the viewer may not see the ticket.
+    """
+    if not viewer.may_correct:
+        raise PermissionError(f"{viewer.role} may not correct a ticket's name or personnummer")
+    with factory.begin() as session:
+        opened = _open_for_change(session, viewer, ticket_id, seen_clinic, remote_addr)
+        if not isinstance(opened, Ticket):
+            return opened
+        ticket = opened
+        values: dict[str, object] = {}
+        changes: list[str] = []
+        refused: Refused | None = None
+        if name != (ticket.patient_name or ""):
+            if not name:
+                refused = Refused("name", NAME_REMOVED)
+            values["corrected_name"] = None if name == ticket.name else name
+            changes.append(f"namn: {ticket.patient_name or '–'} → {name}")
+        typed = "".join(char for char in personnummer if char.isdigit())
+        if personnummer.strip() and typed == ticket.patient_personnummer:
+            personnummer = typed  # as the ticket shows it: nothing to check or change
+        elif personnummer.strip():
+            try:
+                personnummer = normalize_personnummer(personnummer, today)
+            except Refused as bad:
+                refused = bad
+        else:
+            personnummer = ""
+        if refused is None and personnummer != (ticket.patient_personnummer or ""):
+            if not personnummer:
+                refused = Refused("personnummer", PERSONNUMMER_REMOVED)
+            values["corrected_personnummer"] = (
+                None if personnummer == ticket.personnummer else personnummer
+            )
+            changes.append(
+                f"personnummer: {format_personnummer(ticket.patient_personnummer) or '–'} → "
+                f"{format_personnummer(personnummer)}"
+            )
+        if refused is not None:
+            record_access(session, viewer, "view_ticket", remote_addr, ticket=ticket)
+            return Corrected(
+                ticket=_detail(session, ticket),
+                changed=False,
+                refused=refused.message,
+                refused_field=refused.field,
+            )
+        if not values:
+            return Corrected(ticket=None, changed=False)
+        now = utcnow()
+        fields = tuple(
+            field
+            for field, column in (
+                ("name", "corrected_name"),
+                ("personnummer", "corrected_personnummer"),
+            )  # fmt: skip
+            if column in values
+        )
+        values.update(corrected_by_id=viewer.id, corrected_at=now, updated_at=now)
+        result = session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket.id, Ticket.clinic_id == ticket.clinic_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if rows_changed(result) != 1:
+            return _lost_race(session, viewer, ticket, ticket.clinic_id, remote_addr)
+        session.add(
+            TicketEvent(
+                ticket_id=ticket.id,
+                kind="corrected",
+                at=now,
+                user_id=viewer.id,
+                username=viewer.username,
+                note="; ".join(changes),
+            )
+        )
+        session.flush()
+        session.expire(ticket)  # reload: the log row names the patient as now corrected
+        record_access(session, viewer, "correct_ticket", remote_addr, ticket=ticket)
+        touch(session, viewer, ticket, now)  # the claim's holder is working on it
+        detail = _detail(session, ticket)
+    log.info("ticket %d: %s corrected by %s", ticket_id, " and ".join(fields), viewer.username)
+    return Corrected(ticket=detail, changed=True, fields=fields)

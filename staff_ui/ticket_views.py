@@ -1,5 +1,5 @@
-"""The ticket pages staff work in: the list, one ticket, its recording, confirm, reject and
-forward to another clinic.
+"""The ticket pages staff work in: the list, one ticket, its recording, confirm, reject,
+forward to another clinic and correct the caller's name and personnummer.
 
 Handlers only parse the request and render: every read and change is a ticket_queries function
 run in a worker thread (scoped to the viewer's clinics and access-logged there). A missing
@@ -11,6 +11,7 @@ are told where it went and by whom, and nothing of the patient.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -19,9 +20,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from aiohttp_session import get_session
 
+from callbacks.phone_numbers import format_number
 from config.calendar import deadline_day
 from staff_ui import ticket_claims, ticket_queries
 from staff_ui.context import (
+    CALLBACK_STATE_LABELS,
     CLAIM_EXPIRY,
     CLINICS,
     CLOCK,
@@ -33,11 +36,13 @@ from staff_ui.context import (
     day_name,
     path_id,
     render,
+    slot_time,
     viewer_of,
     wav_response,
 )
+from staff_ui.corrections import MAX_NAME_CHARS, Refused, normalize_name
 from staff_ui.ticket_claims import Claim
-from staff_ui.ticket_queries import MAX_NOTE_CHARS, Decided, Decision, TicketDetail
+from staff_ui.ticket_queries import MAX_NOTE_CHARS, Corrected, Decided, Decision, TicketDetail
 
 MAX_REASON_CHARS = 2000
 DEADLINE_LABELS = {"overdue": "Försenad", "due_today": "Förfaller idag"}
@@ -45,6 +50,23 @@ FORWARD_REFUSALS = {
     "same_clinic": "Avbokningen hör redan till den mottagningen. Välj en annan mottagning.",
     "unknown_clinic": "Mottagningen finns inte. Välj en mottagning i listan.",
 }
+STALE_FORM = "Sidan hade hunnit bli för gammal. Försök igen."
+CORRECTED_FLASH = {
+    ("name",): "Namnet är rättat.",
+    ("personnummer",): "Personnumret är rättat.",
+    ("name", "personnummer"): "Namn och personnummer är rättade.",
+}
+
+
+@dataclass(frozen=True)
+class CorrectionForm:
+    """The correction form as it was sent, and why it was refused (for the fields' markup)."""
+
+    name: str
+    personnummer: str
+    error: str
+    field: str | None = None
+    """"name" or "personnummer": the field the error is about, if one."""
 
 
 def deadline_context(request: web.Request) -> dict[str, Any]:
@@ -121,6 +143,7 @@ async def _ticket_page(
     status: int = 200,
     note: str = "",
     to_clinic: str = "",
+    correction: CorrectionForm | None = None,
 ) -> web.Response:
     targets: list[ticket_queries.ClinicChoice] = []
     if ticket.status == "new":
@@ -141,6 +164,13 @@ async def _ticket_page(
             "to_clinic": to_clinic,
             "forward_targets": targets,
             "max_note_chars": MAX_NOTE_CHARS,
+            "correction": correction,
+            "max_name_chars": MAX_NAME_CHARS,
+            "may_book_callback": _offers_callbacks(request, ticket.clinic_id),
+            "slot_time": lambda start, end: slot_time(start, end, request.app[TIMEZONE]),
+            "local_day": lambda value: value.astimezone(request.app[TIMEZONE]).date().isoformat(),
+            "callback_state_labels": CALLBACK_STATE_LABELS,
+            "format_number": format_number,
             "nav": "tickets",
             **deadline_context(request),
         },
@@ -152,6 +182,16 @@ def _seen_clinic(form: Any) -> str | None:
     """The clinic the ticket belonged to on the page the form was posted from."""
     seen = str(form.get("seen_clinic") or "").strip()
     return seen or None
+
+
+def _offers_callbacks(request: web.Request, clinic_id: str) -> bool:
+    """Whether the ticket page offers "Boka återuppringning": the ticket's clinic has callbacks
+    configured (its clinic file's [callbacks]); anyone who sees the ticket may book."""
+    clinics = request.app.get(CLINICS)
+    clinic = clinics.get(clinic_id) if clinics is not None else None
+    if clinic is None or clinic.callbacks is None:
+        return False
+    return viewer_of(request).sees(clinic_id)
 
 
 def _configured_clinics(request: web.Request) -> set[str] | None:
@@ -423,3 +463,69 @@ async def ticket_forward(request: web.Request) -> web.Response:
     session["flash"] = f"Avbokningen är vidarebefordrad till {result.moved_to}."
     # Staff of the clinic it left no longer see it: back to their queue.
     raise web.HTTPSeeOther(f"/tickets/{ticket_id}" if result.ticket is not None else "/")
+
+
+async def ticket_correct(request: web.Request) -> web.Response:
+    """Correct the caller's name and personnummer (the clinic's staff only; CSRF-protected).
+
+    The typed values are checked (staff_ui.corrections; "today" by the app's clock in the
+    clinics' time zone) and the form comes back with a Swedish reason when refused.
+    """
+    ticket_id = path_id(request)
+    form = await request.post()
+    factory = request.app[SESSION_FACTORY]
+    viewer = viewer_of(request)
+    name_text = str(form.get("name") or "")[: MAX_NAME_CHARS * 4]
+    personnummer_text = str(form.get("personnummer") or "")[:64]
+
+    async def again(error: str, status: int, field: str | None = None) -> web.Response:
+        ticket = await asyncio.to_thread(
+            ticket_queries.view_ticket, factory, viewer, ticket_id, request.remote
+        )
+        if ticket is None:
+            return await not_found(request)
+        if not viewer.may_correct:  # no form on their page: the error goes on top
+            return await _ticket_page(request, ticket, error=error, status=status)
+        correction = CorrectionForm(name_text, personnummer_text, error, field)
+        return await _ticket_page(request, ticket, status=status, correction=correction)
+
+    if not await csrf_ok(request, form):
+        return await again(STALE_FORM, 403)
+    if not viewer.may_correct:
+        return await again(
+            "Bara mottagningens personal kan rätta namn och personnummer. Be mottagningen "
+            "rätta uppgifterna.",
+            403,
+        )
+    today = request.app[CLOCK]().astimezone(request.app[TIMEZONE]).date()
+    try:
+        name = normalize_name(name_text)
+    except Refused as refused:
+        return await again(refused.message, 400, refused.field)
+    result = await asyncio.to_thread(
+        partial(ticket_queries.correct, today=today, seen_clinic=_seen_clinic(form)),
+        factory,
+        viewer,
+        ticket_id,
+        name,
+        personnummer_text,
+        request.remote,
+    )
+    if result is None:
+        return await not_found(request)
+    if isinstance(result, Decided):
+        return await _refused_page(request, result)
+    if result.refused is not None and result.ticket is not None:
+        correction = CorrectionForm(
+            name_text, personnummer_text, result.refused, result.refused_field
+        )
+        return await _ticket_page(request, result.ticket, status=400, correction=correction)
+    session = await get_session(request)
+    session["flash"] = _corrected_text(result)
+    raise web.HTTPSeeOther(f"/tickets/{ticket_id}")
+
+
+def _corrected_text(result: Corrected) -> str:
+    if not result.changed:
+        return "Inget ändrades: namn och personnummer var redan de du skrev."
+    return CORRECTED_FLASH.get(result.fields, "Uppgifterna är rättade.")

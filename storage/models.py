@@ -42,8 +42,9 @@ patient data by that role (an admin who is also staff sees their own clinics as 
 each combination may do is staff_ui.accounts.Viewer's."""
 
 TICKET_STATUSES = ("new", "confirmed", "rejected")
-TICKET_EVENT_KINDS = ("forwarded",)
-"""TicketEvent.kind: forwarded (to another clinic, with a note)."""
+TICKET_EVENT_KINDS = ("forwarded", "corrected")
+"""TicketEvent.kind: forwarded (to another clinic, with a note); corrected (staff changed the
+name or personnummer; the note says from what to what)."""
 
 
 class TranscriptStatus(StrEnum):
@@ -328,12 +329,21 @@ class Ticket(Base):
     claim_active_at is older than http.ticket_claim_s."""
     claimed_at: Mapped[datetime | None]
     claim_active_at: Mapped[datetime | None]
+    corrected_name: Mapped[str | None] = mapped_column(String(200))
+    """The name as clinic staff corrected it (staff_ui/ticket_corrections.py); `name` keeps what
+    the call gave, so the page can show both."""
+    corrected_personnummer: Mapped[str | None] = mapped_column(String(12), index=True)
+    """12 digits, validated (date and check digit) when typed; `personnummer` keeps the
+    keypad's or speech's. Indexed like it, for a patient's log extract."""
+    corrected_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    corrected_at: Mapped[datetime | None]
 
     clinic: Mapped[Clinic] = relationship()
     call: Mapped[Call | None] = relationship()
     recording: Mapped[Recording | None] = relationship()
     acted_by: Mapped[StaffUser | None] = relationship(foreign_keys=[acted_by_id])
     claimed_by: Mapped[StaffUser | None] = relationship(foreign_keys=[claimed_by_id])
+    corrected_by: Mapped[StaffUser | None] = relationship(foreign_keys=[corrected_by_id])
     events: Mapped[list[TicketEvent]] = relationship(
         back_populates="ticket", order_by="TicketEvent.id"
     )
@@ -341,6 +351,16 @@ class Ticket(Base):
     def __repr__(self) -> str:
         # No personnummer here: reprs end up in logs and tracebacks.
         return f"Ticket(id={self.id!r}, clinic_id={self.clinic_id!r}, status={self.status!r})"
+
+    @property
+    def patient_personnummer(self) -> str | None:
+        """The personnummer the ticket is about: staff's correction if any, else the call's."""
+        return self.corrected_personnummer or self.personnummer
+
+    @property
+    def patient_name(self) -> str | None:
+        """The caller's name: staff's correction if any, else what the call gave."""
+        return self.corrected_name or self.name
 
 
 class TicketEvent(Base):
@@ -473,6 +493,8 @@ class Callback(Base):
     done_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     call_db_id: Mapped[int | None] = mapped_column(ForeignKey("call.id"))
     """The inbound call in which the callback was booked, if any."""
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    """The ticket it was booked from ("the patient wants a call instead"), if any."""
 
     clinic: Mapped[Clinic] = relationship()
     attempt_log: Mapped[list[CallbackAttempt]] = relationship(

@@ -446,10 +446,16 @@ async def test_ticket_page_shows_the_transcript_and_what_was_found_in_it(
     async with ui_client(scene) as client:
         await login(client, "anna")
         html = await (await client.get(f"/tickets/{ticket_id}")).text()
-    transcript = re.search(r'<p class="transcript">(.*?)</p>', html, re.DOTALL)
+    transcript = re.search(r'<p class="transcript"[^>]*>(.*?)</p>', html, re.DOTALL)
     assert transcript, "no transcript on the page"
     assert re.sub(r"<[^>]+>", "", transcript.group(1)) == DEMO_KEYPAD_TEXT
-    assert '<span class="uncertain" title="Osäkert ord, säkerhet 42 %">tisdag</span>' in html
+    # Each word carries where it starts (0.4 s per word in the seeded transcript) for ticket.js;
+    # the unsure one also says so in words, not by colour alone.
+    assert '<span class="word" data-start="0.00">hej</span>' in html
+    assert (
+        '<span class="word uncertain" data-start="4.40" title="Osäkert ord, säkerhet 42 %">'
+        "tisdag</span>"
+    ) in html
     for expected in (
         '<h2 id="transcript-heading">Utskrift</h2>',
         "Namn (från tal)",
