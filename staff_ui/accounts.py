@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, sessionmaker
 
 from staff_ui.access_log import record_access
+from storage.api_tokens import ActiveToken, find_token, token_username
 from storage.models import AccessLogEntry, StaffUser, utcnow
 from storage.personnummer import redact_personnummer
 from storage.users import (
@@ -45,6 +46,19 @@ class Viewer:
     must_change_password: bool
     session_generation: int = 0
     """Sessions carry the generation they were made in; an older one is void."""
+    token_id: int | None = None
+    """Set when this is not a person but an API token (the booking system, `callserver
+    create-token`): then `id` is 0, which is no staff user's id, so no claim, session or
+    access-log user id is ever the token's (see staff_user_id)."""
+
+    @property
+    def is_api_token(self) -> bool:
+        return self.token_id is not None
+
+    @property
+    def staff_user_id(self) -> int | None:
+        """The staff account acting, for foreign keys; None for an API token."""
+        return None if self.is_api_token else self.id
 
     @property
     def sees_all_clinics(self) -> bool:
@@ -53,8 +67,19 @@ class Viewer:
     @property
     def may_decide(self) -> bool:
         """Confirming or rejecting a cancellation is the clinic's decision: its staff only. The
-        switchboard routes (opens, listens, forwards, books callbacks) and admins administer."""
-        return self.role == "staff"
+        switchboard routes (opens, listens, forwards, books callbacks) and admins administer.
+
+        An API token decides too, for its own clinics: it is how the booking system reports
+        that it has cancelled the appointment (with the same rules: not while a nurse's claim
+        holds, only a new ticket, exactly once). Its decisions name the token."""
+        return self.role == "staff" or self.is_api_token
+
+    @property
+    def may_export(self) -> bool:
+        """The bulk export of confirmed cancellations with full personnummer is the booking
+        system's job: API tokens only. A person reads one ticket at a time (each logged), so a
+        stolen session cookie cannot dump every patient at once."""
+        return self.is_api_token
 
     def sees(self, clinic_id: str) -> bool:
         """Whether this viewer may see the patient data of `clinic_id`."""
@@ -195,6 +220,31 @@ def login(
         record_access(session, viewer, "login", remote_addr)
     log.info("staff login: %s from %s", viewer.username, remote_addr)
     return viewer
+
+
+API_TOKEN_ROLE = "api"
+"""Viewer.role of an API token: not a staff role (storage.models.ROLES), so no role check
+meant for people matches it; what a token may do is Viewer's properties."""
+
+
+def token_viewer(token: ActiveToken) -> Viewer:
+    """The Viewer an API token acts as: its clinics only, named "token:NAME"."""
+    return Viewer(
+        id=0,
+        username=token_username(token.name),
+        role=API_TOKEN_ROLE,
+        clinic_ids=token.clinic_ids,
+        must_change_password=False,
+        token_id=token.id,
+    )
+
+
+def load_token_viewer(factory: sessionmaker[Session], token: str) -> Viewer | None:
+    """The Viewer for a bearer token, or None (unknown or revoked: refused at once, since this
+    runs on every request)."""
+    with factory() as session:
+        found = find_token(session, token)
+    return token_viewer(found) if found is not None else None
 
 
 def load_viewer(factory: sessionmaker[Session], user_id: int) -> Viewer | None:
