@@ -6,6 +6,7 @@ and rejecting, the export of confirmed cancellations, and the access log of all 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from storage.api_tokens import create_token
 from storage.models import AccessLogEntry, StaffUser, Ticket
 from tests.support.ui import (
     SeededUi,
+    add_callback,
     add_seeded_ticket,
     login,
     make_ui_app,
@@ -442,3 +444,45 @@ async def test_the_unversioned_api_stays_and_takes_tokens_too(seeded: SeededUi) 
             seeded.tickets[n] for n in ("demo_keypad", "demo_speech", "demo_missing_audio",
                                         "demo_confirmed")
         )  # fmt: skip
+
+
+async def test_callbacks_are_listed_by_filter_and_page(seeded: SeededUi) -> None:
+    slot = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+    ids = [
+        add_callback(seeded, clinic_id="demo", slot_start=slot + dt.timedelta(hours=h),
+                     number=f"07012345{h:02d}", state=state)
+        for h, state in enumerate(["booked", "done", "missed", "booked"])
+    ]  # fmt: skip
+    norr = add_callback(seeded, clinic_id="norr", slot_start=slot, number="0709999999")
+    token = new_token(seeded)
+
+    async def listed(query: str) -> tuple[list[int], str | None]:
+        response = await client.get(f"/api/v1/callbacks?{query}", headers=bearer(token))
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        return [c["id"] for c in body["callbacks"]], body["next"]
+
+    async with api_client(seeded) as client:
+        first, cursor = await listed("limit=3")
+        assert first == ids[:3] and cursor is not None
+        assert await listed(f"limit=3&cursor={cursor}") == ([ids[3]], None)
+        assert await listed("state=booked") == ([ids[0], ids[3]], None)
+        assert await listed("state=missed&state=done") == ([ids[1], ids[2]], None)
+        assert await listed("slot_since=2026-11-25T10:00:00Z&slot_until=2026-11-25T12:00:00Z") == (
+            [ids[1], ids[2]], None,
+        )  # fmt: skip
+        response = await client.get("/api/v1/callbacks?state=waiting", headers=bearer(token))
+        assert response.status == 400
+        assert list((await response.json())["detail"]) == ["state"]
+        response = await client.get(f"/api/v1/callbacks?cursor={cursor}&limit=1",
+                                    headers=bearer(token))  # fmt: skip
+        assert response.status == 200
+        response = await client.get(f"/api/v1/tickets?cursor={cursor}", headers=bearer(token))
+        assert response.status == 400  # a callbacks cursor is no tickets cursor
+        response = await client.get("/api/v1/callbacks", headers=bearer(token))
+        row = next(c for c in (await response.json())["callbacks"] if c["id"] == ids[0])
+        assert (row["number"], row["state"], row["clinic_id"]) == ("0701234500", "booked", "demo")
+    assert norr not in [
+        i for r in log_rows(seeded, "token:booking") for i in json.loads(r.shown or "[]")
+    ]
+    assert {r.action for r in log_rows(seeded, "token:booking")} == {"list_callbacks"}
