@@ -297,15 +297,7 @@ async def test_a_token_confirms_and_rejects_with_the_pages_rules(seeded: SeededU
 
 async def test_a_nurses_claim_holds_against_the_token(seeded: SeededUi) -> None:
     keypad = seeded.tickets["demo_keypad"]
-    with seeded.session_factory() as session:
-        anna_id = session.scalar(select(StaffUser.id).where(StaffUser.username == "anna"))
-    anna = load_viewer(seeded.session_factory, anna_id)  # type: ignore[arg-type]
-    assert anna is not None
-    claimed = ticket_claims.claim(
-        seeded.session_factory, anna, keypad, None, now=NOW - dt.timedelta(minutes=5),
-        expiry=EXPIRY,
-    )  # fmt: skip
-    assert claimed is not None and claimed.outcome == "claimed"
+    claim_for_anna(seeded, keypad, NOW - dt.timedelta(minutes=5))
     token = new_token(seeded)
     async with api_client(seeded) as client:
         response = await client.post(f"/api/v1/tickets/{keypad}/confirm", headers=bearer(token))
@@ -434,8 +426,21 @@ async def test_the_export_needs_since_and_a_token(seeded: SeededUi) -> None:
     assert [r.action for r in seeded.access_log()] == ["login"]
 
 
+def claim_for_anna(seeded: SeededUi, ticket_id: int, at: dt.datetime) -> None:
+    with seeded.session_factory() as session:
+        anna_id = session.scalar(select(StaffUser.id).where(StaffUser.username == "anna"))
+    assert anna_id is not None
+    anna = load_viewer(seeded.session_factory, anna_id)
+    assert anna is not None
+    claimed = ticket_claims.claim(seeded.session_factory, anna, ticket_id, None, now=at,
+                                  expiry=EXPIRY)  # fmt: skip
+    assert claimed is not None and claimed.outcome == "claimed"
+
+
 async def test_the_unversioned_api_stays_and_takes_tokens_too(seeded: SeededUi) -> None:
     token = new_token(seeded)
+    # a claimed ticket in the list (the unversioned API answered 500 for it before v1)
+    claim_for_anna(seeded, seeded.tickets["demo_keypad"], NOW)
     async with api_client(seeded) as client:
         response = await client.get("/api/tickets?status=all", headers=bearer(token))
         assert response.status == 200
@@ -444,6 +449,10 @@ async def test_the_unversioned_api_stays_and_takes_tokens_too(seeded: SeededUi) 
             seeded.tickets[n] for n in ("demo_keypad", "demo_speech", "demo_missing_audio",
                                         "demo_confirmed")
         )  # fmt: skip
+        claimed = next(t for t in (await response.json())["tickets"] if t["claim"])
+        assert claimed["claim"]["by"] == "anna"
+        response = await client.get(f"/api/tickets/{claimed['id']}", headers=bearer(token))
+        assert (await response.json())["claim"]["since"] == NOW.isoformat()
 
 
 async def test_callbacks_are_listed_by_filter_and_page(seeded: SeededUi) -> None:
