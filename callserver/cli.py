@@ -1,4 +1,5 @@
-"""`callserver` command line: serve, migrate, set up, check, manage users, list tickets."""
+"""`callserver` command line: serve, migrate, set up, check, manage users and API tokens, list
+tickets."""
 
 from __future__ import annotations
 
@@ -105,6 +106,45 @@ def cmd_disable_user(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"disabled user {name!r}; their sessions are ended")
+    return 0
+
+
+def cmd_create_token(settings: Settings, args: argparse.Namespace) -> int:
+    """A bearer token for /api/v1 (the booking system), printed once: only its hash is kept."""
+    from storage.api_tokens import create_token
+    from storage.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            row, token = create_token(session, args.name, args.clinic or [])
+            name, clinics = row.name, sorted(c.id for c in row.clinics)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(token)
+    print(f"created token {name!r} for clinic(s) {', '.join(clinics)}: it is shown only now; "
+          f"revoke it with `callserver revoke-token {name}`", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_revoke_token(settings: Settings, args: argparse.Namespace) -> int:
+    """Revoke a token; requests with it are refused (401) from the next one on."""
+    from storage.api_tokens import revoke_token
+    from storage.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            revoked = revoke_token(session, args.name)
+    finally:
+        engine.dispose()
+    if not revoked:
+        print(f"error: no live token named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"revoked token {args.name.strip().lower()!r}")
     return 0
 
 
@@ -368,6 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
     disable = sub.add_parser("disable-user", help="disable an account and end its sessions")
     disable.add_argument("username")
     disable.set_defaults(func=cmd_disable_user)
+    token = sub.add_parser(
+        "create-token", help="a bearer token for /api/v1 (printed once on stdout)"
+    )
+    token.add_argument("name", help="who uses it, e.g. booking (named token:NAME in the log)")
+    token.add_argument(
+        "--clinic", action="append", required=True, help="clinic id it sees (repeat for several)"
+    )
+    token.set_defaults(func=cmd_create_token)
+    revoke = sub.add_parser("revoke-token", help="revoke an API token at once")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=cmd_revoke_token)
     tickets = sub.add_parser("tickets", help="cancellation tickets")
     tsub = tickets.add_subparsers(dest="tickets_command", required=True)
     tlist = tsub.add_parser("list", help="list tickets")

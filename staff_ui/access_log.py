@@ -63,7 +63,7 @@ def record_access(
     session.add(
         AccessLogEntry(
             at=utcnow(),
-            user_id=viewer.id if viewer else user_id,
+            user_id=viewer.staff_user_id if viewer else user_id,
             username=(viewer.username if viewer else username or "")[:150],
             action=action,
             ticket_id=ticket.id if ticket is not None else None,

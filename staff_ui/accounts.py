@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload, sessionmaker
 
 from staff_ui.access_log import record_access
+from storage.api_tokens import ActiveToken, find_token, token_username
 from storage.models import ROLES, AccessLogEntry, StaffUser, utcnow
 from storage.personnummer import redact_personnummer
 from storage.users import (
@@ -51,6 +52,19 @@ class Viewer:
     must_change_password: bool
     session_generation: int = 0
     """Sessions carry the generation they were made in; an older one is void."""
+    token_id: int | None = None
+    """Set when this is not a person but an API token (the booking system, `callserver
+    create-token`): then `id` is 0, which is no staff user's id, so no claim, session or
+    access-log user id is ever the token's (see staff_user_id)."""
+
+    @property
+    def is_api_token(self) -> bool:
+        return self.token_id is not None
+
+    @property
+    def staff_user_id(self) -> int | None:
+        """The staff account acting, for foreign keys; None for an API token."""
+        return None if self.is_api_token else self.id
 
     @property
     def is_staff(self) -> bool:
@@ -72,8 +86,9 @@ class Viewer:
 
     @property
     def staff_clinic_ids(self) -> frozenset[str]:
-        """The clinics whose patients the viewer sees as staff (none without the role)."""
-        return self.clinic_ids if self.is_staff else frozenset()
+        """The clinics whose patients the viewer sees as staff (none without the role); an API
+        token sees its own clinics the same way."""
+        return self.clinic_ids if self.is_staff or self.is_api_token else frozenset()
 
     @property
     def sees_patient_data(self) -> bool:
@@ -83,11 +98,16 @@ class Viewer:
     @property
     def may_decide(self) -> bool:
         """Confirming or rejecting a cancellation is the clinic's decision: its staff only
-        (`decides_for` says for which clinic). The switchboard routes and admins administer."""
-        return self.is_staff
+        (`decides_for` says for which clinic). The switchboard routes and admins administer.
+
+        An API token decides too, for its own clinics: it is how the booking system reports
+        that it has cancelled the appointment (with the same rules: not while a nurse's claim
+        holds, only a new ticket, exactly once). Its decisions name the token."""
+        return self.is_staff or self.is_api_token
 
     def decides_for(self, clinic_id: str) -> bool:
-        """May confirm, reject, claim or take over the tickets of `clinic_id`: its staff."""
+        """May confirm, reject, claim or take over the tickets of `clinic_id`: its staff (and
+        the booking system's token for its clinics)."""
         return clinic_id in self.staff_clinic_ids
 
     @property
@@ -95,7 +115,14 @@ class Viewer:
         """Correcting a caller's name or personnummer changes the patient record: the clinic's
         staff only, who work the ticket and can check it against their own records. The
         switchboard routes and books callbacks; it does not rewrite who a ticket is about."""
-        return self.role == "staff"
+        return self.is_staff
+
+    @property
+    def may_export(self) -> bool:
+        """The bulk export of confirmed cancellations with full personnummer is the booking
+        system's job: API tokens only. A person reads one ticket at a time (each logged), so a
+        stolen session cookie cannot dump every patient at once."""
+        return self.is_api_token
 
     def sees(self, clinic_id: str) -> bool:
         """Whether this viewer may see the patient data of `clinic_id`."""
@@ -242,6 +269,31 @@ def login(
         record_access(session, viewer, "login", remote_addr)
     log.info("staff login: %s from %s", viewer.username, remote_addr)
     return viewer
+
+
+API_TOKEN_ROLE = "api"
+"""The role of an API token's Viewer: not a staff role (storage.models.ROLES), so no role check
+meant for people matches it; what a token may do is Viewer's properties."""
+
+
+def token_viewer(token: ActiveToken) -> Viewer:
+    """The Viewer an API token acts as: its clinics only, named "token:NAME"."""
+    return Viewer(
+        id=0,
+        username=token_username(token.name),
+        roles=frozenset({API_TOKEN_ROLE}),
+        clinic_ids=token.clinic_ids,
+        must_change_password=False,
+        token_id=token.id,
+    )
+
+
+def load_token_viewer(factory: sessionmaker[Session], token: str) -> Viewer | None:
+    """The Viewer for a bearer token, or None (unknown or revoked: refused at once, since this
+    runs on every request)."""
+    with factory() as session:
+        found = find_token(session, token)
+    return token_viewer(found) if found is not None else None
 
 
 def load_viewer(factory: sessionmaker[Session], user_id: int) -> Viewer | None:

@@ -25,6 +25,7 @@ from staff_ui import callback_queries, ticket_queries
 from staff_ui.callback_queries import CallbackRow
 from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, path_id, viewer_of
 from staff_ui.reasons import LANGUAGES, Language, describe
+from staff_ui.ticket_claims import Claim
 from staff_ui.ticket_queries import TicketDetail, TicketRow
 
 
@@ -38,9 +39,22 @@ def _deadline_json(status: str, due_at: datetime, now: datetime, zone: ZoneInfo)
     }
 
 
+def _claim_json(claim: Claim | None) -> dict[str, Any] | None:
+    """Who said "Jag tar den", since when and when they last worked on it (a claim lapses
+    after http.ticket_claim_s without activity); their user id stays inside."""
+    if claim is None:
+        return None
+    return {
+        "by": claim.by,
+        "since": claim.since.isoformat(),
+        "active_at": claim.active_at.isoformat(),
+    }
+
+
 def _row_json(row: TicketRow, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
     data = asdict(row)
     data["created_at"] = row.created_at.isoformat()
+    data["claim"] = _claim_json(row.claim)  # asdict left its datetimes, which JSON cannot hold
     data.update(_deadline_json(row.status, row.due_at, now, zone))
     return data
 
@@ -64,6 +78,7 @@ def _detail_json(ticket: TicketDetail, now: datetime, zone: ZoneInfo) -> dict[st
         }
         for linked in ticket.callbacks
     ]
+    data["claim"] = _claim_json(ticket.claim)
     data["audio_url"] = f"/tickets/{ticket.id}/audio" if ticket.has_recording else None
     data.update(_deadline_json(ticket.status, ticket.due_at, now, zone))
     data["forwards"] = [

@@ -25,7 +25,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui import admin_views, api, auth, callback_views, ticket_views
+from staff_ui import admin_views, api, api_v1, auth, callback_views, ticket_views
 from staff_ui.accounts import LoginLimits
 from staff_ui.context import (
     CALLBACKS_CHANGED,
@@ -182,7 +182,9 @@ async def _error_middleware(request: web.Request, handler: auth.Handler) -> web.
         status = 500
     title, message = ERROR_TEXTS.get(status, (f"Fel {status}", "Begäran kunde inte utföras."))
     if request.path.startswith("/api/"):
-        return web.json_response({"error": f"http_{status}", "message": message}, status=status)
+        return web.json_response(
+            {"error": f"http_{status}", "message": message, "detail": message}, status=status
+        )
     return await render(request, "error.html", {"title": title, "message": message}, status=status)
 
 
@@ -287,5 +289,6 @@ def create_app(
     app.router.add_get("/api/tickets/{id}", api.api_ticket)
     app.router.add_get("/api/callbacks", api.api_callback_list)
     admin_views.add_routes(app)
+    api_v1.add_routes(app)
     app.router.add_static("/static/", PACKAGE_DIR / "static", append_version=False)
     return app

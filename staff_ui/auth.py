@@ -22,6 +22,7 @@ from aiohttp_session import get_session, new_session
 
 from staff_ui import accounts
 from staff_ui.context import (
+    BY_TOKEN,
     IDLE_TIMEOUT_S,
     LOGIN_LIMITS,
     PASSWORD_EXECUTOR,
@@ -97,10 +98,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Require a live session everywhere except /login and /static/.
 
     HTML requests are redirected to /login (remembering where they were going), API requests
-    get 401 JSON. A user who must change password is sent to /password first.
+    get 401 JSON. A user who must change password is sent to /password first. Under /api/ an
+    Authorization header (a bearer token) is the alternative to the session; elsewhere it is
+    ignored, so a token never opens the HTML pages.
     """
     if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
+    if _is_api(request) and "Authorization" in request.headers:
+        return await _bearer(request, handler)
     session = await get_session(request)
     now = time.time()
     user_id = session.get("uid")
@@ -121,9 +126,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if expired:
             session["flash"] = "Du har loggats ut efter en tids inaktivitet. Logga in igen."
         if _is_api(request):
-            return web.json_response(
-                {"error": "not_authenticated", "message": "Inte inloggad."}, status=401
-            )
+            return _unauthenticated("Inte inloggad.")
         target = request.path_qs if request.method == "GET" else "/"
         location = "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
         raise web.HTTPSeeOther(location)
@@ -141,6 +144,33 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise web.HTTPForbidden()
     elif request.path not in PASSWORD_CHANGE_PATHS and not viewer.sees_patient_data:
         return await _no_patient_data(request)
+    return await handler(request)
+
+
+def _unauthenticated(message: str) -> web.Response:
+    """401 for the JSON API, in both error shapes (`message` for /api, `detail` for /api/v1);
+    WWW-Authenticate says a bearer token is the other way in."""
+    return web.json_response(
+        {"error": "not_authenticated", "message": message, "detail": message},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="callserver"'},
+    )
+
+
+async def _bearer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An API request with `Authorization: Bearer <token>` (callserver create-token): the token
+    alone decides, a session cookie sent along is ignored. Looked up on every request, so a
+    revoked token is refused from the next request on."""
+    scheme, _, token = request.headers["Authorization"].partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _unauthenticated("Authorization måste vara 'Bearer <token>'.")
+    viewer = await asyncio.to_thread(
+        accounts.load_token_viewer, request.app[SESSION_FACTORY], token.strip()
+    )
+    if viewer is None:
+        return _unauthenticated("Okänd eller återkallad token.")
+    request[VIEWER] = viewer
+    request[BY_TOKEN] = True
     return await handler(request)
 
 

@@ -46,6 +46,9 @@ CLAIM_EXPIRY = web.AppKey("claim_expiry", timedelta)
 """How long a ticket claim holds without activity by its holder (http.ticket_claim_s)."""
 VIEWER = web.RequestKey("viewer", Viewer)
 """request[VIEWER] holds the logged-in Viewer, set by the auth middleware."""
+BY_TOKEN = web.RequestKey("by_token", bool)
+"""request[BY_TOKEN] is True when a bearer token authenticated the request (no session, so no
+CSRF token to check either: nothing ambient a forged cross-site request could carry)."""
 
 CSRF_FIELD = "csrf_token"
 

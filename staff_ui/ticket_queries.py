@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, case, select, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from config.calendar import DeadlineState, deadline_state
@@ -47,6 +47,7 @@ from staff_ui.ticket_claims import (
     usernames_of,
 )
 from storage import transcription_queue
+from storage.api_tokens import token_username
 from storage.db import rows_changed
 from storage.models import (
     TICKET_STATUSES,
@@ -279,6 +280,7 @@ def _load_ticket(session: Session, viewer: Viewer, ticket_id: int) -> Ticket | N
             joinedload(Ticket.call),
             joinedload(Ticket.recording),
             joinedload(Ticket.acted_by),
+            joinedload(Ticket.acted_by_token),
             joinedload(Ticket.claimed_by),
             joinedload(Ticket.corrected_by),
             selectinload(Ticket.events).options(
@@ -379,6 +381,16 @@ def _linked_callbacks(session: Session, ticket: Ticket) -> tuple[LinkedCallback,
     )
 
 
+def acted_by_name(ticket: Ticket) -> str | None:
+    """Who confirmed or rejected: a staff member's username, or "token:NAME" for an API
+    token (the booking system)."""
+    if ticket.acted_by is not None:
+        return ticket.acted_by.username
+    if ticket.acted_by_token is not None:
+        return token_username(ticket.acted_by_token.name)
+    return None
+
+
 def _detail(session: Session, ticket: Ticket) -> TicketDetail:
     recording: Recording | None = ticket.recording
     return TicketDetail(
@@ -399,7 +411,7 @@ def _detail(session: Session, ticket: Ticket) -> TicketDetail:
         has_recording=recording is not None,
         recording_path=recording.path if recording else None,
         duration_s=recording.duration_s if recording else None,
-        acted_by=ticket.acted_by.username if ticket.acted_by else None,
+        acted_by=acted_by_name(ticket),
         acted_at=ticket.acted_at,
         transcript=ticket.transcript,
         transcript_status=ticket.transcript_status,
@@ -478,34 +490,161 @@ def list_tickets(
     with factory.begin() as session:
         tickets = session.scalars(query).unique().all()
         record_access(session, viewer, "list_tickets", remote_addr, shown=[t.id for t in tickets])
-        waiting = [t.id for t in tickets if t.transcript_status is None and t.recording]
-        ahead = transcription_queue.ahead_of(session, waiting)
-        claim_names = usernames_of(session, list(tickets))
-        forwarded = _last_forwards(session, [t.id for t in tickets])
-        return [
-            TicketRow(
-                id=t.id,
-                clinic_id=t.clinic_id,
-                clinic_name=t.clinic.name,
-                created_at=t.created_at,
-                personnummer_masked=mask_personnummer(t.patient_personnummer),
-                name=t.patient_name,
-                status=t.status,
-                partial=t.partial,
-                duration_s=t.recording.duration_s if t.recording else None,
-                intent=t.intent,
-                needs_check=needs_personnummer_check(t),
-                due_at=t.due_at,
-                claim=stored_claim(t, claim_names),
-                transcript_ahead=ahead.get(t.id),
-                forwarded_from=forwarded[t.id][0] if t.id in forwarded else None,
-                forward_note=(
-                    redact_spoken_numbers(forwarded[t.id][1]) if t.id in forwarded else None
-                ),
-                corrected=t.corrected_name is not None or t.corrected_personnummer is not None,
+        return _rows(session, list(tickets))
+
+
+def _rows(session: Session, tickets: list[Ticket]) -> list[TicketRow]:
+    """List rows for `tickets` (loaded with their clinic and recording), in their order."""
+    waiting = [t.id for t in tickets if t.transcript_status is None and t.recording]
+    ahead = transcription_queue.ahead_of(session, waiting)
+    claim_names = usernames_of(session, tickets)
+    forwarded = _last_forwards(session, [t.id for t in tickets])
+    return [
+        TicketRow(
+            id=t.id,
+            clinic_id=t.clinic_id,
+            clinic_name=t.clinic.name,
+            created_at=t.created_at,
+            personnummer_masked=mask_personnummer(t.patient_personnummer),
+            name=t.patient_name,
+            status=t.status,
+            partial=t.partial,
+            duration_s=t.recording.duration_s if t.recording else None,
+            intent=t.intent,
+            needs_check=needs_personnummer_check(t),
+            due_at=t.due_at,
+            claim=stored_claim(t, claim_names),
+            transcript_ahead=ahead.get(t.id),
+            forwarded_from=forwarded[t.id][0] if t.id in forwarded else None,
+            forward_note=(redact_spoken_numbers(forwarded[t.id][1]) if t.id in forwarded else None),
+            corrected=t.corrected_name is not None or t.corrected_personnummer is not None,
+        )
+        for t in tickets
+    ]
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """Which tickets a page of the API's list holds (every condition must hold; empty: any)."""
+
+    statuses: tuple[str, ...] = ()
+    clinic_ids: tuple[str, ...] = ()
+    created_since: datetime | None = None
+    """Inclusive."""
+    created_until: datetime | None = None
+    """Exclusive."""
+    due_before: datetime | None = None
+    """Exclusive."""
+
+
+def page_tickets(
+    factory: sessionmaker[Session], viewer: Viewer, where: TicketFilter, after_id: int,
+    limit: int, remote_addr: str | None,
+) -> tuple[list[TicketRow], bool]:  # fmt: skip
+    """Up to `limit` tickets with ids above `after_id` in id order (arrival order), and whether
+    there are more: keyset pagination on the primary key, so a page costs the same however far
+    into the table it is and nothing sorts the whole table. Scoped and logged like the list."""
+    conditions: list[ColumnElement[bool]] = [
+        Ticket.id > after_id, *clinic_scope(viewer, Ticket.clinic_id)
+    ]  # fmt: skip
+    if where.statuses:
+        conditions.append(Ticket.status.in_(where.statuses))
+    if where.clinic_ids:
+        conditions.append(Ticket.clinic_id.in_(where.clinic_ids))
+    if where.created_since is not None:
+        conditions.append(Ticket.created_at >= where.created_since)
+    if where.created_until is not None:
+        conditions.append(Ticket.created_at < where.created_until)
+    if where.due_before is not None:
+        conditions.append(Ticket.due_at < where.due_before)
+    query = (
+        select(Ticket)
+        .options(joinedload(Ticket.clinic), joinedload(Ticket.recording))
+        .where(*conditions)
+        .order_by(Ticket.id)
+        .limit(limit + 1)
+    )
+    with factory.begin() as session:
+        tickets = list(session.scalars(query).unique().all())
+        more = len(tickets) > limit
+        tickets = tickets[:limit]
+        record_access(session, viewer, "list_tickets", remote_addr, shown=[t.id for t in tickets])
+        return _rows(session, tickets), more
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """A confirmed cancellation as the booking system needs it: the full personnummer."""
+
+    ticket_id: int
+    clinic_id: str
+    clinic_name: str
+    personnummer: str | None
+    name: str | None
+    appointment: str | None
+    """What the caller said about the appointment, as extracted; None if nothing was."""
+    intent: str | None
+    confirmed_at: datetime
+    confirmed_by: str | None
+
+
+def confirmed_since(
+    factory: sessionmaker[Session], viewer: Viewer, since: datetime,
+    after: tuple[datetime, int] | None, limit: int, remote_addr: str | None,
+) -> tuple[list[ExportRow], bool]:  # fmt: skip
+    """Cancellations confirmed at or after `since`, by (confirmed_at, id), up to `limit` after
+    the keyset `after`, and whether there are more.
+
+    Each exported ticket is logged as its own `export` row with the patient's personnummer, so
+    a patient's log extract shows that their number went to the booking system, and when.
+    Only for viewers that may export (Viewer.may_export).
+    """
+    if not viewer.may_export:
+        raise PermissionError(f"{viewer.username} may not export")
+    conditions: list[ColumnElement[bool]] = [
+        Ticket.status == "confirmed",
+        Ticket.kind == "cancellation",
+        Ticket.acted_at >= since,
+        *clinic_scope(viewer, Ticket.clinic_id),
+    ]
+    if after is not None:
+        at, ticket_id = after
+        conditions.append(
+            or_(Ticket.acted_at > at, and_(Ticket.acted_at == at, Ticket.id > ticket_id))
+        )
+    query = (
+        select(Ticket)
+        .options(
+            joinedload(Ticket.clinic),
+            joinedload(Ticket.acted_by),
+            joinedload(Ticket.acted_by_token),
+        )  # fmt: skip
+        .where(*conditions)
+        .order_by(Ticket.acted_at, Ticket.id)
+        .limit(limit + 1)
+    )
+    with factory.begin() as session:
+        tickets = list(session.scalars(query).unique().all())
+        more = len(tickets) > limit
+        tickets = tickets[:limit]
+        rows = []
+        for ticket in tickets:
+            record_access(session, viewer, "export", remote_addr, ticket=ticket)
+            assert ticket.acted_at is not None  # confirmed tickets have it (the filter)
+            rows.append(
+                ExportRow(
+                    ticket_id=ticket.id,
+                    clinic_id=ticket.clinic_id,
+                    clinic_name=ticket.clinic.name,
+                    personnummer=ticket.patient_personnummer,
+                    name=ticket.patient_name,
+                    appointment=ticket.appointment,
+                    intent=ticket.intent,
+                    confirmed_at=ticket.acted_at,
+                    confirmed_by=acted_by_name(ticket),
+                )  # fmt: skip
             )
-            for t in tickets
-        ]
+        return rows, more
 
 
 def view_ticket(
@@ -642,7 +781,8 @@ def decide(
         now = utcnow()
         values: dict[str, object] = {
             "status": "confirmed" if decision == "confirm" else "rejected",
-            "acted_by_id": viewer.id,
+            "acted_by_id": viewer.staff_user_id,
+            "acted_by_token_id": viewer.token_id,
             "acted_at": now,
             "updated_at": now,
         }
@@ -815,7 +955,7 @@ def correct(
     corrected. None if the viewer may not see the ticket.
     """
     if not viewer.may_correct:
-        raise PermissionError(f"{viewer.role} may not correct a ticket's name or personnummer")
+        raise PermissionError(f"{viewer.username} may not correct a ticket's name or personnummer")
     with factory.begin() as session:
         opened = _open_for_change(session, viewer, ticket_id, seen_clinic, remote_addr)
         if not isinstance(opened, Ticket):

@@ -92,6 +92,7 @@ ACCESS_ACTIONS = (
     "admin_clinic_edit",
     "admin_log_search",
     "admin_log_extract",
+    "export",
 )
 
 
@@ -278,11 +279,43 @@ class StaffUser(Base):
         )
 
 
+api_token_clinic = Table(
+    "api_token_clinic",
+    Base.metadata,
+    Column("api_token_id", ForeignKey("api_token.id", ondelete="CASCADE"), primary_key=True),
+    Column("clinic_id", ForeignKey("clinic.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class ApiToken(Base):
+    """A bearer token for the /api/v1 JSON API (the booking system), scoped to clinics.
+
+    Only the SHA-256 of the token is stored (storage/api_tokens.py says why that is enough); the
+    token itself is printed once by `callserver create-token`. A revoked token keeps its row, so
+    the access log's "token:NAME" always names one token and a name is never reused.
+    """
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """Hex SHA-256 of the token."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    clinics: Mapped[list[Clinic]] = relationship(secondary=api_token_clinic)
+
+    def __repr__(self) -> str:
+        return f"ApiToken(id={self.id!r}, name={self.name!r}, revoked={self.revoked_at!r})"
+
+
 class Ticket(Base):
     __tablename__ = "ticket"
     __table_args__ = (
         Index("ix_ticket_clinic_status_created", "clinic_id", "status", "created_at"),
         Index("ix_ticket_clinic_status_due", "clinic_id", "status", "due_at"),
+        Index("ix_ticket_status_acted", "status", "acted_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -319,6 +352,8 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     acted_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    acted_by_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))
+    """Set instead of acted_by_id when an API token (the booking system) decided."""
     acted_at: Mapped[datetime | None]
     due_at: Mapped[datetime] = mapped_column(default=_national_due_at, index=True)
     """When the matter must be answered: the end of the third working day after the call in
@@ -342,6 +377,7 @@ class Ticket(Base):
     call: Mapped[Call | None] = relationship()
     recording: Mapped[Recording | None] = relationship()
     acted_by: Mapped[StaffUser | None] = relationship(foreign_keys=[acted_by_id])
+    acted_by_token: Mapped[ApiToken | None] = relationship(foreign_keys=[acted_by_token_id])
     claimed_by: Mapped[StaffUser | None] = relationship(foreign_keys=[claimed_by_id])
     corrected_by: Mapped[StaffUser | None] = relationship(foreign_keys=[corrected_by_id])
     events: Mapped[list[TicketEvent]] = relationship(
