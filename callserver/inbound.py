@@ -1,5 +1,8 @@
 """One inbound call from INVITE to hang-up: which clinic, media, answer, the menu, the call row.
 
+The clinic's mailbox settings (closure days, temporary message, switchboard number) are read for
+every call (callserver/clinic_mailboxes.py), so a change in the staff UI needs no restart.
+
 The call row is written before anything can fail and closed in `finally`, so the call log holds
 every INVITE that reached a flow decision with its outcome (cancelled, no media port, unknown
 number, what the menu returned, or the caller hanging up). Recordings the flow makes are filed
@@ -16,6 +19,7 @@ from collections.abc import Mapping
 from callserver import call_log, inactivity
 from callserver.call_log import SessionFactory
 from callserver.clinic_bookings import ClinicBookings
+from callserver.clinic_mailboxes import CallSettings, ClinicMailboxes
 from callserver.dialer import follow_offer, open_media
 from callserver.live_call import LiveCalls
 from callserver.media.clock import MediaClock
@@ -28,6 +32,7 @@ from config.clock import utcnow
 from ivr_flows.call_api import CallEnded, CallInfo
 from ivr_flows.cancellation import RecordingLimits
 from ivr_flows.main_menu import MenuOptions, main_menu
+from ivr_flows.prompts import TEMPORARY_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +59,15 @@ class InboundCalls:
         limits: RecordingLimits,
         rtp_timeout_s: float,
         pool6: PortPool | None = None,
+        mailboxes: ClinicMailboxes | None = None,
     ) -> None:
         self.db, self.engine, self.pool, self.media_clock = db, engine, pool, media_clock
         self.pool6 = pool6
         """RTP ports on sip.media_host_ipv6, for IPv6 offers (None: the engine refuses them)."""
         self.clinics, self.calls, self.limits = clinics, calls, limits
         self.rtp_timeout_s = rtp_timeout_s
+        self.mailboxes = mailboxes
+        """The clinics' settings from the staff UI (None: the clinic files alone)."""
 
     async def handle(self, dialog: Dialog) -> None:
         clinic = clinic_for_number(dict(self.clinics), dialog.called)
@@ -124,13 +132,23 @@ class InboundCalls:
                 log.warning("call to unknown number %s: told so and hung up", dialog.called)
                 await call.play("unknown_number", interruptible=False)
                 return "unknown_number"
-            return await main_menu(call, self._menu_options(clinic, call_db_id))
+            settings = await self._settings(clinic)
+            if settings.message is not None:
+                call.add_prompt(TEMPORARY_MESSAGE, settings.message)
+            options = self._menu_options(settings, call_db_id)
+            return await main_menu(call, options)
         except CallEnded:
             return "caller_hangup"
         finally:
             await call.file_held()  # a message still under review when the call ended
 
-    def _menu_options(self, clinic: Clinic, call_db_id: int) -> MenuOptions:
+    async def _settings(self, clinic: Clinic) -> CallSettings:
+        if self.mailboxes is None:
+            return CallSettings(clinic, None)
+        return await asyncio.to_thread(self.mailboxes.for_call, clinic)
+
+    def _menu_options(self, settings: CallSettings, call_db_id: int) -> MenuOptions:
+        clinic = settings.clinic
         offers_callback = clinic.callback and clinic.callbacks is not None
         return MenuOptions(
             open_now=clinic.is_open(utcnow()),
@@ -139,6 +157,7 @@ class InboundCalls:
             limits=self.limits,
             booking=ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None,
             switchboard_number=clinic.switchboard_number,
+            temporary_message=settings.message is not None,
         )
 
     async def _open_media(self, dialog: Dialog) -> tuple[MediaSession, int]:
