@@ -12,6 +12,7 @@ by callserver/voicemail.py through the LiveCall's hook, not here.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from callserver.sip.engine import NO_ACK, Dialog, SipEngine
 from config.clinics import Clinic, clinic_for_number
 from config.clock import utcnow
 from ivr_flows.call_api import CallEnded, CallInfo
+from ivr_flows.callback_booking import BookingService
 from ivr_flows.cancellation import RecordingLimits
 from ivr_flows.main_menu import MenuOptions, main_menu
 from ivr_flows.prompts import TEMPORARY_MESSAGE
@@ -42,6 +44,26 @@ LAST_FRAMES_S = 0.2
 """After the flow ends: let the last prompt frames leave before the BYE."""
 ENDS_OF_OUR_OWN = (inactivity.RTP_TIMEOUT, NO_ACK)
 """Dialog end reasons that are the call's outcome, not the caller hanging up."""
+
+
+def menu_options(
+    settings: CallSettings,
+    limits: RecordingLimits,
+    now: dt.datetime,
+    booking: BookingService | None,
+) -> MenuOptions:
+    """What the menu offers a call at `now` to the clinic of `settings` (its file with the staff
+    UI's closure days, switchboard number and temporary message over it)."""
+    clinic = settings.clinic
+    return MenuOptions(
+        open_now=clinic.is_open(now),
+        callback=clinic.callback and clinic.callbacks is not None,
+        switchboard=clinic.switchboard_number is not None,
+        limits=limits,
+        booking=booking,
+        switchboard_number=clinic.switchboard_number,
+        temporary_message=settings.message is not None,
+    )
 
 
 class InboundCalls:
@@ -150,15 +172,8 @@ class InboundCalls:
     def _menu_options(self, settings: CallSettings, call_db_id: int) -> MenuOptions:
         clinic = settings.clinic
         offers_callback = clinic.callback and clinic.callbacks is not None
-        return MenuOptions(
-            open_now=clinic.is_open(utcnow()),
-            callback=offers_callback,
-            switchboard=clinic.switchboard_number is not None,
-            limits=self.limits,
-            booking=ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None,
-            switchboard_number=clinic.switchboard_number,
-            temporary_message=settings.message is not None,
-        )
+        booking = ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None
+        return menu_options(settings, self.limits, utcnow(), booking)
 
     async def _open_media(self, dialog: Dialog) -> tuple[MediaSession, int]:
         """Our RTP session for the peer's offer, in the codec we answer with."""
