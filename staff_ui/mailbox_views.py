@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, web
@@ -210,7 +211,7 @@ async def _page(
         "number_in_use": settings.switchboard_number or file_number,
         "changes": [(_local(at, zone), who, what) for at, who, what in data["changes"]],
         "error": error,
-        "section": section,
+        "error_at": section,
         "values": dict(values or {}),
         "today": today.isoformat(),
         "max_text_chars": MAX_TEXT_CHARS,
@@ -399,7 +400,8 @@ async def _message_form(request: web.Request) -> tuple[dict[str, str], bytes | N
             continue
         if part.name == "audio":
             upload = await _read_limited(part, MAX_UPLOAD_BYTES)
-            filename = Path(part.filename or "").name[:100]
+            # aiohttp's client percent-encodes a non-ASCII name; browsers send it as UTF-8.
+            filename = Path(unquote(part.filename or "")).name[:100]
         else:
             raw = await _read_limited(part, MAX_FIELD_BYTES)
             fields[part.name] = raw.decode("utf-8", errors="replace")
