@@ -38,6 +38,7 @@ from callbacks.slots import day_slots, is_bookable
 from callbacks.states import BLOCKS_BOOKING, OPEN, Action, CallbackState, accepted
 from config.clinics import CallbackSchedule, Clinic
 from storage.db import rows_changed
+from storage.mailbox import closure_days
 from storage.models import CALLBACK_SOURCES, Callback, CallbackAttempt, CallbackSlot, utcnow
 
 BOOKING_ERRORS = ("slot_full", "duplicate", "closed", "invalid_number", "not_open", "not_found")
@@ -92,6 +93,14 @@ def _slot_end(clinic: Clinic, slot_start: dt.datetime, now: dt.datetime) -> dt.d
                 raise BookingError("closed", "booking for this slot has closed")
             return end
     raise BookingError("closed", f"{slot_start.isoformat()} is not a callback slot")
+
+
+def _refuse_closure_day(session: Session, clinic: Clinic, slot_start: dt.datetime) -> None:
+    """The closure days made in the staff UI (storage/mailbox.py): asked after the slot lock,
+    never before it, so that the lock stays the transaction's first statement (see above)."""
+    day = slot_start.astimezone(ZoneInfo(clinic.timezone)).date()
+    if day in closure_days(session, clinic.id):
+        raise BookingError("closed", f"no callbacks on {day}: clinic closure")
 
 
 def _lock_slot(session: Session, clinic_id: str, slot_start: dt.datetime, now: dt.datetime) -> None:
@@ -210,6 +219,7 @@ def book_callback(
     slot_end = _slot_end(clinic, slot_start, now)
     try:
         _lock_slot(session, clinic.id, slot_start, now)
+        _refuse_closure_day(session, clinic, slot_start)
         existing = find_open_callback(session, clinic.id, number, personnummer)
         if existing is not None:
             raise _duplicate(existing)
@@ -306,6 +316,7 @@ def move_callback(
     slot_end = _slot_end(clinic, slot_start, now)
     try:
         _lock_slot(session, clinic.id, slot_start, now)
+        _refuse_closure_day(session, clinic, slot_start)
         callback = _get(session, callback_id)
         if callback.clinic_id != clinic.id:
             raise BookingError("not_found", f"callback {callback_id} belongs to another clinic")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from callbacks.states import OPEN
 from config.clinics import CallbackSchedule, Clinic
+from storage.mailbox import clinic_with_closures
 from storage.models import Callback
 
 
@@ -104,11 +105,13 @@ def free_slots(
 ) -> list[Slot]:
     """The next slots a caller may book, earliest first; full slots are never offered.
 
-    `after` skips slots starting at or before it ("another time?" in the IVR).
+    `after` skips slots starting at or before it ("another time?" in the IVR). The closure
+    days made in the staff UI count as well as the clinic file's (storage/mailbox.py).
     """
     schedule = clinic.callbacks
     if schedule is None:
         return []
+    clinic = clinic_with_closures(session, clinic)
     candidates = [
         (start, end) for start, end in bookable_slots(clinic, now) if after is None or start > after
     ]

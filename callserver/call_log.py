@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from callserver.recording import Sidecar
 from config.calendar import Calendar, NationalCalendar, answer_deadline
 from storage import transcription_queue as queue
+from storage.mailbox import calendar_with_closures
 from storage.models import Call, Callback, Recording, Ticket, TranscriptStatus, utcnow
 from storage.personnummer import mask_personnummer
 from transcription.extraction import Extraction
@@ -157,7 +158,8 @@ def store_recording(
     and its transcription job, in one transaction.
 
     The ticket is due three working days after the call in `calendar` (the clinic's; the
-    national calendar when the clinic's file is gone): config.calendar.answer_deadline.
+    national calendar when the clinic's file is gone) with the clinic's closure days from the
+    database: config.calendar.answer_deadline.
     Idempotent by path: the start-up sweep may meet a recording that was already stored.
     Returns what was filed, or None (already filed, or too short for a ticket).
     """
@@ -181,9 +183,9 @@ def store_recording(
             )  # fmt: skip
             return None
         pnr = sidecar.meta.personnummer
-        due_at = answer_deadline(
-            calendar or NationalCalendar(), _called_at(session, sidecar, call_id)
-        )
+        # Closure days made in the staff UI are not working days either (storage/mailbox.py).
+        calendar = calendar_with_closures(session, clinic_id, calendar or NationalCalendar())
+        due_at = answer_deadline(calendar, _called_at(session, sidecar, call_id))
         ticket = Ticket(
             clinic_id=clinic_id,
             call_id=call_id,

@@ -1,5 +1,8 @@
 """One inbound call from INVITE to hang-up: which clinic, media, answer, the menu, the call row.
 
+The clinic's mailbox settings (closure days, temporary message, switchboard number) are read for
+every call (callserver/clinic_mailboxes.py), so a change in the staff UI needs no restart.
+
 The call row is written before anything can fail and closed in `finally`, so the call log holds
 every INVITE that reached a flow decision with its outcome (cancelled, no media port, unknown
 number, what the menu returned, or the caller hanging up). Recordings the flow makes are filed
@@ -9,6 +12,7 @@ by callserver/voicemail.py through the LiveCall's hook, not here.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 from collections.abc import Mapping
@@ -16,6 +20,7 @@ from collections.abc import Mapping
 from callserver import call_log, inactivity
 from callserver.call_log import SessionFactory
 from callserver.clinic_bookings import ClinicBookings
+from callserver.clinic_mailboxes import CallSettings, ClinicMailboxes
 from callserver.dialer import follow_offer, open_media
 from callserver.live_call import LiveCalls
 from callserver.media.clock import MediaClock
@@ -26,8 +31,10 @@ from callserver.sip.engine import NO_ACK, Dialog, SipEngine
 from config.clinics import Clinic, clinic_for_number
 from config.clock import utcnow
 from ivr_flows.call_api import CallEnded, CallInfo
+from ivr_flows.callback_booking import BookingService
 from ivr_flows.cancellation import RecordingLimits
 from ivr_flows.main_menu import MenuOptions, main_menu
+from ivr_flows.prompts import TEMPORARY_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,26 @@ LAST_FRAMES_S = 0.2
 """After the flow ends: let the last prompt frames leave before the BYE."""
 ENDS_OF_OUR_OWN = (inactivity.RTP_TIMEOUT, NO_ACK)
 """Dialog end reasons that are the call's outcome, not the caller hanging up."""
+
+
+def menu_options(
+    settings: CallSettings,
+    limits: RecordingLimits,
+    now: dt.datetime,
+    booking: BookingService | None,
+) -> MenuOptions:
+    """What the menu offers a call at `now` to the clinic of `settings` (its file with the staff
+    UI's closure days, switchboard number and temporary message over it)."""
+    clinic = settings.clinic
+    return MenuOptions(
+        open_now=clinic.is_open(now),
+        callback=clinic.callback and clinic.callbacks is not None,
+        switchboard=clinic.switchboard_number is not None,
+        limits=limits,
+        booking=booking,
+        switchboard_number=clinic.switchboard_number,
+        temporary_message=settings.message is not None,
+    )
 
 
 class InboundCalls:
@@ -54,12 +81,15 @@ class InboundCalls:
         limits: RecordingLimits,
         rtp_timeout_s: float,
         pool6: PortPool | None = None,
+        mailboxes: ClinicMailboxes | None = None,
     ) -> None:
         self.db, self.engine, self.pool, self.media_clock = db, engine, pool, media_clock
         self.pool6 = pool6
         """RTP ports on sip.media_host_ipv6, for IPv6 offers (None: the engine refuses them)."""
         self.clinics, self.calls, self.limits = clinics, calls, limits
         self.rtp_timeout_s = rtp_timeout_s
+        self.mailboxes = mailboxes
+        """The clinics' settings from the staff UI (None: the clinic files alone)."""
 
     async def handle(self, dialog: Dialog) -> None:
         clinic = clinic_for_number(dict(self.clinics), dialog.called)
@@ -124,22 +154,26 @@ class InboundCalls:
                 log.warning("call to unknown number %s: told so and hung up", dialog.called)
                 await call.play("unknown_number", interruptible=False)
                 return "unknown_number"
-            return await main_menu(call, self._menu_options(clinic, call_db_id))
+            settings = await self._settings(clinic)
+            if settings.message is not None:
+                call.add_prompt(TEMPORARY_MESSAGE, settings.message)
+            options = self._menu_options(settings, call_db_id)
+            return await main_menu(call, options)
         except CallEnded:
             return "caller_hangup"
         finally:
             await call.file_held()  # a message still under review when the call ended
 
-    def _menu_options(self, clinic: Clinic, call_db_id: int) -> MenuOptions:
+    async def _settings(self, clinic: Clinic) -> CallSettings:
+        if self.mailboxes is None:
+            return CallSettings(clinic, None)
+        return await asyncio.to_thread(self.mailboxes.for_call, clinic)
+
+    def _menu_options(self, settings: CallSettings, call_db_id: int) -> MenuOptions:
+        clinic = settings.clinic
         offers_callback = clinic.callback and clinic.callbacks is not None
-        return MenuOptions(
-            open_now=clinic.is_open(utcnow()),
-            callback=offers_callback,
-            switchboard=clinic.switchboard_number is not None,
-            limits=self.limits,
-            booking=ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None,
-            switchboard_number=clinic.switchboard_number,
-        )
+        booking = ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None
+        return menu_options(settings, self.limits, utcnow(), booking)
 
     async def _open_media(self, dialog: Dialog) -> tuple[MediaSession, int]:
         """Our RTP session for the peer's offer, in the codec we answer with."""

@@ -96,6 +96,8 @@ class LiveCall:
         self._late_terminator: tuple[str, float] | None = None
         self._held: dict[Path, _Held] = {}
         """Recordings made with hold=True that the flow has neither kept nor discarded."""
+        self._own_prompts: dict[str, bytes] = {}
+        """Audio of this call only, by prompt name (the clinic's temporary message)."""
         media.on_dtmf = self._on_dtmf
 
     # -------------------------------------------------------------- events
@@ -125,6 +127,14 @@ class LiveCall:
                 if not t.done():
                     t.cancel()
 
+    def add_prompt(self, name: str, pcm: bytes) -> None:
+        """Let the flow play `pcm` (8 kHz mono 16-bit) by `name` in this call, in any language."""
+        self._own_prompts[name] = pcm
+
+    def _prompt(self, name: str, lang: str, clinic: str) -> bytes:
+        own = self._own_prompts.get(name)
+        return own if own is not None else self.prompts.get(name, lang, clinic)
+
     # -------------------------------------------------------------- Call API
     async def play(self, *prompts: str, interruptible: bool = True) -> None:
         self._check()
@@ -132,7 +142,7 @@ class LiveCall:
             return  # the caller is already typing: don't make them listen
         lang, clinic = self.info.language, self.info.clinic_id
         log.debug("call %s: play %s", self.dialog.call_id, " ".join(prompts))
-        pcm = b"".join(self.prompts.get(name, lang, clinic) for name in prompts)
+        pcm = b"".join(self._prompt(name, lang, clinic) for name in prompts)
         await self._play_pcm(pcm, interruptible)
 
     async def _play_pcm(self, pcm: bytes, interruptible: bool) -> None:

@@ -8,6 +8,7 @@ mono 16-bit PCM held in memory.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -34,17 +35,40 @@ class PromptError(RuntimeError):
 def read_wav_pcm16(path: Path, rate: int = RATE) -> bytes:
     """Read a PCM WAV (any rate, mono or stereo, 8/16-bit) as 8 kHz mono 16-bit PCM."""
     with wave.open(str(path), "rb") as w:
-        width, channels, src_rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
-        frames = w.readframes(w.getnframes())
+        return _pcm16(w, rate, str(path))
+
+
+class UnusableAudio(ValueError):
+    """An uploaded file that is no audio we can play (the message says why, in English)."""
+
+
+def pcm16_from_wav_bytes(data: bytes, rate: int = RATE) -> bytes:
+    """An uploaded WAV file's content as 8 kHz mono 16-bit PCM, like read_wav_pcm16.
+
+    Raises UnusableAudio for anything that is not a PCM WAV with sound in it.
+    """
+    try:
+        with wave.open(io.BytesIO(data), "rb") as w:
+            pcm = _pcm16(w, rate, "upload")
+    except (wave.Error, EOFError, PromptError) as exc:
+        raise UnusableAudio(str(exc)) from exc
+    if not pcm:
+        raise UnusableAudio("the WAV file holds no audio frames")
+    return pcm
+
+
+def _pcm16(w: wave.Wave_read, rate: int, name: str) -> bytes:
+    width, channels, src_rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+    frames = w.readframes(w.getnframes())
     if width == 2:
         samples = np.frombuffer(frames, dtype="<i2").astype(np.float32)
     elif width == 1:
         samples = (np.frombuffer(frames, dtype=np.uint8).astype(np.float32) - 128) * 256
     else:
-        raise PromptError(f"{path}: {8 * width}-bit WAV not supported, use 16-bit PCM")
+        raise PromptError(f"{name}: {8 * width}-bit WAV not supported, use 16-bit PCM")
     if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1)
-    if src_rate != rate:
+        samples = samples[: samples.size // channels * channels].reshape(-1, channels).mean(axis=1)
+    if src_rate != rate and samples.size:
         samples = soxr.resample(samples, src_rate, rate)
     return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
 
@@ -69,15 +93,33 @@ def _digest(lang: str, text: str) -> str:
 
 
 def _speak(lang: str, text: str, out: Path) -> None:
+    write_wav_pcm16(out, speak(text, lang))
+
+
+def speak(text: str, lang: str = "sv") -> bytes:
+    """`text` in the prompt voice (espeak-ng, as every generated prompt), as 8 kHz mono
+    16-bit PCM: how a clinic's typed temporary message sounds like the rest of the menu."""
+    if shutil.which("espeak-ng") is None:
+        raise PromptError("espeak-ng is not installed: `apt-get install espeak-ng`")
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         subprocess.run(
-            ["espeak-ng", "-v", ESPEAK_VOICES[lang], "-s", "150", "-w", str(raw), text],
+            ["espeak-ng", "-v", ESPEAK_VOICES[lang], "-s", "150", "-w", str(raw), "--", text],
             check=True,
             capture_output=True,
             timeout=60,
         )
-        write_wav_pcm16(out, trim_silence(read_wav_pcm16(raw)))
+        return trim_silence(read_wav_pcm16(raw))
+
+
+class PromptVoice:
+    """The staff UI's MessageVoice: a clinic's temporary message made exactly like the prompts."""
+
+    def speak(self, text: str) -> bytes:
+        return speak(text, "sv")
+
+    def from_wav(self, data: bytes) -> bytes:
+        return pcm16_from_wav_bytes(data)
 
 
 def trim_silence(pcm: bytes, keep_s: float = 0.08, threshold: int = 300) -> bytes:

@@ -22,12 +22,13 @@ from aiohttp import web
 
 from callbacks.dispatcher import CallbackDispatcher, CallbackJob
 from callserver.callback_calls import CallbackCaller
+from callserver.clinic_mailboxes import ClinicMailboxes
 from callserver.dialer import Dialer, OutboundLeg
 from callserver.inbound import InboundCalls
 from callserver.live_call import LiveCall, LiveCalls
 from callserver.media.clock import MediaClock
 from callserver.media.ports import PortPool
-from callserver.prompts import PromptLibrary
+from callserver.prompts import PromptLibrary, PromptVoice
 from callserver.recording import CallFacts
 from callserver.sip.engine import Dialog, SipEngine
 from callserver.transcribe_workers import TranscribeWorkers
@@ -41,6 +42,7 @@ from staff_ui.accounts import LoginLimits
 from staff_ui.app import create_app, load_or_create_secret
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
+from storage.mailbox import MAILBOX_DIR_NAME
 from transcription.vosk_engine import SpeechModelError, load_model
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,8 @@ class CallServer:
             dialer=self.dialer,
             timezone=settings.clinics.timezone,
         )
+        self.mailbox_dir = settings.data_dir / MAILBOX_DIR_NAME
+        self.mailboxes = ClinicMailboxes(self.db, self.mailbox_dir)
         self.inbound = InboundCalls(
             db=self.db,
             engine=self.engine,
@@ -118,6 +122,7 @@ class CallServer:
             limits=limits,
             rtp_timeout_s=settings.sip.rtp_timeout_s,
             pool6=self.pool6,
+            mailboxes=self.mailboxes,
         )
         self.callback_caller = CallbackCaller(
             self.dialer, self._staff_call, timeout_s=settings.sip.outbound_timeout_s
@@ -164,6 +169,8 @@ class CallServer:
                 window=dt.timedelta(seconds=self.settings.http.login_lock_s),
             ),
             claim_expiry=dt.timedelta(seconds=self.settings.http.ticket_claim_s),
+            mailbox_dir=self.mailbox_dir,
+            message_voice=PromptVoice(),
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -1,5 +1,8 @@
 """The main menu every clinic number answers with.
 
+A clinic's temporary message, when one is in force, comes first, before the welcome, and cannot
+be skipped by a key: it is why the clinic set it (a closure, a changed opening).
+
 1 = cancel or rebook (voicemail, open around the clock), 2 = callback, 0 = switchboard,
 9 = English. Outside phone hours only the mailbox and the language switch are offered. Within
 phone hours 0 reaches the switchboard from every question of the flows as well.
@@ -15,13 +18,15 @@ from dataclasses import dataclass
 from ivr_flows.call_api import Call, RecordingResult, SwitchboardRequested
 from ivr_flows.callback_booking import BookingService, callback_booking
 from ivr_flows.cancellation import RecordingLimits, cancellation_flow
+from ivr_flows.prompts import TEMPORARY_MESSAGE
 
 MENU_TRIES = 3
 
 
 @dataclass(frozen=True)
 class MenuOptions:
-    """What this clinic offers on this call (decided by the server from the clinic file)."""
+    """What this clinic offers on this call (decided by the server from the clinic file and
+    the clinic's mailbox settings in the database)."""
 
     open_now: bool
     callback: bool
@@ -29,12 +34,16 @@ class MenuOptions:
     limits: RecordingLimits
     booking: BookingService | None = None
     switchboard_number: str | None = None
+    temporary_message: bool = False
+    """The call has the clinic's temporary message (the prompt TEMPORARY_MESSAGE) to play."""
 
 
 async def main_menu(call: Call, options: MenuOptions) -> str:
     """Run the menu; returns the call's outcome for the call log. Within phone hours, 0 at
     any question of the flows reaches the switchboard too (CallInfo.switchboard_open)."""
     call.info.switchboard_open = options.open_now and bool(options.switchboard_number)
+    if options.temporary_message:
+        await call.play(TEMPORARY_MESSAGE, interruptible=False)
     await call.play("welcome")
     for _ in range(MENU_TRIES):
         await call.play("menu" if options.open_now else "closed")

@@ -257,5 +257,10 @@ DIGIT_WORDS = {
 for _d in range(10):
     PROMPTS[f"digit_{_d}"] = {lang: words[_d] for lang, words in DIGIT_WORDS.items()}
 
+TEMPORARY_MESSAGE = "temporary_message"
+"""Not in PROMPTS: a clinic's own temporary message ("Mottagningen är stängd idag på grund
+av ..."), made in the staff UI and handed to each call by the server; played first on every call
+while it is in force (ivr_flows/main_menu.py)."""
+
 LANGUAGES = ("sv", "en")
 ESPEAK_VOICES = {"sv": "sv", "en": "en-gb"}

@@ -133,6 +133,21 @@ class Viewer:
         """The roles in ROLES order, for display."""
         return [role for role in ROLES if role in self.roles]
 
+    def may_view_mailbox(self, clinic_id: str) -> bool:
+        """The clinic's mailbox settings page ("Brevlåda"): everyone who works with the clinic
+        (its staff see what their callers hear and who changed it), and the admins, for whom
+        these settings are no patient data."""
+        if self.is_api_token:
+            return False
+        return self.is_admin or self.sees(clinic_id)
+
+    def may_edit_mailbox(self, clinic_id: str) -> bool:
+        """Closure days, the temporary message and the switchboard number change what every
+        caller of the clinic hears and where 0 takes them: the switchboard's job (it answers for
+        every clinic and is who callers reach on 0) and the admins'. A clinic's own staff view
+        them and ask the switchboard, so one desk knows every announcement that is live."""
+        return (self.is_switchboard or self.is_admin) and self.may_view_mailbox(clinic_id)
+
 
 def clinic_scope(
     viewer: Viewer, clinic_column: InstrumentedAttribute[str]

@@ -25,7 +25,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui import admin_views, api, api_v1, auth, callback_views, ticket_views
+from staff_ui import admin_views, api, api_v1, auth, callback_views, mailbox_views, ticket_views
 from staff_ui.accounts import LoginLimits
 from staff_ui.context import (
     CALLBACKS_CHANGED,
@@ -34,9 +34,12 @@ from staff_ui.context import (
     CLOCK,
     IDLE_TIMEOUT_S,
     LOGIN_LIMITS,
+    MAILBOX_DIR,
+    MESSAGE_VOICE,
     PASSWORD_EXECUTOR,
     SESSION_FACTORY,
     TIMEZONE,
+    MessageVoice,
     render,
 )
 from staff_ui.ticket_claims import CLAIM_EXPIRY as CLAIM_EXPIRY_DEFAULT
@@ -201,6 +204,8 @@ def create_app(
     trusted_proxies: ProxyNetworks = (),
     login_limits: LoginLimits | None = None,
     claim_expiry: timedelta = CLAIM_EXPIRY_DEFAULT,
+    mailbox_dir: Path | None = None,
+    message_voice: MessageVoice | None = None,
 ) -> web.Application:
     """Build the staff UI; mount it as the root app or add it as a sub-app.
 
@@ -213,7 +218,8 @@ def create_app(
 
     trusted_proxies (http.trusted_proxies): reverse proxies whose X-Forwarded-For names the
     client. login_limits: the brute-force locks (http.login_*). claim_expiry: how long "Jag tar
-    den" holds without activity (http.ticket_claim_s).
+    den" holds without activity (http.ticket_claim_s). mailbox_dir (<data_dir>/mailbox) and
+    message_voice (the prompts' voice) let the mailbox page store temporary messages.
     """
     if len(secret_key) != SECRET_BYTES:
         raise ValueError(
@@ -256,6 +262,10 @@ def create_app(
         app[CLINICS] = clinics
     if on_callbacks_changed is not None:
         app[CALLBACKS_CHANGED] = on_callbacks_changed
+    if mailbox_dir is not None:
+        app[MAILBOX_DIR] = mailbox_dir
+    if message_voice is not None:
+        app[MESSAGE_VOICE] = message_voice
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
@@ -285,6 +295,14 @@ def create_app(
     app.router.add_post("/callbacks/{id}/done", callback_views.callback_done)
     app.router.add_post("/callbacks/{id}/cancel", callback_views.callback_cancel)
     app.router.add_post("/callbacks/{id}/move", callback_views.callback_move)
+    app.router.add_get("/mailboxes", mailbox_views.mailbox_index)
+    app.router.add_get("/clinics/{clinic}/mailbox", mailbox_views.mailbox_page)
+    app.router.add_get("/clinics/{clinic}/mailbox/message.wav", mailbox_views.message_audio)
+    app.router.add_post("/clinics/{clinic}/mailbox/message", mailbox_views.message_submit)
+    app.router.add_post("/clinics/{clinic}/mailbox/message/remove", mailbox_views.message_remove)
+    app.router.add_post("/clinics/{clinic}/mailbox/closures", mailbox_views.closure_add)
+    app.router.add_post("/clinics/{clinic}/mailbox/closures/remove", mailbox_views.closure_remove)
+    app.router.add_post("/clinics/{clinic}/mailbox/switchboard", mailbox_views.switchboard_submit)
     app.router.add_get("/api/tickets", api.api_ticket_list)
     app.router.add_get("/api/tickets/{id}", api.api_ticket)
     app.router.add_get("/api/callbacks", api.api_callback_list)

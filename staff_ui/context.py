@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
@@ -44,6 +44,23 @@ logins cannot starve the pages and the callback dispatcher."""
 LOGIN_LIMITS = web.AppKey("login_limits", LoginLimits)
 CLAIM_EXPIRY = web.AppKey("claim_expiry", timedelta)
 """How long a ticket claim holds without activity by its holder (http.ticket_claim_s)."""
+MAILBOX_DIR = web.AppKey("mailbox_dir", Path)
+"""Where the clinics' temporary messages are stored (<data_dir>/mailbox); absent: none can be
+set on this server."""
+
+
+class MessageVoice(Protocol):
+    """How the mailbox page turns a typed or uploaded temporary message into prompt audio (8 kHz
+    mono 16-bit PCM); the server passes callserver.prompts.PromptVoice, the prompts' own."""
+
+    def speak(self, text: str) -> bytes:
+        """The text in the prompt voice."""
+
+    def from_wav(self, data: bytes) -> bytes:
+        """An uploaded WAV file converted; ValueError when it is not one we can play."""
+
+
+MESSAGE_VOICE: web.AppKey[MessageVoice] = web.AppKey("message_voice")
 VIEWER = web.RequestKey("viewer", Viewer)
 """request[VIEWER] holds the logged-in Viewer, set by the auth middleware."""
 BY_TOKEN = web.RequestKey("by_token", bool)

@@ -1,4 +1,5 @@
-"""The one place for the database models: calls, recordings, tickets, callbacks, staff, access log.
+"""The one place for the database models: calls, recordings, tickets, callbacks, staff, access log,
+the clinics' mailbox settings.
 
 Data flows one way (call -> recording -> ticket -> staff action); the models mirror that, and
 every timestamp is stored and returned as timezone-aware UTC so that nothing downstream has to
@@ -7,13 +8,14 @@ guess which clock a value came from.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -639,3 +641,74 @@ class TranscriptionWorker(Base):
     threads: Mapped[int] = mapped_column(Integer, default=1)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+MAILBOX_MESSAGE_SOURCES = ("text", "upload")
+"""ClinicMailbox.message_source: typed text rendered with the prompt voice, or an uploaded WAV."""
+
+
+class ClinicMailbox(Base):
+    """A clinic's mailbox settings made in the staff UI ("Brevlåda"), over its clinic file: the
+    temporary message played first on every call and the switchboard number 0 transfers to.
+    Closure days are ClinicClosure rows.
+
+    `version` goes up by one with every change of the clinic's settings, its closures included:
+    the call server compares it per call to know whether what it holds is still current (the
+    staff UI may run in another process; the database is the only channel between them).
+    """
+
+    __tablename__ = "clinic_mailbox"
+
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    message_source: Mapped[str | None] = mapped_column(String(8))
+    """One of MAILBOX_MESSAGE_SOURCES, or None: no temporary message."""
+    message_text: Mapped[str | None] = mapped_column(Text)
+    """The typed text (source "text"); the name of the uploaded file for "upload"."""
+    message_audio: Mapped[str | None] = mapped_column(String(255))
+    """The message as 8 kHz mono 16-bit WAV: a file name under <data_dir>/mailbox/<clinic_id>/
+    (content-addressed, so a new message never overwrites the file a call is reading)."""
+    message_from: Mapped[datetime | None]
+    """Played from this instant on (None: from when it is saved)."""
+    message_until: Mapped[datetime | None]
+    """Played until this instant (None: until it is removed)."""
+    switchboard_number: Mapped[str | None] = mapped_column(String(32))
+    """Where 0 transfers callers; overrides the clinic file's switchboard_number when set."""
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+
+    def __repr__(self) -> str:
+        return f"ClinicMailbox(clinic_id={self.clinic_id!r}, version={self.version!r})"
+
+
+class ClinicClosure(Base):
+    """A day the clinic is closed besides its clinic file's closed_dates and the national
+    closed days: its calls hear "closed", no callback slot is offered on it and it is not a
+    working day for ticket deadlines (config/calendar.py)."""
+
+    __tablename__ = "clinic_closure"
+
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    """The clinic's local date."""
+    note: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+
+
+class MailboxChange(Base):
+    """One change of a clinic's mailbox settings: who, when, what (in Swedish, as the page
+    shows it). Rows are only ever inserted; the name is kept as text as in the access log."""
+
+    __tablename__ = "mailbox_change"
+    __table_args__ = (Index("ix_mailbox_change_clinic_at", "clinic_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    username: Mapped[str] = mapped_column(String(150))
+    action: Mapped[str] = mapped_column(String(32))
+    """closure_added, closure_removed, message_set, message_removed, switchboard_set,
+    switchboard_removed."""
+    detail: Mapped[str] = mapped_column(Text)
