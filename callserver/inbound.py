@@ -63,9 +63,13 @@ class InboundCalls:
 
     async def handle(self, dialog: Dialog) -> None:
         clinic = clinic_for_number(dict(self.clinics), dialog.called)
+        # Decided once, when the call comes in: the menu the caller hears and the call log's
+        # outside_hours (the managers' statistics) agree even if the call spans closing time.
+        open_now = clinic.is_open(utcnow()) if clinic else None
         call_db_id = await asyncio.to_thread(
             call_log.call_started, self.db, sip_call_id=dialog.call_id,
             clinic_id=clinic.id if clinic else None, caller=dialog.caller, called=dialog.called,
+            outside_hours=None if open_now is None else not open_now,
         )  # fmt: skip
         outcome = "error"
         media: MediaSession | None = None
@@ -88,7 +92,7 @@ class InboundCalls:
             await asyncio.to_thread(
                 call_log.call_updated, self.db, call_db_id, answered_at=call_log.now()
             )
-            outcome = await self._run_flow(dialog, media, clinic, call_db_id)
+            outcome = await self._run_flow(dialog, media, clinic, call_db_id, bool(open_now))
             if outcome == "caller_hangup" and dialog.end_reason in ENDS_OF_OUR_OWN:
                 outcome = dialog.end_reason
             if not dialog.ended.is_set():
@@ -105,8 +109,9 @@ class InboundCalls:
             )  # fmt: skip
 
     async def _run_flow(
-        self, dialog: Dialog, media: MediaSession, clinic: Clinic | None, call_db_id: int
-    ) -> str:
+        self, dialog: Dialog, media: MediaSession, clinic: Clinic | None, call_db_id: int,
+        open_now: bool,
+    ) -> str:  # fmt: skip
         info = CallInfo(
             caller=dialog.caller, called=dialog.called, clinic_id=clinic.id if clinic else ""
         )
@@ -124,16 +129,16 @@ class InboundCalls:
                 log.warning("call to unknown number %s: told so and hung up", dialog.called)
                 await call.play("unknown_number", interruptible=False)
                 return "unknown_number"
-            return await main_menu(call, self._menu_options(clinic, call_db_id))
+            return await main_menu(call, self._menu_options(clinic, call_db_id, open_now))
         except CallEnded:
             return "caller_hangup"
         finally:
             await call.file_held()  # a message still under review when the call ended
 
-    def _menu_options(self, clinic: Clinic, call_db_id: int) -> MenuOptions:
+    def _menu_options(self, clinic: Clinic, call_db_id: int, open_now: bool) -> MenuOptions:
         offers_callback = clinic.callback and clinic.callbacks is not None
         return MenuOptions(
-            open_now=clinic.is_open(utcnow()),
+            open_now=open_now,
             callback=offers_callback,
             switchboard=clinic.switchboard_number is not None,
             limits=self.limits,

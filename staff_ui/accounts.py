@@ -60,12 +60,36 @@ class Viewer:
         """Whether this viewer may see the patient data of `clinic_id`."""
         return self.sees_all_clinics or clinic_id in self.clinic_ids
 
+    @property
+    def statistics_of_all_clinics(self) -> bool:
+        """The statistics are counts, not patient data: the switchboard and admins (who run
+        the service across clinics) see every clinic's, staff their own clinics'."""
+        return self.role in ("switchboard", "admin")
+
+    @property
+    def sees_statistics(self) -> bool:
+        """Whether the statistics page has anything to show this viewer (the nav link)."""
+        return self.statistics_of_all_clinics or bool(self.clinic_ids)
+
+    def sees_statistics_of(self, clinic_id: str) -> bool:
+        """Whether this viewer may see `clinic_id`'s statistics."""
+        return self.statistics_of_all_clinics or clinic_id in self.clinic_ids
+
 
 def clinic_scope(
     viewer: Viewer, clinic_column: InstrumentedAttribute[str]
 ) -> tuple[ColumnElement[bool], ...]:
     """`Viewer.sees` as WHERE conditions on a clinic id column (none for all-clinic roles)."""
     if viewer.sees_all_clinics:
+        return ()
+    return (clinic_column.in_(viewer.clinic_ids),)
+
+
+def statistics_scope(
+    viewer: Viewer, clinic_column: InstrumentedAttribute[str]
+) -> tuple[ColumnElement[bool], ...]:
+    """`Viewer.sees_statistics_of` as WHERE conditions on a clinic id column."""
+    if viewer.statistics_of_all_clinics:
         return ()
     return (clinic_column.in_(viewer.clinic_ids),)
 

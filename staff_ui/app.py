@@ -25,7 +25,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui import api, auth, callback_views, ticket_views
+from staff_ui import api, auth, callback_views, statistics_views, ticket_views
 from staff_ui.accounts import LoginLimits
 from staff_ui.context import (
     CALLBACKS_CHANGED,
@@ -282,6 +282,8 @@ def create_app(
     app.router.add_post("/callbacks/{id}/done", callback_views.callback_done)
     app.router.add_post("/callbacks/{id}/cancel", callback_views.callback_cancel)
     app.router.add_post("/callbacks/{id}/move", callback_views.callback_move)
+    app.router.add_get("/statistics", statistics_views.statistics_page)
+    app.router.add_get("/statistics.csv", statistics_views.statistics_csv)
     app.router.add_get("/api/tickets", api.api_ticket_list)
     app.router.add_get("/api/tickets/{id}", api.api_ticket)
     app.router.add_get("/api/callbacks", api.api_callback_list)

@@ -154,6 +154,7 @@ class Clinic(Base):
 
 class Call(Base):
     __tablename__ = "call"
+    __table_args__ = (Index("ix_call_clinic_started", "clinic_id", "started_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sip_call_id: Mapped[str] = mapped_column(String(255), index=True)
@@ -164,6 +165,10 @@ class Call(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     answered_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    outside_hours: Mapped[bool | None] = mapped_column(Boolean)
+    """The clinic was outside its phone hours when the call came in (a closed day, or before
+    opening or after closing, in the clinic's time zone): the caller heard the closed menu.
+    None for a call to no clinic, and for calls logged before migration 0015."""
     outcome: Mapped[str | None] = mapped_column(String(32))
     """How the call ended, e.g. ticket, ticket_partial (the disk filled mid-message),
     storage_error (no room to record), too_short, menu_hangup, transferred, callback_booked
@@ -275,7 +280,8 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     acted_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
-    acted_at: Mapped[datetime | None]
+    acted_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When the ticket was confirmed or rejected (the statistics count decisions by it)."""
     due_at: Mapped[datetime] = mapped_column(default=_national_due_at, index=True)
     """When the matter must be answered: the end of the third working day after the call in
     the clinic's calendar (config/calendar.py), set when the ticket is filed and kept when it
