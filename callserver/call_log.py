@@ -91,11 +91,15 @@ def call_started(
     clinic_id: str | None,
     caller: str | None,
     called: str,
+    outside_hours: bool | None = None,
 ) -> int:
+    """The call row, written as the INVITE arrives; `outside_hours` as the menu decided it
+    (None when the number belongs to no clinic)."""
     with factory() as session, session.begin():
         call = Call(
-            sip_call_id=sip_call_id, clinic_id=clinic_id, caller_number=caller, called_number=called
-        )
+            sip_call_id=sip_call_id, clinic_id=clinic_id, caller_number=caller,
+            called_number=called, outside_hours=outside_hours,
+        )  # fmt: skip
         session.add(call)
         session.flush()
         return call.id

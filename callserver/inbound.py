@@ -93,9 +93,14 @@ class InboundCalls:
 
     async def handle(self, dialog: Dialog) -> None:
         clinic = clinic_for_number(dict(self.clinics), dialog.called)
+        # Decided once, when the call comes in: the menu the caller hears and the call log's
+        # outside_hours (the managers' statistics) agree even if the call spans closing time.
+        arrived = utcnow()
+        open_now = clinic.is_open(arrived) if clinic else None
         call_db_id = await asyncio.to_thread(
             call_log.call_started, self.db, sip_call_id=dialog.call_id,
             clinic_id=clinic.id if clinic else None, caller=dialog.caller, called=dialog.called,
+            outside_hours=None if open_now is None else not open_now,
         )  # fmt: skip
         outcome = "error"
         media: MediaSession | None = None
@@ -118,7 +123,7 @@ class InboundCalls:
             await asyncio.to_thread(
                 call_log.call_updated, self.db, call_db_id, answered_at=call_log.now()
             )
-            outcome = await self._run_flow(dialog, media, clinic, call_db_id)
+            outcome = await self._run_flow(dialog, media, clinic, call_db_id, arrived)
             if outcome == "caller_hangup" and dialog.end_reason in ENDS_OF_OUR_OWN:
                 outcome = dialog.end_reason
             if not dialog.ended.is_set():
@@ -135,8 +140,9 @@ class InboundCalls:
             )  # fmt: skip
 
     async def _run_flow(
-        self, dialog: Dialog, media: MediaSession, clinic: Clinic | None, call_db_id: int
-    ) -> str:
+        self, dialog: Dialog, media: MediaSession, clinic: Clinic | None, call_db_id: int,
+        arrived: dt.datetime,
+    ) -> str:  # fmt: skip
         info = CallInfo(
             caller=dialog.caller, called=dialog.called, clinic_id=clinic.id if clinic else ""
         )
@@ -157,7 +163,11 @@ class InboundCalls:
             settings = await self._settings(clinic)
             if settings.message is not None:
                 call.add_prompt(TEMPORARY_MESSAGE, settings.message)
-            options = self._menu_options(settings, call_db_id)
+            options = self._menu_options(settings, call_db_id, arrived)
+            if not options.open_now and clinic.is_open(arrived):  # a closure day from the UI
+                await asyncio.to_thread(
+                    call_log.call_updated, self.db, call_db_id, outside_hours=True
+                )
             return await main_menu(call, options)
         except CallEnded:
             return "caller_hangup"
@@ -169,11 +179,16 @@ class InboundCalls:
             return CallSettings(clinic, None)
         return await asyncio.to_thread(self.mailboxes.for_call, clinic)
 
-    def _menu_options(self, settings: CallSettings, call_db_id: int) -> MenuOptions:
+    def _menu_options(
+        self, settings: CallSettings, call_db_id: int, arrived: dt.datetime
+    ) -> MenuOptions:
+        """Open or closed is decided once, when the call came in: the menu the caller hears
+        and the call log's outside_hours (the managers' statistics) agree even if the call
+        spans closing time."""
         clinic = settings.clinic
         offers_callback = clinic.callback and clinic.callbacks is not None
         booking = ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None
-        return menu_options(settings, self.limits, utcnow(), booking)
+        return menu_options(settings, self.limits, arrived, booking)
 
     async def _open_media(self, dialog: Dialog) -> tuple[MediaSession, int]:
         """Our RTP session for the peer's offer, in the codec we answer with."""

@@ -148,6 +148,26 @@ class Viewer:
         them and ask the switchboard, so one desk knows every announcement that is live."""
         return (self.is_switchboard or self.is_admin) and self.may_view_mailbox(clinic_id)
 
+    @property
+    def statistics_of_all_clinics(self) -> bool:
+        """The statistics are counts, not patient data: the switchboard and admins (who run
+        the service across clinics) see every clinic's, staff their own clinics'."""
+        return self.is_switchboard or self.is_admin
+
+    @property
+    def sees_statistics(self) -> bool:
+        """Whether the statistics page has anything to show this viewer (the nav link)."""
+        return self.statistics_of_all_clinics or bool(self.statistics_clinic_ids)
+
+    def sees_statistics_of(self, clinic_id: str) -> bool:
+        """Whether this viewer may see `clinic_id`'s statistics."""
+        return self.statistics_of_all_clinics or clinic_id in self.statistics_clinic_ids
+
+    @property
+    def statistics_clinic_ids(self) -> frozenset[str]:
+        """A person's own clinics; an API token has no statistics."""
+        return frozenset() if self.is_api_token else self.clinic_ids
+
 
 def clinic_scope(
     viewer: Viewer, clinic_column: InstrumentedAttribute[str]
@@ -157,6 +177,15 @@ def clinic_scope(
     if viewer.sees_all_clinics:
         return ()
     return (clinic_column.in_(viewer.staff_clinic_ids),)
+
+
+def statistics_scope(
+    viewer: Viewer, clinic_column: InstrumentedAttribute[str]
+) -> tuple[ColumnElement[bool], ...]:
+    """`Viewer.sees_statistics_of` as WHERE conditions on a clinic id column."""
+    if viewer.statistics_of_all_clinics:
+        return ()
+    return (clinic_column.in_(viewer.statistics_clinic_ids),)
 
 
 def _viewer(user: StaffUser) -> Viewer:

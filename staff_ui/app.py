@@ -25,7 +25,16 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui import admin_views, api, api_v1, auth, callback_views, mailbox_views, ticket_views
+from staff_ui import (
+    admin_views,
+    api,
+    api_v1,
+    auth,
+    callback_views,
+    mailbox_views,
+    statistics_views,
+    ticket_views,
+)
 from staff_ui.accounts import LoginLimits
 from staff_ui.context import (
     CALLBACKS_CHANGED,
@@ -303,6 +312,8 @@ def create_app(
     app.router.add_post("/clinics/{clinic}/mailbox/closures", mailbox_views.closure_add)
     app.router.add_post("/clinics/{clinic}/mailbox/closures/remove", mailbox_views.closure_remove)
     app.router.add_post("/clinics/{clinic}/mailbox/switchboard", mailbox_views.switchboard_submit)
+    app.router.add_get("/statistics", statistics_views.statistics_page)
+    app.router.add_get("/statistics.csv", statistics_views.statistics_csv)
     app.router.add_get("/api/tickets", api.api_ticket_list)
     app.router.add_get("/api/tickets/{id}", api.api_ticket)
     app.router.add_get("/api/callbacks", api.api_callback_list)

@@ -182,6 +182,7 @@ class Clinic(Base):
 
 class Call(Base):
     __tablename__ = "call"
+    __table_args__ = (Index("ix_call_clinic_started", "clinic_id", "started_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sip_call_id: Mapped[str] = mapped_column(String(255), index=True)
@@ -192,6 +193,10 @@ class Call(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     answered_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    outside_hours: Mapped[bool | None] = mapped_column(Boolean)
+    """The clinic was outside its phone hours when the call came in (a closed day, or before
+    opening or after closing, in the clinic's time zone): the caller heard the closed menu.
+    None for a call to no clinic, and for calls logged before migration 0015."""
     outcome: Mapped[str | None] = mapped_column(String(32))
     """How the call ended, e.g. ticket, ticket_partial (the disk filled mid-message),
     storage_error (no room to record), too_short, menu_hangup, transferred, callback_booked
@@ -356,7 +361,8 @@ class Ticket(Base):
     acted_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
     acted_by_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_token.id"))
     """Set instead of acted_by_id when an API token (the booking system) decided."""
-    acted_at: Mapped[datetime | None]
+    acted_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When the ticket was confirmed or rejected (the statistics count decisions by it)."""
     due_at: Mapped[datetime] = mapped_column(default=_national_due_at, index=True)
     """When the matter must be answered: the end of the third working day after the call in
     the clinic's calendar (config/calendar.py), set when the ticket is filed and kept when it
