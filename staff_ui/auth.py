@@ -51,6 +51,18 @@ def _is_admin_page(request: web.Request) -> bool:
     return request.path == "/admin" or request.path.startswith("/admin/")
 
 
+WITHOUT_PATIENT_DATA = ("/mailboxes", "/clinics/", "/statistics")
+"""Pages that show no patient data (mailbox settings, aggregate figures): open to an admin
+without a patient-data role, each page still checking its own permission."""
+
+
+def _shows_no_patient_data(request: web.Request) -> bool:
+    return any(
+        request.path == prefix.rstrip("/") or request.path.startswith(prefix)
+        for prefix in WITHOUT_PATIENT_DATA
+    )
+
+
 def home_path(viewer: accounts.Viewer) -> str:
     """Where a viewer starts: the tickets, or the admin pages for an admin without patient
     data."""
@@ -142,7 +154,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if _is_admin_page(request):
         if not viewer.is_admin:
             raise web.HTTPForbidden()
-    elif request.path not in PASSWORD_CHANGE_PATHS and not viewer.sees_patient_data:
+    elif (
+        request.path not in PASSWORD_CHANGE_PATHS
+        and not viewer.sees_patient_data
+        and not _shows_no_patient_data(request)
+    ):
         return await _no_patient_data(request)
     return await handler(request)
 
