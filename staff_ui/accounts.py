@@ -12,6 +12,10 @@ is the union, and the rules live here and only here:
 Ticket and callback queries ask `Viewer.sees` (in Python) or `clinic_scope` (in SQL), so a
 ticket or callback the viewer may not see is treated exactly like a missing one everywhere.
 
+An API token (the booking system, storage/api_tokens.py) is a Viewer too, scoped to its
+clinics like staff; what it may do beyond seeing is said by properties (may_decide,
+may_export), so no handler compares roles.
+
 Login and password change run in worker threads (argon2 is slow on purpose) and write their
 access-log rows in the same transaction as the check.
 """

@@ -72,13 +72,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # -- errors and parameters --------------------------------------------------------------------
 
 
+_dumps = partial(json.dumps, default=_iso, ensure_ascii=False)
+"""UTF-8 JSON (Vårdcentralen, not V\\u00e5rdcentralen); dates as ISO 8601."""
+
+
+def _json(data: object, **options: Any) -> web.Response:
+    return web.json_response(data, dumps=_dumps, **options)
+
+
 def error(status: int, code: str, detail: object, **extra: object) -> web.Response:
     """The one error shape: {"error": code, "detail": ...} (plus e.g. the ticket as it is)."""
-    return web.json_response(
-        {"error": code, "detail": detail, **extra},
-        status=status,
-        dumps=partial(json.dumps, default=_iso, ensure_ascii=False),
-    )
+    return _json({"error": code, "detail": detail, **extra}, status=status)
 
 
 class ApiError(Exception):
@@ -293,7 +297,7 @@ async def ticket_list(request: web.Request) -> web.Response:
         ticket_queries.page_tickets, request.app[SESSION_FACTORY], viewer_of(request), where,
         after, limit, request.remote,
     )  # fmt: skip
-    return web.json_response(
+    return _json(
         {
             "tickets": [ticket_row_json(row, request) for row in rows],
             "next": encode_cursor("tickets", [rows[-1].id]) if more else None,
@@ -324,7 +328,7 @@ async def ticket_one(request: web.Request) -> web.Response:
     )  # fmt: skip
     if ticket is None:
         return _not_found()
-    return web.json_response(ticket_json(ticket, request))
+    return _json(ticket_json(ticket, request))
 
 
 async def _reason(request: web.Request, decision: Decision) -> str | None:
@@ -404,7 +408,7 @@ async def _decide(request: web.Request, decision: Decision) -> web.Response:
         return _not_found()
     if not result.changed or result.ticket is None:
         return _refused(result, request)
-    return web.json_response(ticket_json(result.ticket, request))
+    return _json(ticket_json(result.ticket, request))
 
 
 async def ticket_confirm(request: web.Request) -> web.Response:
@@ -443,12 +447,11 @@ async def callback_list(request: web.Request) -> web.Response:
         after, limit, request.remote,
     )  # fmt: skip
     zone, lang = request.app[TIMEZONE], _language(request)
-    return web.json_response(
+    return _json(
         {
             "callbacks": [_callback_json(row, zone, lang) for row in rows],
             "next": encode_cursor("callbacks", [rows[-1].id]) if more else None,
         },
-        dumps=partial(json.dumps, default=_iso, ensure_ascii=False),
     )
 
 
@@ -525,11 +528,10 @@ async def export_confirmed(request: web.Request) -> web.Response:
         )
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
     if not as_csv:
-        return web.json_response(
+        return _json(
             {"since": since.isoformat(), "confirmed": [export_row_json(r) for r in rows],
              "next": next_cursor},
             headers=headers,
-            dumps=partial(json.dumps, ensure_ascii=False),
         )  # fmt: skip
     out = io.StringIO()
     writer = csv.writer(out)
@@ -550,7 +552,7 @@ async def export_confirmed(request: web.Request) -> web.Response:
 
 async def openapi_json(request: web.Request) -> web.Response:
     _query(request, set())
-    return web.json_response(openapi_document())
+    return _json(openapi_document())
 
 
 def _answering(handler: Handler) -> Handler:
