@@ -103,7 +103,8 @@ def claim(
             return None
         if ticket.status != "new":
             return ClaimResult("not_new", None)
-        if not viewer.decides_for(ticket.clinic_id):
+        if viewer.is_api_token or not viewer.decides_for(ticket.clinic_id):
+            # A claim names a person working the ticket; the booking system's token is none.
             return ClaimResult("not_allowed", live_claim(ticket, now, expiry))
         held = live_claim(ticket, now, expiry)
         if takeover and not may_take_over(viewer, ticket.clinic_id):
