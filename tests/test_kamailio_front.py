@@ -49,6 +49,21 @@ def test_shipped_config_passes_kamailio_check(tmp_path: Path) -> None:
     assert "config file ok" in result.stderr
 
 
+def test_example_site_file_with_rtpengine_passes_kamailio_check(tmp_path: Path) -> None:
+    """The example site file, with the optional rtpengine anchoring turned on."""
+    example = (SHIPPED_CONFIG.parent / "callserver-site.cfg.example").read_text()
+    site = example.replace("##!define WITH_RTPENGINE", "#!define WITH_RTPENGINE")
+    site = site.replace("##!define RTPENGINE_SOCKET", "#!define RTPENGINE_SOCKET")
+    site = site.replace("udp:10.0.0.5:5060", f"udp:127.0.0.1:{free_port()}")
+    (tmp_path / "callserver-site.cfg").write_text(site)
+    result = subprocess.run(
+        ["kamailio", "-c", "-f", str(SHIPPED_CONFIG)], capture_output=True, text=True,
+        timeout=30, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "rtpengine" in site and "#!define WITH_RTPENGINE" in site
+
+
 def front(tmp_path: Path, server_factory, **kwargs) -> tuple[Kamailio, object]:
     """A node (not started) behind the shipped Kamailio (started)."""
     server = server_factory(peer_port=0, extra_env={**ONE_UTTERANCE_ENV})
