@@ -17,10 +17,14 @@ without a restart. It never touches a recording that a call in this process is s
 or has not filed yet: those are held in `LIVE` from before the sidecar is written until the
 recording is filed. Leftovers of other processes are only touched once nothing has written to
 them for `min_age_s` (LEFTOVER_AGE_S for the periodic sweep): a live recording is written every
-20 ms, so a file that old has no writer. The start-up sweep (min_age_s 0) takes everything, which
-is right while one node owns the directory. Nodes that share a recordings directory later must
-either record under a directory of their own (recordings/<node>/) or use the age rule at
-start-up too; never finalize another node's `.part` by name alone.
+20 ms, so a file that old has no writer.
+
+Nodes that share a recordings directory each record under a directory of their own,
+recordings/nodes/<node>/ (callserver/node_lease.py): a node's start-up sweep takes everything in
+its own directory (min_age_s 0: nothing else writes there), and another node's directory only
+once that node's heartbeat lease has expired and the recovery is claimed, and then only what was
+not written to within the lease. Recordings outside nodes/ (from before node directories) are
+swept as before. Never finalize another node's `.part` by name alone.
 """
 
 from __future__ import annotations
@@ -419,15 +423,17 @@ def sweep(
 
 
 def collect(
-    recordings_dir: Path, *, live: LiveRecordings = LIVE, min_age_s: float = 0.0
-) -> list[tuple[Path, bool]]:
-    """(WAV path, partial) of every recording no live call holds; leftover `.part` files with
-    audio are finalized (partial), empty ones removed with their sidecar."""
+    recordings_dir: Path, *, live: LiveRecordings = LIVE, min_age_s: float = 0.0,
+    exclude: Path | None = None,
+) -> list[tuple[Path, bool]]:  # fmt: skip
+    """(WAV path, partial) of every recording no live call holds, outside `exclude` (the
+    nodes' own directories); leftover `.part` files with audio are finalized (partial), empty
+    ones removed with their sidecar."""
     found: list[tuple[Path, bool]] = []
     if not recordings_dir.exists():
         return found
-    remove_strays(recordings_dir, live=live, min_age_s=min_age_s)
-    for part in sorted(recordings_dir.rglob("*.wav.part")):
+    remove_strays(recordings_dir, live=live, min_age_s=min_age_s, exclude=exclude)
+    for part in _files(recordings_dir, "*.wav.part", exclude):
         if _in_use(part, part.with_name(part.name.removesuffix(".part")), live, min_age_s):
             continue
         try:
@@ -439,24 +445,25 @@ def collect(
         log.warning("recovered interrupted recording %s (%.1f s)", wav, wav_duration(wav))
         found.append((wav, True))
     partial = {wav for wav, _ in found}
-    for wav in sorted(recordings_dir.rglob("*.wav")):
+    for wav in _files(recordings_dir, "*.wav", exclude):
         if wav not in partial and not _in_use(wav, wav, live, min_age_s):
             found.append((wav, False))
     return found
 
 
 def remove_strays(
-    recordings_dir: Path, *, live: LiveRecordings = LIVE, min_age_s: float = 0.0
-) -> int:
+    recordings_dir: Path, *, live: LiveRecordings = LIVE, min_age_s: float = 0.0,
+    exclude: Path | None = None,
+) -> int:  # fmt: skip
     """Remove `*.json.tmp` (a sidecar write that never completed) and `.part` files without a
     single sample of audio, with their sidecar: nothing in them could become a message.
     Returns how many files were removed."""
     removed: list[Path] = []
-    for tmp in recordings_dir.rglob("*.json.tmp"):
+    for tmp in _files(recordings_dir, "*.json.tmp", exclude):
         final = tmp.with_name(tmp.name.removesuffix(".json.tmp") + ".wav")
         if not _in_use(tmp, final, live, min_age_s):
             removed += _unlink(tmp)
-    for part in recordings_dir.rglob("*.wav.part"):
+    for part in _files(recordings_dir, "*.wav.part", exclude):
         final = part.with_name(part.name.removesuffix(".part"))
         if _in_use(part, final, live, min_age_s):
             continue
@@ -466,6 +473,14 @@ def remove_strays(
     for path in removed:
         log.info("removed stray file %s (no audio in it)", path)
     return len(removed)
+
+
+def _files(directory: Path, pattern: str, exclude: Path | None) -> list[Path]:
+    return sorted(
+        path
+        for path in directory.rglob(pattern)
+        if exclude is None or not path.is_relative_to(exclude)
+    )
 
 
 def _unlink(path: Path) -> list[Path]:

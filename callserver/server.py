@@ -73,6 +73,7 @@ class CallServer:
             max_live=settings.stt_max_live,
             live_lease=dt.timedelta(seconds=settings.stt.lease_s),
             clinics=self.clinics,
+            node_lease=dt.timedelta(seconds=settings.recording.node_lease_s),
         )
         self.workers: TranscribeWorkers | None = None
         self.pool = PortPool(
@@ -103,7 +104,7 @@ class CallServer:
         self.calls = LiveCalls(
             engine=self.engine,
             prompts=self.prompts,
-            recordings_dir=settings.recordings_dir,
+            recordings_dir=self.voicemail.own_dir,
             recording=settings.recording,
             on_recording=self.voicemail.file,
             transcriber_factory=self.voicemail.transcriber,

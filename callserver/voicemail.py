@@ -11,6 +11,9 @@ Order matters, because nothing answered may be lost:
    workers (callserver/transcribe_workers.py), in this process or any other.
 At start-up, `recover()` files what a crash left between 1 and 2 (partial `.part` files
 included); jobs this node held when it died are given back to the queue.
+With a node lease (several nodes on one shared recordings directory, callserver/node_lease.py)
+this node records under its own directory, and each sweep also files what dead nodes left in
+theirs: only once a node's heartbeat is older than the lease, claimed so that one node does it.
 While running, the same sweep repeats every `recording.sweep_interval_s` (`start_sweeping`), so
 what could not be filed at once (a database that refused the row, a `.part` the full disk would
 not let us finish) is filed once it can be, without a restart; it never touches a recording a
@@ -33,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from callserver import call_log
 from callserver.call_log import Filed, Queueing, SessionFactory
+from callserver.node_lease import NODES_DIR, NodeLease
 from callserver.recording import LEFTOVER_AGE_S, Sidecar, collect, read_sidecar, wav_duration
 from callserver.transcribe_workers import finish_job
 from config.clinics import Clinic
@@ -59,9 +63,14 @@ class Voicemail:
         live_lease: dt.timedelta = dt.timedelta(minutes=2),
         on_queued: Callable[[], None] | None = None,
         clinics: Mapping[str, Clinic] | None = None,
+        node_lease: dt.timedelta | None = None,
     ) -> None:
         self.db = db
         self.recordings_dir = recordings_dir
+        self.lease: NodeLease | None = (
+            NodeLease(db, recordings_dir, node_id, node_lease) if node_lease else None
+        )
+        """None: this process alone owns the whole directory (tests of the pipeline)."""
         self.min_seconds = min_seconds
         self.speech_model = speech_model
         self.node_id = node_id
@@ -86,6 +95,11 @@ class Voicemail:
         self.live += 1
         return _Counted(CallTranscriber(self.speech_model), self)
 
+    @property
+    def own_dir(self) -> Path:
+        """Where this node's calls record."""
+        return self.lease.own_dir if self.lease is not None else self.recordings_dir
+
     async def close(self) -> None:
         """Stop live transcripts still being worked on; their jobs go back to the queue when
         their lease runs out (or at once when this node starts again)."""
@@ -93,6 +107,8 @@ class Voicemail:
             self._sweeper.cancel()
             await asyncio.wait([self._sweeper], timeout=5)
             self._sweeper = None
+        if self.lease is not None:
+            await self.lease.stop()
         for task in list(self._background):
             task.cancel()
         if self._background:
@@ -154,7 +170,9 @@ class Voicemail:
         released = await asyncio.to_thread(queue.release_node, self.db, self.node_id)
         if released:
             log.warning("%d transcriptions this node had not finished are queued again", released)
-        await self._file_leftovers(min_age_s=0.0)
+        if self.lease is not None:
+            await self.lease.acquire()
+        await self._sweep(min_age_s=0.0)
 
     def start_sweeping(self, interval_s: float) -> None:
         """Sweep every `interval_s` seconds while running (0: never)."""
@@ -176,11 +194,36 @@ class Voicemail:
     async def sweep_once(self) -> int:
         """File leftovers no live call holds (and queue their transcription), remove stray
         files; returns how many tickets it made."""
-        return len(await self._file_leftovers(min_age_s=LEFTOVER_AGE_S))
+        return len(await self._sweep(min_age_s=LEFTOVER_AGE_S))
 
-    async def _file_leftovers(self, min_age_s: float) -> list[int]:
-        """File (and queue) every recording on disk that has no row yet; the tickets made."""
-        found = await asyncio.to_thread(collect, self.recordings_dir, min_age_s=min_age_s)
+    async def _sweep(self, min_age_s: float) -> list[int]:
+        """Our own leftovers (outside the nodes' directories too: recordings from before node
+        leases), then those of dead nodes whose recovery we claimed; the tickets made."""
+        if self.lease is None:
+            return await self._file_leftovers(self.recordings_dir, min_age_s)
+        tickets = await self._file_leftovers(
+            self.recordings_dir, min_age_s, exclude=self.recordings_dir / NODES_DIR
+        )
+        tickets += await self._file_leftovers(self.lease.own_dir, min_age_s)
+        for directory in await self.lease.dead_directories():
+            try:
+                # What was written to within the lease is left alone even now: a node whose
+                # heartbeat stalled (database unreachable) may still be recording.
+                recovered = await self._file_leftovers(directory, self.lease.lease.total_seconds())
+            finally:
+                await self.lease.release(directory)
+            if recovered:
+                log.warning("filed %d recording(s) left by dead node %s", len(recovered),
+                            directory.name)  # fmt: skip
+            tickets += recovered
+        return tickets
+
+    async def _file_leftovers(
+        self, directory: Path, min_age_s: float, exclude: Path | None = None
+    ) -> list[int]:
+        """File (and queue) every recording in `directory` that has no row yet; the tickets
+        made."""
+        found = await asyncio.to_thread(collect, directory, min_age_s=min_age_s, exclude=exclude)
         found = [(wav, partial) for wav, partial in found if wav not in self._unfileable]
         if not found:
             return []

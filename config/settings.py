@@ -100,6 +100,9 @@ class RecordingSettings:
     sweep_interval_s: float = 60.0
     """How often leftover recordings are filed and stray files removed while running; 0: only
     at start-up."""
+    node_lease_s: float = 60.0
+    """Nodes sharing the recordings directory: how long after a node's last heartbeat (renewed
+    every quarter of this) another node files the recordings it left (callserver/node_lease.py)."""
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,10 @@ def _validate(s: Settings, errors: list[str]) -> None:
             )
     if s.stt.max_live < -1 or s.stt.workers < -1:
         errors.append("stt.max_live and stt.workers must be -1 (automatic), 0 (none) or more")
+    if s.recording.node_lease_s < 2:
+        errors.append(
+            f"recording.node_lease_s: {s.recording.node_lease_s} must be at least 2 seconds"
+        )
     if s.stt.lease_s < 10:
         errors.append(f"stt.lease_s: {s.stt.lease_s} must be at least 10 seconds")
     if s.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

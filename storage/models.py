@@ -718,3 +718,25 @@ class MailboxChange(Base):
     """closure_added, closure_removed, message_set, message_removed, switchboard_set,
     switchboard_removed."""
     detail: Mapped[str] = mapped_column(Text)
+
+
+class Node(Base):
+    """A callserver node that records into the shared recordings directory, by the directory
+    of its own it records into (recordings/nodes/<directory>/).
+
+    The node renews `heartbeat_at` every few seconds (callserver/node_lease.py). Another node
+    files what is left in that directory only once the heartbeat is older than
+    recording.node_lease_s, and only after claiming the recovery here (`recovery_owner` until
+    `recovery_until`, a conditional UPDATE), so a live node's recordings are never taken and a
+    dead node's are filed by one node.
+    """
+
+    __tablename__ = "node"
+
+    directory: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recovery_owner: Mapped[str | None] = mapped_column(String(64))
+    """The node filing this (dead) node's leftovers, until recovery_until."""
+    recovery_until: Mapped[datetime | None]

@@ -1,11 +1,15 @@
-"""Kamailio in front of callserver, as in production, in one of two roles.
+"""Kamailio in front of callserver, in one of two roles.
 
-- **Proxy** (trusted-peer mode): the server talks to exactly one peer, so calls to several
-  phones (staff, patient, switchboard) go through a real proxy that routes the server's
-  requests by the dialled number and sends everything else to the server.
-- **Registrar** (registered mode): the server REGISTERs with digest auth, and calls to any
-  number are routed to its registered contact with the dialled number kept in the
-  Request-URI (the server picks the clinic from it).
+- **Front proxy**: the shipped configuration, config/kamailio/kamailio.cfg, as in production,
+  filled in with the test's ports through the files a deployment writes next to it
+  (callserver-site.cfg with its `#!define`s, the address and dispatcher lists, and the number
+  routes): calls from the trusted addresses are dispatched over the `nodes` (callserver's SIP
+  ports), the nodes' own calls are routed by the dialled number to the test's phones (or to
+  the `gateways`, the PBX set).
+- **Registrar** (registered mode): a stand-in for a PBX that callserver REGISTERs with (digest
+  auth), routing calls to any number to its registered contact with the dialled number kept in
+  the Request-URI. That is not the front proxy's job, so it keeps a small configuration of its
+  own here.
 
 Either way it runs in the foreground on a free port and is ready once its UDP socket is bound
 (Kamailio binds before it forks its workers, which then read what queued up meanwhile).
@@ -13,7 +17,10 @@ Either way it runs in the foreground on a free port and is ready once its UDP so
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +28,15 @@ from pathlib import Path
 from tests.support import failure_logs
 from tests.support.ports import free_port, udp_port_bound
 
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIG = ROOT / "config" / "kamailio" / "kamailio.cfg"
+
 MODULES = next(
     (f"{d}/" for d in sorted(Path("/usr/lib").glob("*/kamailio/modules"))),
     "/usr/lib/x86_64-linux-gnu/kamailio/modules/",
 )
 
-CONFIG = """#!KAMAILIO
+REGISTRAR_CONFIG = """#!KAMAILIO
 debug=2
 log_stderror=yes
 children=2
@@ -52,24 +62,6 @@ request_route {{
 {route}
 }}
 """
-
-PROXY_ROUTE = """\
-    if (has_totag()) {{
-        if (loose_route()) {{ t_relay(); exit; }}
-        # A peer that ignores Record-Route (sipp scenarios) sends in-dialog requests to us.
-        if ($sp != {server_port}) {{ $du = "sip:127.0.0.1:{server_port}"; }}
-        t_relay();
-        exit;
-    }}
-    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
-    record_route();
-    if ($sp == {server_port}) {{
-{routes}
-        sl_send_reply("404", "Not Found");
-        exit;
-    }}
-    $du = "sip:127.0.0.1:{server_port}";
-    t_relay();"""
 
 REGISTRAR_MODULES = """\
 loadmodule "usrloc.so"
@@ -126,50 +118,98 @@ class Registrar:
 
 @dataclass
 class Kamailio:
-    """Kamailio as a proxy in front of the server at `server_port` (routing `routes`), or as
-    a `registrar`; started in the foreground, stopped by its PID."""
+    """Kamailio started in the foreground, stopped by its PID: the shipped front proxy for the
+    node at `server_port` (and `nodes`), routing the nodes' calls by `routes`; or, with
+    `registrar`, the registrar stand-in."""
 
     run_dir: Path
     server_port: int | None = None
+    """Front proxy: the first callserver node's SIP port on 127.0.0.1."""
     routes: dict[str, int] = field(default_factory=dict)
-    """Proxy: dialled number -> that phone's SIP port on 127.0.0.1."""
+    """Front proxy: dialled number -> that phone's SIP port on 127.0.0.1 (number routes)."""
     registrar: Registrar | None = None
     port: int = field(default_factory=free_port)
+    nodes: list[int] = field(default_factory=list)
+    """Front proxy: more callserver nodes' SIP ports (dispatcher set 1 after server_port)."""
+    trusted: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    """Front proxy: the PBX/trunk addresses allowed to send calls (the address list)."""
+    gateways: list[int] = field(default_factory=list)
+    """Front proxy: PBX gateway ports on 127.0.0.1 for the nodes' calls (dispatcher set 2)."""
+    defines: dict[str, str] = field(default_factory=dict)
+    """Front proxy: site parameters (`#!define`s) over the test defaults below."""
     proc: subprocess.Popen | None = None
+    _ctl_dir: Path | None = None
 
     @property
     def log_path(self) -> Path:
         return self.run_dir / "kamailio.log"
 
-    def config(self) -> str:
-        if self.registrar is not None:
-            r = self.registrar
-            extra = REGISTRAR_MODULES.format(max_expires=r.max_expires)
-            route = REGISTRAR_ROUTE.format(username=r.username, password=r.password)
-        else:
-            assert self.server_port is not None, "a proxy needs the server's port"
-            routes = "\n".join(
-                f'        if ($rU == "{number}") {{ $du = "sip:127.0.0.1:{port}"; t_relay(); '
-                "exit; }"
-                for number, port in self.routes.items()
-            )
-            extra = ""
-            route = PROXY_ROUTE.format(server_port=self.server_port, routes=routes)
-        return CONFIG.format(port=self.port, modules=MODULES, extra=extra, route=route)
+    @property
+    def node_ports(self) -> list[int]:
+        return ([self.server_port] if self.server_port is not None else []) + self.nodes
+
+    def _write_site_files(self) -> None:
+        """What a deployment writes next to kamailio.cfg, with this test's ports."""
+        assert self.node_ports, "a front proxy needs at least one node"
+        # The control socket's path must be short (a unix socket path has at most 107 bytes).
+        self._ctl_dir = Path(tempfile.mkdtemp(prefix="kam-ctl-"))
+        defines = {
+            "LISTEN": f"udp:127.0.0.1:{self.port}",
+            "ADDRESS_LIST": f'"{self.run_dir / "callserver-address.list"}"',
+            "DISPATCHER_LIST": f'"{self.run_dir / "callserver-dispatcher.list"}"',
+            "MODULES_DIR": f'"{MODULES}"',
+            "CTL_SOCKET": f'"unix:{self._ctl_dir / "ctl"}"',
+            "CHILDREN": "2",
+            "DS_PING_S": "1",
+            "FR_TIMER_MS": "1500",
+        }
+        defines.update(self.defines)
+        lines = ["# written by tests/support/kamailio.py"]
+        lines += [f"#!define {name} {value}" for name, value in defines.items()]
+        if self.routes:
+            lines.append("#!define WITH_NUMBER_ROUTES")
+        (self.run_dir / "callserver-site.cfg").write_text("\n".join(lines) + "\n")
+        (self.run_dir / "callserver-address.list").write_text(
+            "".join(f"1 {address}\n" for address in self.trusted)
+        )
+        (self.run_dir / "callserver-dispatcher.list").write_text(
+            "".join(f"1 sip:127.0.0.1:{port} 0 0\n" for port in self.node_ports)
+            + "".join(f"2 sip:127.0.0.1:{port} 0 0\n" for port in self.gateways)
+        )
+        routes = "\n".join(
+            f'\tif ($rU == "{number}") {{ $du = "sip:127.0.0.1:{port}"; }}'
+            for number, port in self.routes.items()
+        )
+        (self.run_dir / "callserver-routes.cfg").write_text(
+            f"route[NUMBER_ROUTES] {{\n{routes}\n}}\n"
+        )
 
     def start(self, timeout: float = 20.0) -> Kamailio:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg = self.run_dir / "kamailio.cfg"
-        cfg.write_text(self.config())
+        if self.registrar is not None:
+            r = self.registrar
+            cfg = self.run_dir / "kamailio.cfg"
+            cfg.write_text(
+                REGISTRAR_CONFIG.format(
+                    port=self.port, modules=MODULES,
+                    extra=REGISTRAR_MODULES.format(max_expires=r.max_expires),
+                    route=REGISTRAR_ROUTE.format(username=r.username, password=r.password),
+                )
+            )  # fmt: skip
+        else:
+            self._write_site_files()
+            cfg = SHIPPED_CONFIG
+        # The site files are found in the working directory (see kamailio.cfg's header).
         check = subprocess.run(
-            ["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30
-        )
-        assert check.returncode == 0, f"kamailio rejects the test config:\n{check.stderr}"
+            ["kamailio", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30,
+            cwd=self.run_dir,
+        )  # fmt: skip
+        assert check.returncode == 0, f"kamailio rejects the config:\n{check.stderr}"
         log = open(self.log_path, "w")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             ["kamailio", "-f", str(cfg), "-DD", "-E", "-Y", str(self.run_dir),
              "-P", str(self.run_dir / "kamailio.pid"), "-w", str(self.run_dir)],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.run_dir,
         )  # fmt: skip
         failure_logs.started(self)
         deadline = time.monotonic() + timeout
@@ -180,6 +220,29 @@ class Kamailio:
                 raise RuntimeError(f"kamailio not listening after {timeout} s:\n{self.log()}")
             time.sleep(0.05)
         return self
+
+    def destinations(self) -> dict[int, str]:
+        """Front proxy: dispatcher state by node/gateway port, from `kamcmd dispatcher.list`
+        ("AP": active and probed, "IP": inactive, "TP": trying)."""
+        assert self._ctl_dir is not None
+        result = subprocess.run(
+            ["kamcmd", "-s", f"unix:{self._ctl_dir / 'ctl'}", "dispatcher.list"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        found = re.findall(r"URI: sip:127\.0\.0\.1:(\d+)\s+FLAGS: (\w+)", result.stdout)
+        return {int(port): flags for port, flags in found}
+
+    def wait_active(self, ports: list[int], timeout: float = 15.0) -> None:
+        """Until the dispatcher's probes found every one of `ports` up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.destinations()
+            if all(state.get(port, "").startswith("A") for port in ports):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"destinations not active after {timeout} s: {state}")
+            time.sleep(0.2)
 
     def log(self) -> str:
         path = self.log_path
@@ -193,3 +256,6 @@ class Kamailio:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        if self._ctl_dir is not None:
+            shutil.rmtree(self._ctl_dir, ignore_errors=True)
+            self._ctl_dir = None

@@ -72,12 +72,14 @@ class Sipp:
     local_port: int = field(default_factory=free_port)
     media_port: int = field(default_factory=lambda: free_port_range(4)[0])
     service: str = "100"
+    local_ip: str = "127.0.0.1"
+    """The caller's own address (another loopback address, 127.0.0.2, is a second source)."""
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
         return [
-            "sipp", self.remote, "-sf", str(self.scenario), "-i", "127.0.0.1",
+            "sipp", self.remote, "-sf", str(self.scenario), "-i", self.local_ip,
             "-p", str(self.local_port), "-mp", str(self.media_port), "-s", self.service,
             "-m", "1", "-l", "1", "-nostdin", "-recv_timeout", "60000",
             "-trace_err", "-trace_msg", *self.extra,
