@@ -9,6 +9,7 @@ by callserver/voicemail.py through the LiveCall's hook, not here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from collections.abc import Mapping
@@ -60,6 +61,10 @@ class InboundCalls:
         """RTP ports on sip.media_host_ipv6, for IPv6 offers (None: the engine refuses them)."""
         self.clinics, self.calls, self.limits = clinics, calls, limits
         self.rtp_timeout_s = rtp_timeout_s
+        self.active = 0
+        """Inbound calls between INVITE and their call row's outcome."""
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        """Ended inbound calls by outcome (Call.outcome), since start: for the metrics."""
 
     async def handle(self, dialog: Dialog) -> None:
         clinic = clinic_for_number(dict(self.clinics), dialog.called)
@@ -70,6 +75,7 @@ class InboundCalls:
         outcome = "error"
         media: MediaSession | None = None
         watchdog: asyncio.Task[None] | None = None
+        self.active += 1
         try:
             try:
                 media, pt = await self._open_media(dialog)
@@ -99,6 +105,8 @@ class InboundCalls:
             if media is not None:
                 media.close()
             self.engine.hangup(dialog)
+            self.active -= 1
+            self.outcomes[outcome] += 1
             await asyncio.to_thread(
                 call_log.call_updated, self.db, call_db_id, ended_at=call_log.now(),
                 outcome=outcome,

@@ -39,6 +39,7 @@ from staff_ui.context import (
     TIMEZONE,
     render,
 )
+from staff_ui.metrics import metrics_middleware
 from staff_ui.ticket_claims import CLAIM_EXPIRY as CLAIM_EXPIRY_DEFAULT
 from storage.models import utcnow
 from storage.personnummer import redact_personnummer
@@ -199,6 +200,7 @@ def create_app(
     trusted_proxies: ProxyNetworks = (),
     login_limits: LoginLimits | None = None,
     claim_expiry: timedelta = CLAIM_EXPIRY_DEFAULT,
+    metrics_allow: ProxyNetworks | None = None,
 ) -> web.Application:
     """Build the staff UI; mount it as the root app or add it as a sub-app.
 
@@ -211,7 +213,8 @@ def create_app(
 
     trusted_proxies (http.trusted_proxies): reverse proxies whose X-Forwarded-For names the
     client. login_limits: the brute-force locks (http.login_*). claim_expiry: how long "Jag tar
-    den" holds without activity (http.ticket_claim_s).
+    den" holds without activity (http.ticket_claim_s). metrics_allow (metrics.allow): who may
+    read `/metrics` (staff_ui/metrics.py); None: no `/metrics`.
     """
     if len(secret_key) != SECRET_BYTES:
         raise ValueError(
@@ -227,9 +230,11 @@ def create_app(
         path="/",
         max_age=None,
     )
+    metrics = [] if metrics_allow is None else [metrics_middleware(metrics_allow)]
     app = web.Application(
         middlewares=[
             _client_address_middleware,
+            *metrics,
             session_middleware(storage),
             _error_middleware,
             auth.auth_middleware,
