@@ -108,176 +108,146 @@ def _remove_audio(paths: Iterable[str]) -> int:
 
 
 class _Run:
-    def __init__(self, factory: SessionFactory, now: dt.datetime, dry_run: bool) -> None:
-        self.factory, self.now, self.dry_run = factory, now, dry_run
+    """One run in one transaction: a dry run makes the same deletions and rolls them back, so
+    its counts are what a real run would delete (a ticket's recording counted once, a deleted
+    callback's text not counted again). Files go only after the commit."""
+
+    def __init__(self, session: Session, now: dt.datetime) -> None:
+        self.session, self.now = session, now
         self.counts = dict.fromkeys(KINDS, 0)
+        self.doomed: list[str] = []
+        """Audio of deleted rows (tickets, stray recordings, callbacks): removed at commit."""
+        self.expired: list[str] = []
+        """Audio past retention.recordings_days whose rows stay."""
 
     def cutoff(self, days: int) -> dt.datetime:
         return self.now - dt.timedelta(days=days)
 
-    def ids(self, session: Session, statement: Any) -> list[int]:
-        return list(session.scalars(statement))
+    def ids(self, statement: Any) -> list[int]:
+        return list(self.session.scalars(statement))
+
+    def delete_in(self, column: Any, ids: Sequence[int]) -> None:
+        """Delete the rows of `column`'s table whose `column` is in `ids`, in batches."""
+        for batch in _batches(ids):
+            self.session.execute(delete(column.class_).where(column.in_(batch)))
 
     # ------------------------------------------------------------------ kinds
     def tickets(self, days: int) -> None:
-        with self.factory() as session, session.begin():
-            ids = self.ids(
-                session,
-                select(Ticket.id).where(
-                    Ticket.status != "new", Ticket.created_at < self.cutoff(days)
-                ),
+        ids = self.ids(
+            select(Ticket.id).where(Ticket.status != "new", Ticket.created_at < self.cutoff(days))
+        )
+        self.counts["tickets"] = len(ids)
+        for batch in _batches(ids):
+            recordings = list(
+                self.session.execute(
+                    select(Recording.id, Recording.path)
+                    .join(Ticket, Ticket.recording_id == Recording.id)
+                    .where(Ticket.id.in_(batch))
+                ).all()
             )
-            self.counts["tickets"] = len(ids)
-            if self.dry_run or not ids:
-                return
-            paths: list[str] = []
-            for batch in _batches(ids):
-                recordings = list(
-                    session.execute(
-                        select(Recording.id, Recording.path)
-                        .join(Ticket, Ticket.recording_id == Recording.id)
-                        .where(Ticket.id.in_(batch))
-                    ).all()
-                )
-                paths += [path for _, path in recordings]
-                session.execute(delete(TicketEvent).where(TicketEvent.ticket_id.in_(batch)))
-                session.execute(
-                    delete(TranscriptionJob).where(TranscriptionJob.ticket_id.in_(batch))
-                )
-                session.execute(delete(Ticket).where(Ticket.id.in_(batch)))
-                recording_ids = [rid for rid, _ in recordings]
-                if recording_ids:
-                    session.execute(delete(Recording).where(Recording.id.in_(recording_ids)))
-        _remove_audio(paths)
+            self.doomed += [path for _, path in recordings]
+            self.delete_in(TicketEvent.ticket_id, batch)
+            self.delete_in(TranscriptionJob.ticket_id, batch)
+            self.delete_in(Ticket.id, batch)
+            self.delete_in(Recording.id, [rid for rid, _ in recordings])
 
     def calls(self, days: int) -> None:
         """Call rows past the tickets period that nothing needs: first the recordings that made
         no ticket (too short), then the calls left without tickets, recordings or callbacks."""
         cutoff = self.cutoff(days)
-        with self.factory() as session, session.begin():
-            stray = list(
-                session.execute(
-                    select(Recording.id, Recording.path).where(
-                        Recording.created_at < cutoff,
-                        ~exists().where(Ticket.recording_id == Recording.id),
-                    )
-                ).all()
+        stray = list(
+            self.session.execute(
+                select(Recording.id, Recording.path).where(
+                    Recording.created_at < cutoff,
+                    ~exists().where(Ticket.recording_id == Recording.id),
+                )
+            ).all()
+        )
+        self.doomed += [path for _, path in stray]
+        self.delete_in(Recording.id, [rid for rid, _ in stray])
+        ids = self.ids(
+            select(Call.id).where(
+                Call.started_at < cutoff,
+                ~exists().where(Ticket.call_id == Call.id),
+                ~exists().where(Callback.call_db_id == Call.id),
+                ~exists().where(Recording.call_id == Call.id),
             )
-            ids = self.ids(
-                session,
-                select(Call.id).where(
-                    Call.started_at < cutoff,
-                    ~exists().where(Ticket.call_id == Call.id),
-                    ~exists().where(Callback.call_db_id == Call.id),
-                    ~exists().where(
-                        Recording.call_id == Call.id,
-                        # recordings deleted just above no longer hold their call
-                        Recording.id.not_in([rid for rid, _ in stray] or [-1]),
-                    ),
-                ),
-            )
-            self.counts["calls"] = len(ids)
-            if self.dry_run:
-                return
-            for batch in _batches([rid for rid, _ in stray]):
-                session.execute(delete(Recording).where(Recording.id.in_(batch)))
-            for batch in _batches(ids):
-                session.execute(delete(Call).where(Call.id.in_(batch)))
-        _remove_audio(path for _, path in stray)
+        )
+        self.counts["calls"] = len(ids)
+        self.delete_in(Call.id, ids)
 
     def callbacks(self, days: int) -> None:
-        with self.factory() as session, session.begin():
-            rows = list(
-                session.execute(
-                    select(Callback.id, Callback.message_recording_path).where(
-                        Callback.state.in_(SETTLED_CALLBACKS),
-                        Callback.created_at < self.cutoff(days),
-                    )
-                ).all()
-            )
-            self.counts["callbacks"] = len(rows)
-            if self.dry_run or not rows:
-                return
-            for batch in _batches([cid for cid, _ in rows]):
-                session.execute(
-                    delete(CallbackAttempt).where(CallbackAttempt.callback_id.in_(batch))
+        rows = list(
+            self.session.execute(
+                select(Callback.id, Callback.message_recording_path).where(
+                    Callback.state.in_(SETTLED_CALLBACKS),
+                    Callback.created_at < self.cutoff(days),
                 )
-                session.execute(
-                    delete(TranscriptionJob).where(TranscriptionJob.callback_id.in_(batch))
-                )
-                session.execute(delete(Callback).where(Callback.id.in_(batch)))
-        _remove_audio(path for _, path in rows if path)
+            ).all()
+        )
+        self.counts["callbacks"] = len(rows)
+        ids = [cid for cid, _ in rows]
+        self.doomed += [path for _, path in rows if path]
+        self.delete_in(CallbackAttempt.callback_id, ids)
+        self.delete_in(TranscriptionJob.callback_id, ids)
+        self.delete_in(Callback.id, ids)
 
     def recordings(self, days: int) -> None:
         """The audio only: the rows stay (Recording.path names a file that may be gone)."""
         cutoff = self.cutoff(days)
-        with self.factory() as session:
-            paths = list(
-                session.scalars(select(Recording.path).where(Recording.created_at < cutoff))
-            )
-            paths += [
-                path
-                for path in session.scalars(
-                    select(Callback.message_recording_path).where(
-                        Callback.created_at < cutoff, Callback.message_recording_path.is_not(None)
-                    )
+        paths = list(
+            self.session.scalars(select(Recording.path).where(Recording.created_at < cutoff))
+        )
+        paths += [
+            path
+            for path in self.session.scalars(
+                select(Callback.message_recording_path).where(
+                    Callback.created_at < cutoff, Callback.message_recording_path.is_not(None)
                 )
-                if path
-            ]
-        if self.dry_run:
-            self.counts["recordings"] = sum(1 for path in paths if Path(path).exists())
-        else:
-            self.counts["recordings"] = _remove_audio(paths)
+            )
+            if path
+        ]
+        self.expired = [path for path in paths if Path(path).exists()]
+        self.counts["recordings"] = len(self.expired)
 
     def transcripts(self, days: int) -> None:
         cutoff = self.cutoff(days)
-        with self.factory() as session, session.begin():
-            ticket_ids = self.ids(
-                session,
-                select(Ticket.id).where(
-                    Ticket.created_at < cutoff,
-                    Ticket.transcript.is_not(None) | Ticket.transcript_json.is_not(None),
-                ),
+        ticket_ids = self.ids(
+            select(Ticket.id).where(
+                Ticket.created_at < cutoff,
+                Ticket.transcript.is_not(None) | Ticket.transcript_json.is_not(None),
             )
-            callback_ids = self.ids(
-                session,
-                select(Callback.id).where(
-                    Callback.created_at < cutoff, Callback.message_transcript.is_not(None)
-                ),
+        )
+        callback_ids = self.ids(
+            select(Callback.id).where(
+                Callback.created_at < cutoff, Callback.message_transcript.is_not(None)
             )
-            self.counts["transcripts"] = len(ticket_ids) + len(callback_ids)
-            if self.dry_run:
-                return
-            for batch in _batches(ticket_ids):
-                session.execute(
-                    update(Ticket)
-                    .where(Ticket.id.in_(batch))
-                    .values(transcript=None, transcript_json=None)
-                    .execution_options(synchronize_session=False)
-                )
-            for batch in _batches(callback_ids):
-                session.execute(
-                    update(Callback)
-                    .where(Callback.id.in_(batch))
-                    .values(message_transcript=None)
-                    .execution_options(synchronize_session=False)
-                )
-            session.execute(
-                delete(TranscriptionJob).where(
-                    TranscriptionJob.state.in_(FINISHED_JOBS), TranscriptionJob.queued_at < cutoff
-                )
+        )
+        self.counts["transcripts"] = len(ticket_ids) + len(callback_ids)
+        for batch in _batches(ticket_ids):
+            self.session.execute(
+                update(Ticket)
+                .where(Ticket.id.in_(batch))
+                .values(transcript=None, transcript_json=None)
+                .execution_options(synchronize_session=False)
             )
+        for batch in _batches(callback_ids):
+            self.session.execute(
+                update(Callback)
+                .where(Callback.id.in_(batch))
+                .values(message_transcript=None)
+                .execution_options(synchronize_session=False)
+            )
+        self.session.execute(
+            delete(TranscriptionJob).where(
+                TranscriptionJob.state.in_(FINISHED_JOBS), TranscriptionJob.queued_at < cutoff
+            )
+        )
 
     def access_log(self, days: int) -> None:
-        with self.factory() as session, session.begin():
-            ids = self.ids(
-                session, select(AccessLogEntry.id).where(AccessLogEntry.at < self.cutoff(days))
-            )
-            self.counts["access_log"] = len(ids)
-            if self.dry_run:
-                return
-            for batch in _batches(ids):
-                session.execute(delete(AccessLogEntry).where(AccessLogEntry.id.in_(batch)))
+        ids = self.ids(select(AccessLogEntry.id).where(AccessLogEntry.at < self.cutoff(days)))
+        self.counts["access_log"] = len(ids)
+        self.delete_in(AccessLogEntry.id, ids)
 
 
 def purge(
@@ -291,21 +261,33 @@ def purge(
 
     For recordings the count is of audio files removed; for transcripts, of tickets and
     callbacks whose text was removed; for the rest, of rows."""
-    run = _Run(factory, now or utcnow(), dry_run)
-    steps: list[tuple[int, Callable[[int], None]]] = [
-        (policy.tickets_days, run.tickets),
-        (policy.tickets_days, run.calls),
-        (policy.callbacks_days, run.callbacks),
-        (policy.recordings_days, run.recordings),
-        (policy.transcripts_days, run.transcripts),
-        (policy.access_log_days, run.access_log),
-    ]
-    for days, step in steps:
-        if days:
-            step(days)
-    if not dry_run:
-        log.info(
-            "retention: deleted %s",
-            ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in run.counts.items()),
-        )
+    with factory() as session:
+        run = _Run(session, now or utcnow())
+        steps: list[tuple[int, Callable[[int], None]]] = [
+            (policy.tickets_days, run.tickets),
+            (policy.tickets_days, run.calls),
+            (policy.callbacks_days, run.callbacks),
+            (policy.recordings_days, run.recordings),
+            (policy.transcripts_days, run.transcripts),
+            (policy.access_log_days, run.access_log),
+        ]
+        try:
+            for days, step in steps:
+                if days:
+                    step(days)
+        except BaseException:
+            session.rollback()
+            raise
+        if dry_run:
+            session.rollback()
+            return run.counts
+        session.commit()
+    # After the commit: a failed transaction leaves every file; a file that cannot be removed
+    # now (it is gone already) is no loss.
+    _remove_audio(run.doomed)
+    _remove_audio(run.expired)
+    log.info(
+        "retention: deleted %s",
+        ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in run.counts.items()),
+    )
     return run.counts
