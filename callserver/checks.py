@@ -9,7 +9,12 @@ live server and from a monitoring job: the exit status is 1 when any check faile
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import socket
+import subprocess
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +22,8 @@ from typing import Literal
 
 from config.settings import Settings, SettingsError
 
-Status = Literal["ok", "warn", "fail"]
+Status = Literal["ok", "warn", "fail", "skip"]
+"""skip: the check cannot see what it looks for on this machine (e.g. no clock status)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ def run_checks(settings: Settings, config_path: str | None) -> list[Check]:
     checks.append(clinics)
     checks.append(check_prompts(settings, clinics_ok=clinics.status == "ok"))
     checks.append(check_speech_model(settings))
+    checks.append(check_sip_peer(settings))
+    checks.append(check_clock())
     return checks
 
 
@@ -200,6 +208,92 @@ def check_speech_model(settings: Settings) -> Check:
             "run `callserver fetch-model` again",
         )
     return Check("speech model", "ok", f"{path} (files present; loaded at start-up)")
+
+
+SIP_TIMEOUT_S = 2.0
+
+
+def check_sip_peer(settings: Settings, timeout_s: float = SIP_TIMEOUT_S) -> Check:
+    """A real OPTIONS to sip.peer from a port of our own (the server may hold sip.port): any
+    response means the peer is up and routes to us."""
+    from callserver.sip.messages import build_request, new_branch, random_token
+
+    host, port = settings.sip_peer
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    fix = "check sip.peer, that the PBX/Kamailio there is running, and the firewall (UDP)"
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout_s)
+        try:
+            sock.bind((settings.sip.host if family == socket.AF_INET else "::", 0))
+        except OSError:
+            sock.bind(("", 0))
+        local_port = sock.getsockname()[1]
+        request = build_request(
+            "OPTIONS", f"sip:{host}:{port}", via=(settings.sip.host, local_port, new_branch()),
+            from_=f"<sip:check@{settings.sip.host}>;tag={random_token(10)}",
+            to=f"<sip:{host}:{port}>", call_id=f"check-{random_token(16)}", cseq=1,
+        )  # fmt: skip
+        started = time.monotonic()
+        try:
+            sock.connect((host, port))
+            sock.send(request)
+            reply = sock.recv(65535)
+        except TimeoutError:
+            silent = f"{settings.sip.peer} did not answer OPTIONS within {timeout_s:g} s"
+            return Check("sip peer", "fail", silent, fix)
+        except OSError as exc:  # e.g. ICMP port unreachable: nothing listens there
+            return Check("sip peer", "fail", f"{settings.sip.peer} refused OPTIONS ({exc})", fix)
+    first = reply.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    if not first.startswith("SIP/2.0 "):
+        return Check("sip peer", "fail", f"{settings.sip.peer} answered, but not SIP: {first!r}",
+                     fix)  # fmt: skip
+    elapsed_ms = (time.monotonic() - started) * 1000
+    answered = f"{settings.sip.peer} answered OPTIONS: {first[8:]} in {elapsed_ms:.0f} ms"
+    return Check("sip peer", "ok", answered)
+
+
+TIME_ERROR = 5
+"""adjtimex(2): the kernel clock is not synchronised (STA_UNSYNC)."""
+CLOCK_FIX = "enable NTP (timedatectl set-ntp true, or chrony/systemd-timesyncd)"
+
+
+def check_clock() -> Check:
+    """Phone hours, callback times and deadlines follow the system clock: is it synchronised?
+    timedatectl where systemd runs; else the kernel's own view (adjtimex); else unknown."""
+    try:
+        shown = subprocess.run(
+            ["timedatectl", "show", "--property=NTPSynchronized", "--value"],
+            capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+        answer = shown.stdout.strip() if shown.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        answer = ""
+    if answer == "yes":
+        return Check("clock", "ok", "synchronised (timedatectl)")
+    if answer == "no":
+        return Check("clock", "fail", "not synchronised (timedatectl)", CLOCK_FIX)
+    state = _adjtimex_state()
+    if state is None:
+        return Check("clock", "skip", "synchronisation not visible here (no timedatectl, no "
+                     "adjtimex)", "make sure the host runs NTP")  # fmt: skip
+    if state == TIME_ERROR:
+        return Check("clock", "warn", "the kernel says the clock is not synchronised "
+                     "(adjtimex; in a container this is the host's clock)", CLOCK_FIX)  # fmt: skip
+    return Check("clock", "ok", "synchronised (adjtimex)")
+
+
+def _adjtimex_state() -> int | None:
+    """The kernel clock state (adjtimex with no change), or None where it cannot be asked."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        timex = ctypes.create_string_buffer(512)  # larger than struct timex; modes 0: read only
+        state = int(libc.adjtimex(timex))
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else state
 
 
 def report(checks: list[Check]) -> tuple[str, int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import secrets
 import sys
 from pathlib import Path
@@ -15,15 +14,9 @@ from config.settings import Settings, SettingsError, load_settings
 
 
 def _setup_logging(settings: Settings) -> None:
-    from storage.personnummer import RedactPersonnummerFilter
+    from callserver.logs import setup_logging
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactPersonnummerFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log.level.upper(), handlers=[handler], force=True)
-    # APScheduler logs every wake-up at INFO: keep the operator log for what matters.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging(settings.log.level, settings.log.format)
 
 
 def _sync_clinics(settings: Settings) -> None:
@@ -278,6 +271,51 @@ def cmd_transcription_status(settings: Settings, args: argparse.Namespace) -> in
     return 0
 
 
+def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+    """Delete now what is past its retention period (or, with --dry-run, only count it)."""
+    from storage.db import make_engine, make_session_factory
+    from storage.retention import KINDS, Policy, purge
+
+    policy = Policy.from_settings(settings.retention)
+    if policy.keeps_everything:
+        print("no retention period is set (retention.*): everything is kept forever")
+        return 0
+    engine = make_engine(settings.database_url)
+    try:
+        counts = purge(make_session_factory(engine), policy, dry_run=args.dry_run)
+    finally:
+        engine.dispose()
+    verb = "would delete" if args.dry_run else "deleted"
+    for kind in KINDS:
+        print(f"{verb} {counts[kind]:6d} {kind.replace('_', ' ')}")
+    return 0
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from callserver.backup import BackupError, backup
+
+    try:
+        manifest = backup(settings, Path(args.directory))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup in {args.directory}: database ({manifest['database']['kind']}), "
+          f"{manifest['recordings']} recording files")  # fmt: skip
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from callserver.backup import BackupError, restore
+
+    try:
+        restored = restore(settings, Path(args.directory), force=args.force)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored database and {restored} recording files into {settings.data_dir}")
+    return 0
+
+
 NO_TRANSCRIPT = {
     "model_missing": "no transcript: speech model missing",
     "error": "no transcript: speech recognition failed (see the server log)",
@@ -449,6 +487,24 @@ def build_parser() -> argparse.ArgumentParser:
     trstatus = trsub.add_parser("status", help="queue length, oldest age, workers, last hour")
     trstatus.add_argument("--json", action="store_true", help="one JSON object")
     trstatus.set_defaults(func=cmd_transcription_status)
+    retention = sub.add_parser(
+        "retention", help="delete what is past its retention period (retention.* settings)"
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="only print how many of each kind would go"
+    )
+    retention.set_defaults(func=cmd_retention)
+    backup = sub.add_parser("backup", help="copy the database and the recordings into DIRECTORY")
+    backup.add_argument("directory")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser(
+        "restore", help="put a backup back: database and recordings (server stopped)"
+    )
+    restore.add_argument("directory")
+    restore.add_argument(
+        "--force", action="store_true", help="replace an existing database (it is not kept)"
+    )
+    restore.set_defaults(func=cmd_restore)
     return parser
 
 

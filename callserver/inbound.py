@@ -12,6 +12,7 @@ by callserver/voicemail.py through the LiveCall's hook, not here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import functools
 import logging
@@ -90,6 +91,10 @@ class InboundCalls:
         self.rtp_timeout_s = rtp_timeout_s
         self.mailboxes = mailboxes
         """The clinics' settings from the staff UI (None: the clinic files alone)."""
+        self.active = 0
+        """Inbound calls between INVITE and their call row's outcome."""
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        """Ended inbound calls by outcome (Call.outcome), since start: for the metrics."""
 
     async def handle(self, dialog: Dialog) -> None:
         clinic = clinic_for_number(dict(self.clinics), dialog.called)
@@ -105,6 +110,7 @@ class InboundCalls:
         outcome = "error"
         media: MediaSession | None = None
         watchdog: asyncio.Task[None] | None = None
+        self.active += 1
         try:
             try:
                 media, pt = await self._open_media(dialog)
@@ -134,6 +140,8 @@ class InboundCalls:
             if media is not None:
                 media.close()
             self.engine.hangup(dialog)
+            self.active -= 1
+            self.outcomes[outcome] += 1
             await asyncio.to_thread(
                 call_log.call_updated, self.db, call_db_id, ended_at=call_log.now(),
                 outcome=outcome,

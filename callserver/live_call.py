@@ -141,7 +141,9 @@ class LiveCall:
         if interruptible and self._digits:
             return  # the caller is already typing: don't make them listen
         lang, clinic = self.info.language, self.info.clinic_id
-        log.debug("call %s: play %s", self.dialog.call_id, " ".join(prompts))
+        # Digits read back are a personnummer or a phone number: the log names no digit.
+        shown = " ".join("digit_*" if name.startswith("digit_") else name for name in prompts)
+        log.debug("call %s: play %s", self.dialog.call_id, shown)
         pcm = b"".join(self._prompt(name, lang, clinic) for name in prompts)
         await self._play_pcm(pcm, interruptible)
 

@@ -28,8 +28,10 @@ from callserver.inbound import InboundCalls
 from callserver.live_call import LiveCall, LiveCalls
 from callserver.media.clock import MediaClock
 from callserver.media.ports import PortPool
+from callserver.metrics import CallServerCollector, DatabaseCollector, MetricsListener, new_registry
 from callserver.prompts import PromptLibrary, PromptVoice
 from callserver.recording import CallFacts
+from callserver.retention import RetentionJob
 from callserver.sip.engine import Dialog, SipEngine
 from callserver.transcribe_workers import TranscribeWorkers
 from callserver.voicemail import Voicemail
@@ -136,6 +138,12 @@ class CallServer:
             lease_s=settings.callbacks.lease_s,
             poll_interval_s=settings.callbacks.poll_interval_s,
         )
+        self.retention = RetentionJob(self.db, settings.retention, settings.clinics.timezone)
+        self.metrics_registry = new_registry(
+            CallServerCollector(self.engine, self.inbound, self.voicemail, self.media_clock),
+            DatabaseCollector(self.db),
+        )
+        self.metrics = MetricsListener(settings.metrics, self.metrics_registry)
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -154,8 +162,10 @@ class CallServer:
         self.voicemail.on_queued = self.workers.wake
         self.voicemail.start_sweeping(self.settings.recording.sweep_interval_s)
         self.media_clock.start()
+        await self.metrics.start()
         await self.engine.start()
         await self.dispatcher.start()
+        self.retention.start()
         app = create_app(
             self.db,
             load_or_create_secret(self.settings.data_dir),
@@ -172,6 +182,7 @@ class CallServer:
             claim_expiry=dt.timedelta(seconds=self.settings.http.ticket_claim_s),
             mailbox_dir=self.mailbox_dir,
             message_voice=PromptVoice(),
+            metrics_allow=self.settings.metrics.allowed_networks,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -185,6 +196,7 @@ class CallServer:
         )
 
     async def stop(self) -> None:
+        self.retention.stop()
         await self.dispatcher.stop()
         await self.engine.stop()  # waits (bounded) for calls to file their recordings
         await self.voicemail.close()  # stops the periodic sweep too
@@ -193,6 +205,7 @@ class CallServer:
         await self.media_clock.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.metrics.stop()
         self.db_engine.dispose()
 
     async def _on_invite(self, dialog: Dialog) -> None:

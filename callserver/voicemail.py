@@ -82,6 +82,10 @@ class Voicemail:
         """The clinic files: a ticket's deadline counts its clinic's working days."""
         self.live = 0
         """Recognitions running while their callers speak (at most max_live)."""
+        self.recordings = 0
+        """Recordings this process's calls made (handed to `file`) since start, and their
+        seconds: for the metrics."""
+        self.recorded_seconds = 0.0
         self._background: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._unfileable: set[Path] = set()
@@ -129,6 +133,8 @@ class Voicemail:
         if result.path is None:
             self._spawn(self._discard(pending))
             return
+        self.recorded_seconds += result.duration_s
+        self.recordings += 1
         partial = result.ended_by == "storage_error"
         queueing = Queueing(
             model=self.speech_model is not None,

@@ -147,6 +147,57 @@ class ClockSettings:
 @dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
+    format: str = "text"
+    """`text` (one readable line) or `json` (one JSON object per line, with the call's SIP
+    Call-ID on every line about a call), for a log collector."""
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    listen: str = ""
+    """host:port of the Prometheus `/metrics` listener of `callserver serve`; empty: off."""
+    allow: str = "127.0.0.1/32, ::1/128"
+    """Comma-separated addresses or networks that may read `/metrics` (others get 403)."""
+
+    @property
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in self.allow.split(",")
+            if item.strip()
+        )
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None when metrics are off."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long each kind of data is kept, in days: the care provider's decision, so no period
+    is built in. 0 keeps it forever."""
+
+    recordings_days: int = 0
+    """Voicemail audio (the WAV files of tickets and callback messages)."""
+    transcripts_days: int = 0
+    """The recognizer's text of a message (and its transcription job)."""
+    tickets_days: int = 0
+    """Decided tickets with their history, and the call log rows nothing else needs."""
+    callbacks_days: int = 0
+    """Settled callbacks (done or cancelled) with their attempts."""
+    access_log_days: int = 0
+    """The access log (who saw which patient's data): kept at least as long as the data."""
+    run_at: str = "03:30"
+    """Local time (clinics.timezone) of the daily retention run."""
+
+    @property
+    def run_hour_minute(self) -> tuple[int, int]:
+        hour, _, minute = self.run_at.partition(":")
+        return int(hour), int(minute)
 
 
 @dataclass(frozen=True)
@@ -161,6 +212,8 @@ class Settings:
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     clock: ClockSettings = field(default_factory=ClockSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -242,6 +295,8 @@ def _coerce(key: str, value: Any, target: type, errors: list[str]) -> Any:
             return int(value)
         if target is float:
             return float(value)
+        if isinstance(value, list):  # a TOML list for a comma-separated setting
+            return ", ".join(str(item) for item in value)
         return str(value)
     except (TypeError, ValueError) as exc:
         errors.append(f"{key}: {value!r} is not a valid {target.__name__} ({exc})")
@@ -331,6 +386,52 @@ def _validate(s: Settings, errors: list[str]) -> None:
         errors.append(f"stt.lease_s: {s.stt.lease_s} must be at least 10 seconds")
     if s.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         errors.append(f"log.level: {s.log.level!r} must be DEBUG, INFO, WARNING or ERROR")
+    if s.log.format not in {"text", "json"}:
+        errors.append(f"log.format: {s.log.format!r} must be 'text' or 'json'")
+    _validate_metrics(s.metrics, errors)
+    _validate_retention(s.retention, errors)
+
+
+def _validate_metrics(m: MetricsSettings, errors: list[str]) -> None:
+    if m.listen:
+        host, sep, port = m.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            errors.append(
+                f"metrics.listen: {m.listen!r} must be host:port, e.g. 127.0.0.1:9464 "
+                "(or empty for no metrics)"
+            )
+    try:
+        _ = m.allowed_networks
+    except ValueError as exc:
+        errors.append(
+            f"metrics.allow: {m.allow!r} ({exc}): give comma-separated addresses or networks, "
+            "e.g. 127.0.0.1/32, 10.0.0.0/24"
+        )
+
+
+def _validate_retention(r: RetentionSettings, errors: list[str]) -> None:
+    periods = {
+        "recordings_days": r.recordings_days,
+        "transcripts_days": r.transcripts_days,
+        "tickets_days": r.tickets_days,
+        "callbacks_days": r.callbacks_days,
+        "access_log_days": r.access_log_days,
+    }
+    for key, days in periods.items():
+        if days < 0:
+            errors.append(f"retention.{key}: {days} must be 0 (keep forever) or a number of days")
+    if r.access_log_days > 0:
+        data = {"tickets_days": r.tickets_days, "callbacks_days": r.callbacks_days}
+        for key, days in data.items():
+            if days == 0 or days > r.access_log_days:
+                errors.append(
+                    f"retention.access_log_days: {r.access_log_days} days is shorter than "
+                    f"retention.{key} ({days or 'forever'}): the access log must be kept at "
+                    "least as long as the data it records access to"
+                )
+    hour, sep, minute = r.run_at.partition(":")
+    if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        errors.append(f"retention.run_at: {r.run_at!r} must be a time of day HH:MM, e.g. 03:30")
 
 
 def load_settings(

@@ -51,6 +51,7 @@ from staff_ui.context import (
     MessageVoice,
     render,
 )
+from staff_ui.metrics import metrics_middleware
 from staff_ui.ticket_claims import CLAIM_EXPIRY as CLAIM_EXPIRY_DEFAULT
 from storage.models import utcnow
 from storage.personnummer import redact_personnummer
@@ -215,6 +216,7 @@ def create_app(
     claim_expiry: timedelta = CLAIM_EXPIRY_DEFAULT,
     mailbox_dir: Path | None = None,
     message_voice: MessageVoice | None = None,
+    metrics_allow: ProxyNetworks | None = None,
 ) -> web.Application:
     """Build the staff UI; mount it as the root app or add it as a sub-app.
 
@@ -229,6 +231,8 @@ def create_app(
     client. login_limits: the brute-force locks (http.login_*). claim_expiry: how long "Jag tar
     den" holds without activity (http.ticket_claim_s). mailbox_dir (<data_dir>/mailbox) and
     message_voice (the prompts' voice) let the mailbox page store temporary messages.
+    metrics_allow (metrics.allow): who may read `/metrics` (staff_ui/metrics.py); None: no
+    `/metrics`.
     """
     if len(secret_key) != SECRET_BYTES:
         raise ValueError(
@@ -244,9 +248,11 @@ def create_app(
         path="/",
         max_age=None,
     )
+    metrics = [] if metrics_allow is None else [metrics_middleware(metrics_allow)]
     app = web.Application(
         middlewares=[
             _client_address_middleware,
+            *metrics,
             session_middleware(storage),
             _error_middleware,
             auth.auth_middleware,

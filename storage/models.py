@@ -445,7 +445,8 @@ class AccessLogEntry(Base):
 
     Who (user_id + username, kept as text so the row survives a renamed or removed account),
     what (action, ticket_id), when (at), which patient (personnummer) and which care unit
-    (clinic_id). Rows are only ever inserted.
+    (clinic_id). Rows are only ever inserted, and deleted only by retention after
+    retention.access_log_days.
     """
 
     __tablename__ = "access_log"
@@ -456,9 +457,11 @@ class AccessLogEntry(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
     username: Mapped[str] = mapped_column(String(150))
     action: Mapped[str] = mapped_column(String(32))
-    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
-    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callback.id"), index=True)
-    """Which callback's data was shown (its number, personnummer, message)."""
+    ticket_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """Which ticket: a plain id, no foreign key, because the access log outlives the tickets
+    (retention.access_log_days is longer than retention.tickets_days; migration 0018)."""
+    callback_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """Which callback's data was shown (its number, personnummer, message); a plain id too."""
     clinic_id: Mapped[str | None] = mapped_column(String(64))
     personnummer: Mapped[str | None] = mapped_column(String(12), index=True)
     remote_addr: Mapped[str | None] = mapped_column(String(64))

@@ -4,6 +4,9 @@ status 0 only when nothing failed, and the same as one JSON object with --json."
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,11 +17,35 @@ from tests.support.small_disk import fill, small_disk
 
 
 @pytest.fixture
-def installation(tmp_path: Path, prompts_dir: Path) -> ServerProcess:
-    """A data directory as `make run` leaves it: migrated, prompts generated (not serving)."""
-    server = ServerProcess(
-        data_dir=tmp_path / "data", prompts_dir=prompts_dir, peer_port=free_port()
-    )
+def sip_peer() -> Iterator[int]:
+    """A SIP peer that answers every request with 200 OK (as a PBX answers OPTIONS); its port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer() -> None:
+        while not stop.is_set():
+            try:
+                data, addr = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if data.startswith(b"OPTIONS "):
+                sock.sendto(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", addr)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+@pytest.fixture
+def installation(tmp_path: Path, prompts_dir: Path, sip_peer: int) -> ServerProcess:
+    """A data directory as `make run` leaves it: migrated, prompts generated (not serving), and
+    a SIP peer that answers."""
+    server = ServerProcess(data_dir=tmp_path / "data", prompts_dir=prompts_dir, peer_port=sip_peer)
     server.data_dir.mkdir()
     (server.data_dir / "prompts").symlink_to(prompts_dir)
     migrated = server.cli("migrate")
@@ -37,7 +64,9 @@ def test_a_ready_installation_passes(installation: ServerProcess) -> None:
     code, found = checks(installation)
     assert code == 0, found
     assert [found[n]["status"] for n in ("settings", "database", "recordings", "clinics",
-                                         "prompts")] == ["ok"] * 5  # fmt: skip
+                                         "prompts", "sip peer")] == ["ok"] * 6  # fmt: skip
+    assert "answered OPTIONS: 200 OK" in found["sip peer"]["detail"]
+    assert found["clock"]["status"] in ("ok", "warn", "skip")  # whatever this machine shows
     assert found["speech model"]["status"] == "warn"  # not configured: works, no transcripts
     assert "callserver fetch-model" in found["speech model"]["fix"]
     text = installation.cli("check")
@@ -81,3 +110,36 @@ def test_a_full_recordings_disk_fails_the_check(installation: ServerProcess) -> 
         assert code == 1 and "not writable" in found["recordings"]["detail"]
         filler.unlink()
         assert checks(installation)[0] == 0
+
+
+def test_a_missing_speech_model_fails_with_what_to_do(
+    tmp_path: Path, installation: ServerProcess
+) -> None:
+    installation.extra_env["CALLSERVER_STT_MODEL_PATH"] = str(tmp_path / "no-model")
+    result = installation.cli("check")
+    assert result.returncode == 1
+    assert f"FAIL  speech model  no vosk model at {tmp_path / 'no-model'}" in result.stdout
+    assert "-> run `callserver fetch-model` or correct stt.model_path" in result.stdout
+
+
+def test_an_unreachable_database_fails_with_what_to_do(installation: ServerProcess) -> None:
+    closed = free_port(socket.SOCK_STREAM)
+    installation.extra_env["CALLSERVER_DATABASE_URL"] = (
+        f"postgresql+psycopg://callserver:secret@127.0.0.1:{closed}/callserver"
+    )
+    result = installation.cli("check")
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("FAIL  database"))
+    assert f"127.0.0.1:{closed}/callserver is not reachable" in line
+    assert "secret" not in result.stdout  # the password is not printed
+    assert "-> check database.url, the network and that the database server is up" in (
+        result.stdout
+    )
+
+
+def test_a_silent_sip_peer_fails_the_check(installation: ServerProcess) -> None:
+    installation.peer_port = free_port()  # nothing answers there
+    result = installation.cli("check")
+    assert result.returncode == 1
+    assert f"FAIL  sip peer      127.0.0.1:{installation.peer_port} " in result.stdout
+    assert "-> check sip.peer, that the PBX/Kamailio there is running" in result.stdout

@@ -27,6 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -34,6 +35,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from callserver.logs import CALL_ID, adopt_call
 from callserver.sip import sdp
 from callserver.sip.digest import authorization
 from callserver.sip.messages import build_request, build_response, new_branch, random_token
@@ -225,6 +227,9 @@ class SipEngine:
         self.on_invite = on_invite
         self.dialogs: dict[str, Dialog] = {}
         self.stats = {"parse_errors": 0, "malformed": 0, "foreign_dropped": 0, "options": 0}
+        self.responses: collections.Counter[tuple[str, str]] = collections.Counter()
+        """SIP responses by (direction "sent"/"received", class "2xx"), retransmissions too:
+        what went over the wire (callserver/metrics.py exports them)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, asyncio.Queue[SipMessage]] = {}
@@ -382,14 +387,20 @@ class SipEngine:
             if msg.method != "ACK":
                 self._respond(msg, malformed.code, malformed.reason)
             return
+        # Every line logged while handling the message, and the task of a call it starts,
+        # names its Call-ID (callserver/logs.py); the handle's context is its own copy.
+        token = CALL_ID.set(msg.headers.get("Call-ID") or None)
         try:
             if is_response(msg):
+                self.responses[("received", f"{int(msg.status) // 100}xx")] += 1
                 self._on_response(msg)
             else:
                 self._on_request(msg)
         except Exception:
             self.stats["parse_errors"] += 1
             log.exception("error handling SIP %s", msg.heading[:60])
+        finally:
+            CALL_ID.reset(token)
 
     def _on_request(self, msg: SipMessage) -> None:
         method = msg.method
@@ -738,6 +749,7 @@ class SipEngine:
         and after `timeout` seconds the INVITE is CANCELled and SipError raised.
         """
         call_id = f"{random_token(20)}@{self.host}"
+        adopt_call(call_id)  # the rest of the dialling task is about this call
         local_tag = random_token(12)
         user = caller_id or self.username
         uri = f"sip:{number}@{self.peer[0]}:{self.peer[1]}"
@@ -962,6 +974,8 @@ class SipEngine:
 
     def _send(self, data: bytes) -> None:
         # Every message goes to the one peer, as pyVoIP does (and as our trust model requires).
+        if data.startswith(b"SIP/2.0 "):
+            self.responses[("sent", f"{data[8:9].decode('ascii', 'replace')}xx")] += 1
         try:
             self._transport.send(data, self.peer)
         except OSError as exc:
