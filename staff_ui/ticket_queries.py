@@ -14,7 +14,8 @@ Invariants, and why:
   clinic the viewer saw, so of two people acting at once exactly one wins, and nobody confirms
   a ticket that was forwarded away in the meantime.
 - The queue is sorted by deadline (Ticket.due_at, config/calendar.py), earliest first;
-  forwarding keeps the deadline.
+  forwarding keeps the deadline. The list itself is read page by page in
+  staff_ui/ticket_queue.py.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from config.calendar import DeadlineState, deadline_state
@@ -40,7 +41,6 @@ from staff_ui.ticket_claims import (
     live_claim,
     stored_claim,
     touch,
-    usernames_of,
 )
 from storage import transcription_queue
 from storage.db import rows_changed
@@ -53,13 +53,10 @@ from storage.models import (
     TranscriptStatus,
     utcnow,
 )
-from storage.personnummer import mask_personnummer, redact_spoken_numbers
 
 log = logging.getLogger(__name__)
 
 STATUS_FILTERS = (*TICKET_STATUSES, "all")
-LIST_LIMIT = 500
-"""The list is a work queue, not an archive: older tickets are reached by status filter."""
 LOW_CONFIDENCE = 0.6
 """Words the recognizer was less sure of than this are marked on the ticket page."""
 
@@ -265,7 +262,16 @@ def _forwards(ticket: Ticket) -> tuple[Forward, ...]:
     )
 
 
-def needs_personnummer_check(ticket: Ticket) -> bool:
+class PersonnummerFacts(Protocol):
+    """What needs_personnummer_check reads: a Ticket, or a row of the list's columns."""
+
+    personnummer: str | None
+    personnummer_source: str | None
+    personnummer_disagreement: bool
+    speech_personnummer_status: str | None
+
+
+def needs_personnummer_check(ticket: PersonnummerFacts) -> bool:
     """True when the ticket's personnummer cannot be trusted without listening.
 
     Keypad and speech gave two different valid numbers; or there is no number and the speech
@@ -346,88 +352,6 @@ def _detail(session: Session, ticket: Ticket) -> TicketDetail:
         transcript_ahead=transcription_queue.ahead_of(session, [ticket.id]).get(ticket.id),
         transcript_error=transcription_queue.failure_of(session, ticket.id),
     )
-
-
-def _list_order(status: str) -> tuple[ColumnElement[Any], ...]:
-    """Tickets to handle by deadline, earliest first (the oldest call first among equal
-    deadlines); handled ones latest deadline first, so the list limit keeps the recent ones."""
-    if status == "new":
-        return (Ticket.due_at.asc(), Ticket.created_at.asc(), Ticket.id.asc())
-    handled = (Ticket.due_at.desc(), Ticket.created_at.desc(), Ticket.id.desc())
-    if status != "all":
-        return handled
-    is_open = Ticket.status == "new"
-    return (
-        case((is_open, 0), else_=1),
-        case((is_open, Ticket.due_at)).asc(),
-        case((is_open, Ticket.created_at)).asc(),
-        case((is_open, Ticket.id)).asc(),
-        *handled,
-    )
-
-
-def _last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[str, str]]:
-    """Ticket id -> (the clinic that last forwarded it, by name; its note)."""
-    latest: dict[int, tuple[str, str]] = {}
-    if not ticket_ids:
-        return latest
-    rows = session.execute(
-        select(TicketEvent.ticket_id, Clinic.name, TicketEvent.note)
-        .join(Clinic, Clinic.id == TicketEvent.from_clinic_id)
-        .where(TicketEvent.ticket_id.in_(ticket_ids), TicketEvent.kind == "forwarded")
-        .order_by(TicketEvent.id)
-    )
-    for ticket_id, clinic_name, note in rows:
-        latest[ticket_id] = (clinic_name, note or "")
-    return latest
-
-
-def list_tickets(
-    factory: sessionmaker[Session], viewer: Viewer, status: str, remote_addr: str | None
-) -> list[TicketRow]:
-    """The work queue: only the viewer's clinics, by deadline (see _list_order); logs one
-    list_tickets entry per listing."""
-    if status not in STATUS_FILTERS:
-        raise ValueError(f"unknown status filter {status!r}")
-    query = (
-        select(Ticket)
-        .options(joinedload(Ticket.clinic), joinedload(Ticket.recording))
-        .order_by(*_list_order(status))
-        .where(*clinic_scope(viewer, Ticket.clinic_id))
-        .limit(LIST_LIMIT)
-    )
-    if status != "all":
-        query = query.where(Ticket.status == status)
-    with factory.begin() as session:
-        tickets = session.scalars(query).unique().all()
-        record_access(session, viewer, "list_tickets", remote_addr, shown=[t.id for t in tickets])
-        waiting = [t.id for t in tickets if t.transcript_status is None and t.recording]
-        ahead = transcription_queue.ahead_of(session, waiting)
-        claim_names = usernames_of(session, list(tickets))
-        forwarded = _last_forwards(session, [t.id for t in tickets])
-        return [
-            TicketRow(
-                id=t.id,
-                clinic_id=t.clinic_id,
-                clinic_name=t.clinic.name,
-                created_at=t.created_at,
-                personnummer_masked=mask_personnummer(t.personnummer),
-                name=t.name,
-                status=t.status,
-                partial=t.partial,
-                duration_s=t.recording.duration_s if t.recording else None,
-                intent=t.intent,
-                needs_check=needs_personnummer_check(t),
-                due_at=t.due_at,
-                claim=stored_claim(t, claim_names),
-                transcript_ahead=ahead.get(t.id),
-                forwarded_from=forwarded[t.id][0] if t.id in forwarded else None,
-                forward_note=(
-                    redact_spoken_numbers(forwarded[t.id][1]) if t.id in forwarded else None
-                ),
-            )
-            for t in tickets
-        ]
 
 
 def view_ticket(

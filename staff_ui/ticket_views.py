@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from config.calendar import deadline_day
-from staff_ui import ticket_claims, ticket_queries
+from staff_ui import ticket_claims, ticket_queries, ticket_queue
 from staff_ui.context import (
     CLAIM_EXPIRY,
     CLINICS,
@@ -90,11 +90,16 @@ async def not_found(request: web.Request) -> web.Response:
 
 
 async def ticket_list(request: web.Request) -> web.Response:
+    """The work queue, a page at a time (?after= / ?before= cursors, staff_ui/ticket_queue.py)."""
     status = request.query.get("status", "new")
     if status not in ticket_queries.STATUS_FILTERS:
         status = "new"
-    rows = await asyncio.to_thread(
-        ticket_queries.list_tickets,
+    page = await asyncio.to_thread(
+        partial(
+            ticket_queue.list_page,
+            after=request.query.get("after"),
+            before=request.query.get("before"),
+        ),
         request.app[SESSION_FACTORY],
         viewer_of(request),
         status,
@@ -104,7 +109,8 @@ async def ticket_list(request: web.Request) -> web.Response:
         request,
         "tickets.html",
         {
-            "rows": rows,
+            "rows": page.rows,
+            "page": page,
             "status": status,
             "status_filters": ticket_queries.STATUS_FILTERS,
             "nav": "tickets",
