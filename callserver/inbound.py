@@ -12,10 +12,12 @@ import asyncio
 import functools
 import logging
 from collections.abc import Mapping
+from concurrent.futures import Executor
 
 from callserver import call_log, inactivity
 from callserver.call_log import SessionFactory
 from callserver.clinic_bookings import ClinicBookings
+from callserver.db_threads import in_db_thread
 from callserver.dialer import follow_offer, open_media
 from callserver.live_call import LiveCalls
 from callserver.media.clock import MediaClock
@@ -54,17 +56,20 @@ class InboundCalls:
         limits: RecordingLimits,
         rtp_timeout_s: float,
         pool6: PortPool | None = None,
+        db_executor: Executor | None = None,
     ) -> None:
         self.db, self.engine, self.pool, self.media_clock = db, engine, pool, media_clock
         self.pool6 = pool6
         """RTP ports on sip.media_host_ipv6, for IPv6 offers (None: the engine refuses them)."""
         self.clinics, self.calls, self.limits = clinics, calls, limits
         self.rtp_timeout_s = rtp_timeout_s
+        self.db_executor = db_executor
+        """Where this call path's database work runs (callserver/db_threads.py)."""
 
     async def handle(self, dialog: Dialog) -> None:
         clinic = clinic_for_number(dict(self.clinics), dialog.called)
-        call_db_id = await asyncio.to_thread(
-            call_log.call_started, self.db, sip_call_id=dialog.call_id,
+        call_db_id = await in_db_thread(
+            self.db_executor, call_log.call_started, self.db, sip_call_id=dialog.call_id,
             clinic_id=clinic.id if clinic else None, caller=dialog.caller, called=dialog.called,
         )  # fmt: skip
         outcome = "error"
@@ -85,9 +90,10 @@ class InboundCalls:
             # From now on a re-INVITE or UPDATE moves this media (transfer, hold, new codec).
             dialog.on_reoffer = functools.partial(follow_offer, media)
             watchdog = inactivity.watch(self.engine, dialog, media, self.rtp_timeout_s)
-            await asyncio.to_thread(
-                call_log.call_updated, self.db, call_db_id, answered_at=call_log.now()
-            )
+            await in_db_thread(
+                self.db_executor, call_log.call_updated, self.db, call_db_id,
+                answered_at=call_log.now(),
+            )  # fmt: skip
             outcome = await self._run_flow(dialog, media, clinic, call_db_id)
             if outcome == "caller_hangup" and dialog.end_reason in ENDS_OF_OUR_OWN:
                 outcome = dialog.end_reason
@@ -99,8 +105,9 @@ class InboundCalls:
             if media is not None:
                 media.close()
             self.engine.hangup(dialog)
-            await asyncio.to_thread(
-                call_log.call_updated, self.db, call_db_id, ended_at=call_log.now(),
+            await in_db_thread(
+                self.db_executor, call_log.call_updated, self.db, call_db_id,
+                ended_at=call_log.now(),
                 outcome=outcome,
             )  # fmt: skip
 
@@ -137,7 +144,9 @@ class InboundCalls:
             callback=offers_callback,
             switchboard=clinic.switchboard_number is not None,
             limits=self.limits,
-            booking=ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None,
+            booking=ClinicBookings(self.db, clinic, call_db_id, self.db_executor)
+            if offers_callback
+            else None,
             switchboard_number=clinic.switchboard_number,
         )
 

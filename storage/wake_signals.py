@@ -12,6 +12,8 @@ never held locked across a booking (on PostgreSQL that would serialize all booki
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,7 +38,7 @@ def bump(factory: sessionmaker[Session], topic: str) -> None:
             session.add(WakeSignal(topic=topic, counter=1, at=utcnow()))
 
 
-def read(factory: sessionmaker[Session], topic: str) -> int:
+def read(factory: Callable[[], Session], topic: str) -> int:
     """The topic's counter now (0 if never bumped): a change since the last read means "look"."""
     with factory() as session:
         return session.scalar(select(WakeSignal.counter).where(WakeSignal.topic == topic)) or 0
