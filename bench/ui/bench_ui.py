@@ -88,6 +88,10 @@ def seed(url: str, tickets: int) -> float:
             next_call = (session.scalar(select(Call.id).order_by(Call.id.desc())) or 0) + 1
             created = [now - dt.timedelta(minutes=rng.randrange(130_000)) for _ in range(count)]
             clinics = [rng.choice(CLINICS) for _ in range(count)]
+            statuses = [
+                "new" if rng.random() < 0.45 else rng.choice(("confirmed", "rejected"))
+                for _ in range(count)
+            ]
             session.execute(
                 insert(Call),
                 [
@@ -112,7 +116,7 @@ def seed(url: str, tickets: int) -> float:
                 [
                     {"clinic_id": clinics[n], "call_id": next_call + n,
                      "recording_id": next_call + n,
-                     "status": "new" if rng.random() < 0.45 else rng.choice(("confirmed", "rejected")),
+                     "status": statuses[n],
                      "personnummer": "198506121234", "personnummer_source": "keypad",
                      "name": f"Patient {first + n}", "intent": "cancel", "transcript_status": "ok",
                      "transcript": "jag vill avboka min tid",
@@ -221,8 +225,11 @@ def main() -> int:
                 or platform.machine(), "cores": os.cpu_count(),
             }  # fmt: skip
             results.append(row)
-            print(f"{label:28s} p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms  "
-                  f"{row['requests_per_s']:7.1f} req/s  non-2xx {row['non_2xx']}", flush=True)  # fmt: skip
+            print(
+                f"{label:28s} p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms  "
+                f"{row['requests_per_s']:7.1f} req/s  non-2xx {row['non_2xx']}",
+                flush=True,
+            )
     finally:
         web.send_signal(signal.SIGTERM)
         try:
