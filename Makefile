@@ -10,9 +10,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_TOOLS  := espeak-ng:espeak-ng sox:sox
 TEST_TOOLS := $(RUN_TOOLS) sipp:sip-tester baresip:baresip-core chromium:chromium \
               kamailio:kamailio /usr/lib/postgresql/15/bin/initdb:postgresql \
-              linphonec:linphone-cli ip:iproute2
+              linphonec:linphone-cli ip:iproute2 wrk:wrk
 
-.PHONY: run test lint system-run system-test clean
+.PHONY: run test lint bench-ui system-run system-test clean
 
 # tool:package pairs -> apt-get install the packages whose tool is missing
 define apt_install
@@ -43,11 +43,15 @@ system-run:
 system-test:
 	$(call apt_install,$(TEST_TOOLS))
 
-## make run: migrate the SQLite database, seed the demo clinic and admin, generate prompts, serve
+## make run: migrate the SQLite database, seed the demo clinic and admin, generate prompts, then
+## run the call server and the staff UI (two processes; Ctrl-C stops both)
 run: system-run $(VENV)/.run-installed
 	$(BIN)/callserver migrate
 	$(BIN)/callserver seed-demo
 	$(BIN)/callserver generate-prompts
+	@$(BIN)/callserver web & web=$$!; \
+	trap 'kill $$web 2>/dev/null; wait $$web' EXIT; \
+	trap 'exit 130' INT TERM; \
 	$(BIN)/callserver serve
 
 ## make test: install test peers and Python test deps, lint, run the whole suite
@@ -59,6 +63,10 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## make bench-ui: the staff UI's work queue with 100,000 tickets under wrk (bench/README.md)
+bench-ui: system-test $(VENV)/.test-installed
+	flock /tmp/cpu.lock $(BIN)/python bench/ui/bench_ui.py --results bench/ui/results.jsonl
 
 clean:
 	rm -rf $(VENV) var .pytest_cache test-artifacts

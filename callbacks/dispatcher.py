@@ -9,6 +9,12 @@ Claiming is a conditional UPDATE to `calling` with a lease (owner + expiry). On 
 candidates are picked with FOR UPDATE SKIP LOCKED so two nodes take disjoint sets without
 waiting; on SQLite each candidate is claimed by an UPDATE that re-checks state and lease and
 counts only when it changed one row. Either way a callback is dialled by one node at a time.
+
+The staff UI runs in other processes: it bumps the "callbacks" wake counter in the database
+(storage/wake_signals.py), which the dispatcher reads every wake_poll_s, so "call now" dials
+within a fraction of a second without anything shared but the database. Database work runs in
+the dispatcher's own bounded thread pool (`executor`), so a burst of other blocking work in the
+process cannot delay a round.
 The lease is renewed while the call lasts; a lease that runs out means the node died, and the
 callback is re-claimable with the interrupted attempt recorded as failed ("node lost").
 """
@@ -17,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, or_, select, update
@@ -29,6 +37,7 @@ from sqlalchemy.orm import Session
 from callbacks.reasons import Param, Reason, ReasonCode
 from callbacks.states import NEEDS_STAFF, OPEN, WAITING, Action, CallbackState, accepted
 from config.clinics import CallbackSchedule, Clinic
+from storage import wake_signals
 from storage.db import rows_changed
 from storage.models import Callback, CallbackAttempt, utcnow
 
@@ -68,6 +77,8 @@ class AttemptResult:
 
 
 PlaceCall = Callable[[CallbackJob], Awaitable[AttemptResult]]
+P = ParamSpec("P")
+T = TypeVar("T")
 SessionFactory = Callable[[], Session]
 
 
@@ -92,7 +103,11 @@ class CallbackDispatcher:
         clock: Callable[[], dt.datetime] = utcnow,
         max_parallel_per_clinic: int | None = None,
         wake_at_due_times: bool = True,
+        wake_poll_s: float | None = None,
+        executor: Executor | None = None,
     ) -> None:
+        """wake_poll_s: read the database's wake counter this often (None: only wake()).
+        executor: where database work runs (None: the event loop's default pool)."""
         self._session_factory = session_factory
         self._clinics = {cid: c for cid, c in clinics.items() if c.callbacks is not None}
         self._place_call = place_call
@@ -108,6 +123,9 @@ class CallbackDispatcher:
         self._claim_lock = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
         self._wake_ups: set[dt.datetime] = set()
+        self._wake_poll_s = wake_poll_s
+        self._executor = executor
+        self._wake_seen: int | None = None
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -115,7 +133,11 @@ class CallbackDispatcher:
         """Catch up on everything due (e.g. while the server was down), then keep waking."""
         self._started_at = self._clock()
         try:
-            await asyncio.to_thread(self._warn_unconfigured)
+            await self._db(self._warn_unconfigured)
+            if self._wake_poll_s is not None:  # wakes from now on count
+                self._wake_seen = await self._db(
+                    wake_signals.read, self._session_factory, wake_signals.CALLBACKS
+                )
             await self.run_due()
         except Exception:
             # E.g. the database is not reachable yet: the poll below keeps trying.
@@ -130,8 +152,32 @@ class CallbackDispatcher:
             coalesce=True,
             max_instances=1,
         )
+        if self._wake_poll_s is not None:
+            self._scheduler.add_job(
+                self._check_wake,
+                "interval",
+                seconds=self._wake_poll_s,
+                id="callbacks-wake",
+                misfire_grace_time=None,
+                coalesce=True,
+                max_instances=1,
+            )
         self._scheduler.start()
         await self._schedule_upcoming()
+
+    async def _db(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking database work in the dispatcher's own pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(func, *args, **kwargs))
+
+    async def _check_wake(self) -> None:
+        """A round when the wake counter changed since the last look (the UI in another
+        process pressed "call now", booked or moved)."""
+        seen = await self._db(wake_signals.read, self._session_factory, wake_signals.CALLBACKS)
+        changed = self._wake_seen is not None and seen != self._wake_seen
+        self._wake_seen = seen
+        if changed:
+            await self.run_due()
 
     async def stop(self) -> None:
         """Stop waking and end running calls; an interrupted attempt is retried at once."""
@@ -166,7 +212,7 @@ class CallbackDispatcher:
             return
         now = self._clock()
         horizon = now + dt.timedelta(seconds=max(self._poll_interval_s * 2, 60))
-        for due in await asyncio.to_thread(self._upcoming_due_times, now, horizon):
+        for due in await self._db(self._upcoming_due_times, now, horizon):
             self._add_wake_up(due)
 
     def _add_wake_up(self, due: dt.datetime) -> None:
@@ -228,7 +274,7 @@ class CallbackDispatcher:
                 cid: self._limit(c) - self._in_flight.get(cid, 0)
                 for cid, c in self._clinics.items()
             }
-            jobs = await asyncio.to_thread(self._claim_round, now, free)
+            jobs = await self._db(self._claim_round, now, free)
             for job in jobs:
                 self._in_flight[job.clinic_id] = self._in_flight.get(job.clinic_id, 0) + 1
                 task = asyncio.create_task(self._run(job), name=f"callback-{job.callback_id}")
@@ -445,7 +491,7 @@ class CallbackDispatcher:
             finally:
                 heartbeat.cancel()
             log.info("callback %s attempt %d: %s", job.callback_id, job.attempt, result.outcome)
-            next_attempt = await asyncio.to_thread(self._record, job, result, self._clock())
+            next_attempt = await self._db(self._record, job, result, self._clock())
             if next_attempt is not None:
                 self._add_wake_up(next_attempt)
         except asyncio.CancelledError:
@@ -469,7 +515,7 @@ class CallbackDispatcher:
         while True:
             await asyncio.sleep(self._lease.total_seconds() / 3)
             try:
-                renewed = await asyncio.to_thread(self._renew_lease, job.callback_id)
+                renewed = await self._db(self._renew_lease, job.callback_id)
             except Exception:
                 log.exception("callback %s: could not renew the lease", job.callback_id)
                 continue

@@ -204,6 +204,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    from callserver.server import serve_web
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve_web(settings))
+    return 0
+
+
 def cmd_transcribe_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Transcribe queued messages until SIGTERM/SIGINT, against the shared database and
     recordings directory: how a region adds transcription capacity on any node."""
@@ -418,7 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callserver", description=__doc__)
     parser.add_argument("--config", help="settings file (default config/callserver.toml)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the SIP server and the staff UI").set_defaults(func=cmd_serve)
+    sub.add_parser(
+        "serve", help="run the SIP server, media, callbacks and transcription (UI: `web`)"
+    ).set_defaults(func=cmd_serve)
+    sub.add_parser(
+        "web", help="serve the staff UI and its JSON API (http.host:http.port)"
+    ).set_defaults(func=cmd_web)
     sub.add_parser("migrate", help="create/upgrade the database").set_defaults(func=cmd_migrate)
     sub.add_parser("generate-prompts", help="(re)generate prompt WAVs with espeak-ng").set_defaults(
         func=cmd_generate_prompts

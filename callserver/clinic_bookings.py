@@ -1,11 +1,12 @@
 """The callback store as the booking flow sees it (ivr_flows.callback_booking.BookingService).
 
-Database work runs in worker threads: the event loop that calls this also carries RTP.
+Database work runs in the call path's database threads (callserver/db_threads.py): the event
+loop that calls this also carries RTP.
 """
 
 from __future__ import annotations
 
-import asyncio
+from concurrent.futures import Executor
 from datetime import datetime
 
 from callbacks.booking import (
@@ -17,6 +18,7 @@ from callbacks.booking import (
 from callbacks.phone_numbers import PhoneNumberError, normalize_swedish_number
 from callbacks.slots import free_slots
 from callserver.call_log import SessionFactory
+from callserver.db_threads import in_db_thread
 from config.clinics import Clinic
 from ivr_flows.callback_booking import BookResult, ExistingBooking, OfferedSlot
 from storage.models import utcnow
@@ -31,9 +33,16 @@ _BOOK_RESULTS: dict[str, BookResult] = {
 class ClinicBookings:
     """One clinic's callback slots for one call."""
 
-    def __init__(self, db: SessionFactory, clinic: Clinic, call_db_id: int | None) -> None:
+    def __init__(
+        self,
+        db: SessionFactory,
+        clinic: Clinic,
+        call_db_id: int | None,
+        db_executor: Executor | None = None,
+    ) -> None:
         assert clinic.callbacks is not None
         self.db, self.clinic, self.call_db_id = db, clinic, call_db_id
+        self.db_executor = db_executor
         self.caller_id = clinic.callbacks.caller_id
 
     def normalize(self, number: str) -> str | None:
@@ -56,7 +65,7 @@ class ClinicBookings:
                     found.id, OfferedSlot(found.slot_start, found.slot_end), found.number
                 )
 
-        return await asyncio.to_thread(query)
+        return await in_db_thread(self.db_executor, query)
 
     async def next_free(self, after: datetime | None) -> OfferedSlot | None:
         def query() -> OfferedSlot | None:
@@ -64,7 +73,7 @@ class ClinicBookings:
                 slots = free_slots(session, self.clinic, utcnow(), after=after, limit=1)
             return OfferedSlot(slots[0].start, slots[0].end) if slots else None
 
-        return await asyncio.to_thread(query)
+        return await in_db_thread(self.db_executor, query)
 
     async def book(
         self, slot: OfferedSlot, number: str, move_id: int | None
@@ -83,4 +92,4 @@ class ClinicBookings:
                     return _BOOK_RESULTS.get(exc.reason, "failed"), None
                 return "booked", callback.id
 
-        return await asyncio.to_thread(write)
+        return await in_db_thread(self.db_executor, write)

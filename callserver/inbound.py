@@ -17,11 +17,13 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Mapping
+from concurrent.futures import Executor
 
 from callserver import call_log, inactivity
 from callserver.call_log import SessionFactory
 from callserver.clinic_bookings import ClinicBookings
 from callserver.clinic_mailboxes import CallSettings, ClinicMailboxes
+from callserver.db_threads import in_db_thread
 from callserver.dialer import follow_offer, open_media
 from callserver.live_call import LiveCalls
 from callserver.media.clock import MediaClock
@@ -83,6 +85,7 @@ class InboundCalls:
         rtp_timeout_s: float,
         pool6: PortPool | None = None,
         mailboxes: ClinicMailboxes | None = None,
+        db_executor: Executor | None = None,
     ) -> None:
         self.db, self.engine, self.pool, self.media_clock = db, engine, pool, media_clock
         self.pool6 = pool6
@@ -91,6 +94,8 @@ class InboundCalls:
         self.rtp_timeout_s = rtp_timeout_s
         self.mailboxes = mailboxes
         """The clinics' settings from the staff UI (None: the clinic files alone)."""
+        self.db_executor = db_executor
+        """Where this call path's database work runs (callserver/db_threads.py)."""
         self.active = 0
         """Inbound calls between INVITE and their call row's outcome."""
         self.outcomes: collections.Counter[str] = collections.Counter()
@@ -102,8 +107,8 @@ class InboundCalls:
         # outside_hours (the managers' statistics) agree even if the call spans closing time.
         arrived = utcnow()
         open_now = clinic.is_open(arrived) if clinic else None
-        call_db_id = await asyncio.to_thread(
-            call_log.call_started, self.db, sip_call_id=dialog.call_id,
+        call_db_id = await in_db_thread(
+            self.db_executor, call_log.call_started, self.db, sip_call_id=dialog.call_id,
             clinic_id=clinic.id if clinic else None, caller=dialog.caller, called=dialog.called,
             outside_hours=None if open_now is None else not open_now,
         )  # fmt: skip
@@ -126,9 +131,10 @@ class InboundCalls:
             # From now on a re-INVITE or UPDATE moves this media (transfer, hold, new codec).
             dialog.on_reoffer = functools.partial(follow_offer, media)
             watchdog = inactivity.watch(self.engine, dialog, media, self.rtp_timeout_s)
-            await asyncio.to_thread(
-                call_log.call_updated, self.db, call_db_id, answered_at=call_log.now()
-            )
+            await in_db_thread(
+                self.db_executor, call_log.call_updated, self.db, call_db_id,
+                answered_at=call_log.now(),
+            )  # fmt: skip
             outcome = await self._run_flow(dialog, media, clinic, call_db_id, arrived)
             if outcome == "caller_hangup" and dialog.end_reason in ENDS_OF_OUR_OWN:
                 outcome = dialog.end_reason
@@ -142,8 +148,9 @@ class InboundCalls:
             self.engine.hangup(dialog)
             self.active -= 1
             self.outcomes[outcome] += 1
-            await asyncio.to_thread(
-                call_log.call_updated, self.db, call_db_id, ended_at=call_log.now(),
+            await in_db_thread(
+                self.db_executor, call_log.call_updated, self.db, call_db_id,
+                ended_at=call_log.now(),
                 outcome=outcome,
             )  # fmt: skip
 
@@ -173,9 +180,10 @@ class InboundCalls:
                 call.add_prompt(TEMPORARY_MESSAGE, settings.message)
             options = self._menu_options(settings, call_db_id, arrived)
             if not options.open_now and clinic.is_open(arrived):  # a closure day from the UI
-                await asyncio.to_thread(
-                    call_log.call_updated, self.db, call_db_id, outside_hours=True
-                )
+                await in_db_thread(
+                    self.db_executor, call_log.call_updated, self.db, call_db_id,
+                    outside_hours=True,
+                )  # fmt: skip
             return await main_menu(call, options)
         except CallEnded:
             return "caller_hangup"
@@ -185,7 +193,7 @@ class InboundCalls:
     async def _settings(self, clinic: Clinic) -> CallSettings:
         if self.mailboxes is None:
             return CallSettings(clinic, None)
-        return await asyncio.to_thread(self.mailboxes.for_call, clinic)
+        return await in_db_thread(self.db_executor, self.mailboxes.for_call, clinic)
 
     def _menu_options(
         self, settings: CallSettings, call_db_id: int, arrived: dt.datetime
@@ -195,7 +203,11 @@ class InboundCalls:
         spans closing time."""
         clinic = settings.clinic
         offers_callback = clinic.callback and clinic.callbacks is not None
-        booking = ClinicBookings(self.db, clinic, call_db_id) if offers_callback else None
+        booking = (
+            ClinicBookings(self.db, clinic, call_db_id, self.db_executor)
+            if offers_callback
+            else None
+        )
         return menu_options(settings, self.limits, arrived, booking)
 
     async def _open_media(self, dialog: Dialog) -> tuple[MediaSession, int]:

@@ -1,9 +1,15 @@
 """The running call server: wiring and lifecycle, nothing else.
 
 One process holds the SIP engine (callserver/sip/), our RTP media (callserver/media/), the
-flows (ivr_flows/) run by callserver/inbound.py, the voicemail pipeline (callserver/voicemail.py),
-the callback dispatcher (callbacks/) with its SIP side (callserver/callback_calls.py) and the
-staff UI (staff_ui/). Data flows one way: call -> flow -> recording -> ticket -> staff action.
+flows (ivr_flows/) run by callserver/inbound.py, the voicemail pipeline (callserver/voicemail.py)
+and the callback dispatcher (callbacks/) with its SIP side (callserver/callback_calls.py). The
+staff UI (staff_ui/) is `callserver web`, another process sharing only the database and the
+recordings directory (staff_ui/process.py); http.embedded serves it from here too, for a
+one-process demo. Data flows one way: call -> flow -> recording -> ticket -> staff action.
+
+Database work runs in bounded thread pools of its own (DB_THREADS_CALLS for the call path,
+DB_THREADS_CALLBACKS for the dispatcher), apart from the default pool that file work and
+anything else blocking uses, so neither can starve the other.
 
 Start-up order is part of "nothing lost": recordings a crash left behind are filed before the
 SIP socket opens, and callbacks that fell due while the server was down are dialled (or
@@ -16,6 +22,7 @@ import asyncio
 import datetime as dt
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -40,14 +47,18 @@ from config.clinics import Clinic, load_clinics
 from config.settings import Settings
 from ivr_flows.call_api import CallInfo
 from ivr_flows.cancellation import RecordingLimits
-from staff_ui.accounts import LoginLimits
-from staff_ui.app import create_app, load_or_create_secret
+from staff_ui.process import build_app, start_site
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
 from storage.mailbox import MAILBOX_DIR_NAME
 from transcription.vosk_engine import SpeechModelError, load_model
 
 log = logging.getLogger(__name__)
+
+DB_THREADS_CALLS = 4
+"""Threads for the call path's database work (a call's row, filing a recording, bookings)."""
+DB_THREADS_CALLBACKS = 2
+"""Threads for the callback dispatcher's rounds and leases."""
 
 
 class CallServer:
@@ -61,6 +72,10 @@ class CallServer:
             self.prompts.add_clinic_overrides(clinic.id, clinic.prompt_overrides)
         self.db_engine = make_engine(settings.database_url)
         self.db = make_session_factory(self.db_engine)
+        self.db_calls = ThreadPoolExecutor(DB_THREADS_CALLS, thread_name_prefix="db-calls")
+        self.db_callbacks = ThreadPoolExecutor(
+            DB_THREADS_CALLBACKS, thread_name_prefix="db-callbacks"
+        )
         limits = RecordingLimits(
             settings.recording.max_seconds,
             settings.recording.silence_seconds,
@@ -76,6 +91,7 @@ class CallServer:
             live_lease=dt.timedelta(seconds=settings.stt.lease_s),
             clinics=self.clinics,
             node_lease=dt.timedelta(seconds=settings.recording.node_lease_s),
+            db_executor=self.db_calls,
         )
         self.workers: TranscribeWorkers | None = None
         self.pool = PortPool(
@@ -126,6 +142,7 @@ class CallServer:
             rtp_timeout_s=settings.sip.rtp_timeout_s,
             pool6=self.pool6,
             mailboxes=self.mailboxes,
+            db_executor=self.db_calls,
         )
         self.callback_caller = CallbackCaller(
             self.dialer, self._staff_call, timeout_s=settings.sip.outbound_timeout_s
@@ -137,6 +154,8 @@ class CallServer:
             node_id=settings.node_name,
             lease_s=settings.callbacks.lease_s,
             poll_interval_s=settings.callbacks.poll_interval_s,
+            wake_poll_s=settings.callbacks.wake_poll_s,
+            executor=self.db_callbacks,
         )
         self.retention = RetentionJob(self.db, settings.retention, settings.clinics.timezone)
         self.metrics_registry = new_registry(
@@ -166,32 +185,14 @@ class CallServer:
         await self.engine.start()
         await self.dispatcher.start()
         self.retention.start()
-        app = create_app(
-            self.db,
-            load_or_create_secret(self.settings.data_dir),
-            cookie_secure=self.settings.http.cookie_secure,
-            timezone=self.settings.clinics.timezone,
-            clinics=self.clinics,
-            on_callbacks_changed=self.dispatcher.wake,
-            trusted_proxies=self.settings.http.proxy_networks,
-            login_limits=LoginLimits(
-                max_failures=self.settings.http.login_max_failures,
-                max_failures_per_address=self.settings.http.login_max_failures_per_address,
-                window=dt.timedelta(seconds=self.settings.http.login_lock_s),
-            ),
-            claim_expiry=dt.timedelta(seconds=self.settings.http.ticket_claim_s),
-            mailbox_dir=self.mailbox_dir,
-            message_voice=PromptVoice(),
-            metrics_allow=self.settings.metrics.allowed_networks,
-        )
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
-        await site.start()
+        if self.settings.http.embedded:
+            app = build_app(
+                self.settings, self.db, on_callbacks_changed=self.dispatcher.wake,
+                message_voice=PromptVoice(),
+            )  # fmt: skip
+            self._runner = await start_site(app, self.settings)
         log.info(
-            "staff UI on http://%s:%d/ ; clinics: %s",
-            self.settings.http.host,
-            self.settings.http.port,
+            "clinics: %s",
             ", ".join(f"{c.id} ({'/'.join(c.numbers)})" for c in self.clinics.values()),
         )
 
@@ -206,6 +207,8 @@ class CallServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.metrics.stop()
+        self.db_calls.shutdown(wait=True)
+        self.db_callbacks.shutdown(wait=True)
         self.db_engine.dispose()
 
     async def _on_invite(self, dialog: Dialog) -> None:
@@ -261,3 +264,22 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+
+
+async def serve_web(settings: Settings) -> None:
+    """`callserver web`: the staff UI and its API until SIGTERM/SIGINT (staff_ui/process.py)."""
+    if settings.clock_start is not None:
+        clock.start_at(settings.clock_start)
+    await asyncio.to_thread(migrate, settings.database_url)
+    engine = make_engine(settings.database_url)
+    runner = await start_site(
+        build_app(settings, make_session_factory(engine), message_voice=PromptVoice()), settings
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"staff UI ready: http://{settings.http.host}:{settings.http.port}/", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+    engine.dispose()

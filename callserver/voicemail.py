@@ -29,6 +29,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from callserver import call_log
 from callserver.call_log import Filed, Queueing, SessionFactory
+from callserver.db_threads import in_db_thread
 from callserver.node_lease import NODES_DIR, NodeLease
 from callserver.recording import LEFTOVER_AGE_S, Sidecar, collect, read_sidecar, wav_duration
 from callserver.transcribe_workers import finish_job
@@ -64,8 +66,12 @@ class Voicemail:
         on_queued: Callable[[], None] | None = None,
         clinics: Mapping[str, Clinic] | None = None,
         node_lease: dt.timedelta | None = None,
+        db_executor: Executor | None = None,
     ) -> None:
         self.db = db
+        self.db_executor = db_executor
+        """Where database work runs (callserver/db_threads.py); file work stays in the default
+        pool."""
         self.recordings_dir = recordings_dir
         self.lease: NodeLease | None = (
             NodeLease(db, recordings_dir, node_id, node_lease) if node_lease else None
@@ -143,14 +149,14 @@ class Voicemail:
         )
         try:
             if sidecar.meta.purpose is RecordingPurpose.CALLBACK_MESSAGE:
-                filed = await asyncio.to_thread(
-                    call_log.store_callback_message, self.db, path=result.path,
+                filed = await in_db_thread(
+                    self.db_executor, call_log.store_callback_message, self.db, path=result.path,
                     duration_s=result.duration_s, sidecar=sidecar, queueing=queueing,
                     complete=not partial,
                 )  # fmt: skip
             elif sidecar.call.clinic_id:
-                filed = await asyncio.to_thread(
-                    call_log.store_recording, self.db, path=result.path,
+                filed = await in_db_thread(
+                    self.db_executor, call_log.store_recording, self.db, path=result.path,
                     duration_s=result.duration_s, sidecar=sidecar, min_seconds=self.min_seconds,
                     partial=partial, queueing=queueing, complete=not partial,
                     calendar=self.clinics.get(sidecar.call.clinic_id),
@@ -173,7 +179,7 @@ class Voicemail:
     async def recover(self) -> None:
         """At start-up: jobs this node held when it stopped go back to the queue (nothing of
         ours runs yet), and what a crash left on disk is filed and queued."""
-        released = await asyncio.to_thread(queue.release_node, self.db, self.node_id)
+        released = await in_db_thread(self.db_executor, queue.release_node, self.db, self.node_id)
         if released:
             log.warning("%d transcriptions this node had not finished are queued again", released)
         if self.lease is not None:
@@ -233,8 +239,8 @@ class Voicemail:
         found = [(wav, partial) for wav, partial in found if wav not in self._unfileable]
         if not found:
             return []
-        known = await asyncio.to_thread(
-            call_log.filed_paths, self.db, [str(wav) for wav, _ in found]
+        known = await in_db_thread(
+            self.db_executor, call_log.filed_paths, self.db, [str(wav) for wav, _ in found]
         )
         queueing = Queueing(model=self.speech_model is not None)
         tickets: list[int] = []
@@ -247,9 +253,9 @@ class Voicemail:
                 continue
             duration = await asyncio.to_thread(wav_duration, wav)
             if sidecar.meta.purpose is RecordingPurpose.CALLBACK_MESSAGE:
-                message = await asyncio.to_thread(
-                    call_log.store_callback_message, self.db, path=wav, duration_s=duration,
-                    sidecar=sidecar, queueing=queueing, complete=not partial,
+                message = await in_db_thread(
+                    self.db_executor, call_log.store_callback_message, self.db, path=wav,
+                    duration_s=duration, sidecar=sidecar, queueing=queueing, complete=not partial,
                 )  # fmt: skip
                 if message is None:
                     self._unfileable.add(wav)  # logged: its callback does not exist
@@ -260,8 +266,8 @@ class Voicemail:
                 log.error("recording %s has no clinic in its metadata: left for an operator", wav)
                 self._unfileable.add(wav)
                 continue
-            filed = await asyncio.to_thread(
-                call_log.store_recording, self.db, path=wav, duration_s=duration,
+            filed = await in_db_thread(
+                self.db_executor, call_log.store_recording, self.db, path=wav, duration_s=duration,
                 sidecar=sidecar, min_seconds=self.min_seconds, partial=partial,
                 queueing=queueing, complete=not partial,
                 calendar=self.clinics.get(sidecar.call.clinic_id),
@@ -287,13 +293,15 @@ class Voicemail:
         else:
             failed = transcript.failure is not None
         if failed:
-            await asyncio.to_thread(
-                queue.fail_attempt, self.db, filed.job, self.node_id,
+            await in_db_thread(
+                self.db_executor, queue.fail_attempt, self.db, filed.job, self.node_id,
                 queue.JobError.RECOGNIZER_FAILED, transcript.error or "live recognition failed",
             )  # fmt: skip
             self._queued()
             return
-        done = await asyncio.to_thread(finish_job, self.db, filed.job, self.node_id, transcript)
+        done = await in_db_thread(
+            self.db_executor, finish_job, self.db, filed.job, self.node_id, transcript
+        )
         if done:
             log.info("job %d transcribed live (%.1f s of audio)", filed.job.id,
                      transcript.audio_seconds)  # fmt: skip

@@ -65,6 +65,10 @@ class HttpSettings:
     """The window failures are counted in, and how long a lock lasts."""
     ticket_claim_s: float = 1800.0
     """How long "Jag tar den" holds a ticket without activity by its holder."""
+    embedded: bool = False
+    """`callserver serve` serves the staff UI itself too (one process: demos, some tests);
+    otherwise the UI is `callserver web`, its own process(es) sharing only the database and
+    the recordings directory."""
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -134,6 +138,9 @@ class CallbackSettings:
     """How long a claimed callback stays ours; a node that dies releases it by expiry."""
     node_id: str = ""
     """Name of this node in leases and attempt rows; empty: hostname:sip.port."""
+    wake_poll_s: float = 0.5
+    """How often the dispatcher reads the database's wake counter, which the staff UI bumps on
+    "call now", a booking or a move (the UI is another process)."""
 
 
 @dataclass(frozen=True)
@@ -330,6 +337,10 @@ def _validate(s: Settings, errors: list[str]) -> None:
         errors.append(f"http.ticket_claim_s: {s.http.ticket_claim_s} must be more than 0 seconds")
     if s.http.login_lock_s <= 0:
         errors.append(f"http.login_lock_s: {s.http.login_lock_s} must be more than 0 seconds")
+    if s.callbacks.wake_poll_s <= 0:
+        errors.append(
+            f"callbacks.wake_poll_s: {s.callbacks.wake_poll_s} must be more than 0 seconds"
+        )
     if s.sip.rtp_port_high - s.sip.rtp_port_low < 2:
         errors.append(
             f"sip.rtp_port_low/high: range {s.sip.rtp_port_low}-{s.sip.rtp_port_high} "

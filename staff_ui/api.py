@@ -21,7 +21,7 @@ from aiohttp import web
 
 from callbacks.reasons import Reason
 from config.calendar import deadline_day
-from staff_ui import callback_queries, ticket_queries
+from staff_ui import callback_queries, ticket_queries, ticket_queue
 from staff_ui.callback_queries import CallbackRow
 from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, path_id, viewer_of
 from staff_ui.reasons import LANGUAGES, Language, describe
@@ -111,8 +111,12 @@ async def api_ticket_list(request: web.Request) -> web.Response:
             },
             status=400,
         )
-    rows = await asyncio.to_thread(
-        ticket_queries.list_tickets,
+    page = await asyncio.to_thread(
+        partial(
+            ticket_queue.list_page,
+            after=request.query.get("after"),
+            before=request.query.get("before"),
+        ),
         request.app[SESSION_FACTORY],
         viewer_of(request),
         status,
@@ -120,7 +124,13 @@ async def api_ticket_list(request: web.Request) -> web.Response:
     )
     now, zone = request.app[CLOCK](), request.app[TIMEZONE]
     return web.json_response(
-        {"status": status, "tickets": [_row_json(row, now, zone) for row in rows]}
+        {
+            "status": status,
+            "tickets": [_row_json(row, now, zone) for row in page.rows],
+            "total": page.total,
+            "next": page.next_cursor,
+            "previous": page.previous_cursor,
+        }
     )
 
 

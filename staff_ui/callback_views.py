@@ -4,8 +4,9 @@ page books for its patient at its clinic and links the two).
 
 Handlers only parse the request and render: every read and change goes through
 staff_ui.callback_queries (scoped, access-logged, in a worker thread). After "call now", a
-booking or a move the dispatcher is woken through the app's CALLBACKS_CHANGED hook so that it
-does not wait for its next poll. Without clinic files (CLINICS unset) every page says that
+booking or a move the dispatcher is woken through the database (storage/wake_signals.py: the
+call server is another process) and the app's optional CALLBACKS_CHANGED hook, so that it does
+not wait for its next poll. Without clinic files (CLINICS unset) every page says that
 callbacks are not configured. Reasons are worded here, in Swedish, by staff_ui.reasons.
 """
 
@@ -46,6 +47,7 @@ from staff_ui.context import (
     wav_response,
 )
 from staff_ui.reasons import describe
+from storage import wake_signals
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,14 @@ def _today(request: web.Request) -> date:
     return _now(request).astimezone(request.app[TIMEZONE]).date()
 
 
-def _changed(request: web.Request) -> None:
-    """Wake the dispatcher; a failing hook must not turn a saved change into an error page."""
+async def _changed(request: web.Request) -> None:
+    """Wake the dispatcher; a failed wake must not turn a saved change into an error page."""
+    try:
+        await asyncio.to_thread(
+            wake_signals.bump, request.app[SESSION_FACTORY], wake_signals.CALLBACKS
+        )
+    except Exception:
+        log.exception("waking the callback dispatcher failed; it will see the change at its poll")
     hook = request.app.get(CALLBACKS_CHANGED)
     if hook is None:
         return
@@ -323,7 +331,7 @@ async def _act(request: web.Request, action: Action) -> web.Response:
     if result.error is not None:
         return await _list_page(request, back_query, error=result.error, status=409)
     if action == "call_now":
-        _changed(request)
+        await _changed(request)
     session = await get_session(request)
     session["flash"] = ACTION_DONE[action].format(number=result.callback.number_display)
     raise web.HTTPSeeOther(return_to)
@@ -468,7 +476,7 @@ async def _booked(
 ) -> web.Response:
     """Flash, wake the dispatcher and show the list of the slot's day (or `to`: the ticket it
     was booked from)."""
-    _changed(request)
+    await _changed(request)
     zone = request.app[TIMEZONE]
     when = slot_time(row.slot_start, row.slot_end, zone)
     session = await get_session(request)

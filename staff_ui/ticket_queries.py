@@ -18,6 +18,7 @@ Invariants, and why:
 - Name and personnummer are the patient's as staff corrected them where they did
   (Ticket.patient_name / patient_personnummer) in the list, the page and the API; the call's own
   values are kept beside them (original_*), never overwritten.
+  The list itself is read page by page in staff_ui/ticket_queue.py.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from config.calendar import DeadlineState, deadline_state
@@ -64,8 +65,6 @@ from storage.personnummer import format_personnummer, mask_personnummer, redact_
 log = logging.getLogger(__name__)
 
 STATUS_FILTERS = (*TICKET_STATUSES, "all")
-LIST_LIMIT = 500
-"""The list is a work queue, not an archive: older tickets are reached by status filter."""
 LOW_CONFIDENCE = 0.6
 """Words the recognizer was less sure of than this are marked on the ticket page."""
 
@@ -305,7 +304,17 @@ def _forwards(ticket: Ticket) -> tuple[Forward, ...]:
     )
 
 
-def needs_personnummer_check(ticket: Ticket) -> bool:
+class PersonnummerFacts(Protocol):
+    """What needs_personnummer_check reads: a Ticket, or a row of the list's columns."""
+
+    personnummer: str | None
+    corrected_personnummer: str | None
+    personnummer_source: str | None
+    personnummer_disagreement: bool
+    speech_personnummer_status: str | None
+
+
+def needs_personnummer_check(ticket: PersonnummerFacts) -> bool:
     """True when the ticket's personnummer cannot be trusted without listening.
 
     Keypad and speech gave two different valid numbers; or there is no number and the speech
@@ -437,24 +446,6 @@ def _detail(session: Session, ticket: Ticket) -> TicketDetail:
     )
 
 
-def _list_order(status: str) -> tuple[ColumnElement[Any], ...]:
-    """Tickets to handle by deadline, earliest first (the oldest call first among equal
-    deadlines); handled ones latest deadline first, so the list limit keeps the recent ones."""
-    if status == "new":
-        return (Ticket.due_at.asc(), Ticket.created_at.asc(), Ticket.id.asc())
-    handled = (Ticket.due_at.desc(), Ticket.created_at.desc(), Ticket.id.desc())
-    if status != "all":
-        return handled
-    is_open = Ticket.status == "new"
-    return (
-        case((is_open, 0), else_=1),
-        case((is_open, Ticket.due_at)).asc(),
-        case((is_open, Ticket.created_at)).asc(),
-        case((is_open, Ticket.id)).asc(),
-        *handled,
-    )
-
-
 def _last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[str, str]]:
     """Ticket id -> (the clinic that last forwarded it, by name; its note)."""
     latest: dict[int, tuple[str, str]] = {}
@@ -469,28 +460,6 @@ def _last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[s
     for ticket_id, clinic_name, note in rows:
         latest[ticket_id] = (clinic_name, note or "")
     return latest
-
-
-def list_tickets(
-    factory: sessionmaker[Session], viewer: Viewer, status: str, remote_addr: str | None
-) -> list[TicketRow]:
-    """The work queue: only the viewer's clinics, by deadline (see _list_order); logs one
-    list_tickets entry per listing."""
-    if status not in STATUS_FILTERS:
-        raise ValueError(f"unknown status filter {status!r}")
-    query = (
-        select(Ticket)
-        .options(joinedload(Ticket.clinic), joinedload(Ticket.recording))
-        .order_by(*_list_order(status))
-        .where(*clinic_scope(viewer, Ticket.clinic_id))
-        .limit(LIST_LIMIT)
-    )
-    if status != "all":
-        query = query.where(Ticket.status == status)
-    with factory.begin() as session:
-        tickets = session.scalars(query).unique().all()
-        record_access(session, viewer, "list_tickets", remote_addr, shown=[t.id for t in tickets])
-        return _rows(session, list(tickets))
 
 
 def _rows(session: Session, tickets: list[Ticket]) -> list[TicketRow]:

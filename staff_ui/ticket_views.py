@@ -22,7 +22,7 @@ from aiohttp_session import get_session
 
 from callbacks.phone_numbers import format_number
 from config.calendar import deadline_day
-from staff_ui import ticket_claims, ticket_queries
+from staff_ui import ticket_claims, ticket_queries, ticket_queue
 from staff_ui.context import (
     CALLBACK_STATE_LABELS,
     CLAIM_EXPIRY,
@@ -112,11 +112,16 @@ async def not_found(request: web.Request) -> web.Response:
 
 
 async def ticket_list(request: web.Request) -> web.Response:
+    """The work queue, a page at a time (?after= / ?before= cursors, staff_ui/ticket_queue.py)."""
     status = request.query.get("status", "new")
     if status not in ticket_queries.STATUS_FILTERS:
         status = "new"
-    rows = await asyncio.to_thread(
-        ticket_queries.list_tickets,
+    page = await asyncio.to_thread(
+        partial(
+            ticket_queue.list_page,
+            after=request.query.get("after"),
+            before=request.query.get("before"),
+        ),
         request.app[SESSION_FACTORY],
         viewer_of(request),
         status,
@@ -126,7 +131,8 @@ async def ticket_list(request: web.Request) -> web.Response:
         request,
         "tickets.html",
         {
-            "rows": rows,
+            "rows": page.rows,
+            "page": page,
             "status": status,
             "status_filters": ticket_queries.STATUS_FILTERS,
             "nav": "tickets",

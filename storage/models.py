@@ -321,7 +321,10 @@ class Ticket(Base):
     __tablename__ = "ticket"
     __table_args__ = (
         Index("ix_ticket_clinic_status_created", "clinic_id", "status", "created_at"),
-        Index("ix_ticket_clinic_status_due", "clinic_id", "status", "due_at"),
+        # The work queue's pages (staff_ui/ticket_queue.py): one clinic's, and every
+        # clinic's (the switchboard), each read as one range in (due_at, id) order.
+        Index("ix_ticket_clinic_status_due", "clinic_id", "status", "due_at", "id"),
+        Index("ix_ticket_status_due", "status", "due_at", "id"),
         Index("ix_ticket_status_acted", "status", "acted_at"),
     )
 
@@ -743,3 +746,18 @@ class Node(Base):
     recovery_owner: Mapped[str | None] = mapped_column(String(64))
     """The node filing this (dead) node's leftovers, until recovery_until."""
     recovery_until: Mapped[datetime | None]
+
+
+class WakeSignal(Base):
+    """A counter one process bumps to make a loop in another act now rather than at its next
+    regular poll: the staff UI (`callserver web`) and the call server share only the database.
+
+    topic "callbacks": "call now", a booking or a move; the callback dispatcher reads the
+    counter every callbacks.wake_poll_s and runs a round when it changed.
+    """
+
+    __tablename__ = "wake_signal"
+
+    topic: Mapped[str] = mapped_column(String(32), primary_key=True)
+    counter: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -89,7 +89,9 @@ def test_invalid_personnummer_is_reasked_then_staff_confirms_in_ui(
         tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121239#198506121238#"
     )
     sipp = Sipp(scenario, remote="")
-    server = server_factory(peer_port=sipp.local_port, extra_env={**ONE_UTTERANCE_ENV}).start()
+    server = server_factory(
+        peer_port=sipp.local_port, extra_env={**ONE_UTTERANCE_ENV}, web=True
+    ).start()
     created = server.cli(
         "create-user", "nurse", "--role", "staff", "--clinic", "demo", "--password-stdin",
         stdin="sköterska-lösen-1\n",

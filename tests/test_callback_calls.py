@@ -293,6 +293,7 @@ def test_busy_patient_is_retried_after_the_delay_then_missed_and_shown_to_staff(
     staff = Baresip(tmp_path / "staff", silence, codecs="PCMU", user="200", auto_answer=True)
     busy_port = free_port()
     server = server_factory(
+        web=True,
         peer_port=9, clock_start=WEDNESDAY_MORNING,
         extra_env={"CALLSERVER_CLINICS_DIR": str(clinics),
                    "CALLSERVER_CALLBACKS_POLL_INTERVAL_S": "1"},

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +23,7 @@ from callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
 from callbacks.reasons import Reason, ReasonCode, reason_from_columns
 from config.clinics import Clinic
 from staff_ui.reasons import describe
+from storage import wake_signals
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory
 from storage.models import Callback, CallbackAttempt, utcnow
@@ -600,3 +603,74 @@ async def test_call_now_from_the_ui_dials_at_once(
         await dispatcher.stop()
     assert [j.callback_id for j in dialer.jobs] == [callback_id]
     assert load(session_factory, callback_id).state == "done"
+
+
+async def test_call_now_from_another_process_dials_at_once_through_the_wake_counter(
+    session_factory: sessionmaker[Session], make_clinic: ClinicFactory
+) -> None:
+    """The UI is another process: it can only bump the database's wake counter."""
+    clinic = make_clinic()
+    later = utcnow() + dt.timedelta(hours=2)
+    callback_id = insert_callback(
+        session_factory, slot_start=later, slot_end=later + dt.timedelta(minutes=15)
+    )
+    dialer = FakeDialer()
+    dispatcher = CallbackDispatcher(
+        session_factory, {"vc": clinic}, dialer, node_id="node-a", poll_interval_s=60,
+        wake_poll_s=0.1,
+    )  # fmt: skip
+    await dispatcher.start()
+    try:
+        with session_factory() as session:
+            call_now(session, callback_id)
+        await asyncio.sleep(0.5)
+        assert dialer.jobs == []  # due, but nobody said so: waits for the poll
+        await asyncio.to_thread(wake_signals.bump, session_factory, wake_signals.CALLBACKS)
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            if dialer.jobs:
+                break
+        await dispatcher.wait_idle()
+    finally:
+        await dispatcher.stop()
+    assert [j.callback_id for j in dialer.jobs] == [callback_id]
+
+
+async def test_a_busy_default_thread_pool_does_not_delay_a_round_with_its_own_pool(
+    session_factory: sessionmaker[Session], make_clinic: ClinicFactory
+) -> None:
+    """Other blocking work fills the loop's default pool (as the UI's pages did): a round in
+    the dispatcher's own pool still runs at once; in the shared pool it would wait."""
+    clinic = make_clinic()
+    start = utcnow() - dt.timedelta(minutes=1)
+    callback_ids = [
+        insert_callback(
+            session_factory,
+            number=f"070123456{n}",
+            slot_start=start,
+            slot_end=start + dt.timedelta(minutes=15),
+        )  # fmt: skip
+        for n in range(2)
+    ]
+    loop = asyncio.get_running_loop()
+    hog = ThreadPoolExecutor(2, thread_name_prefix="busy")
+    loop.set_default_executor(hog)
+    busy = [loop.run_in_executor(None, time.sleep, 1.5) for _ in range(6)]
+    rounds: dict[str, float] = {}
+    own = ThreadPoolExecutor(1, thread_name_prefix="db-callbacks")
+    try:
+        for name, executor in (("own pool", own), ("shared pool", None)):
+            dispatcher = CallbackDispatcher(
+                session_factory, {"vc": clinic}, FakeDialer(), node_id=name, executor=executor,
+                max_parallel_per_clinic=1,
+            )  # fmt: skip
+            started = time.monotonic()
+            await dispatcher.run_due()
+            rounds[name] = time.monotonic() - started
+            await dispatcher.wait_idle()
+    finally:
+        await asyncio.gather(*busy)
+        own.shutdown()
+    assert rounds["own pool"] < 0.5, rounds
+    assert rounds["shared pool"] > 1.0, rounds  # the honest control: the pool was busy
+    assert {load(session_factory, cid).state for cid in callback_ids} == {"done"}

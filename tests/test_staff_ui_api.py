@@ -169,9 +169,10 @@ async def test_list_shows_own_clinic_earliest_deadline_first_with_masked_personn
     assert response.status == 200
     assert "Avbokningar" in html
     assert "19850612-****" in html and "198506121234" not in html and "-1234" not in html
-    # Greta (Saturday 1 June 2024) and Olle (Sunday) are due on Wednesday 5 June, the older call
-    # first; Karin (Monday 3 June) on Friday 7 June, as 6 June is nationaldagen.
-    assert html.index("Greta Gallrad") < html.index("Olle Berg") < html.index("Karin Andersson")
+    # Greta (Saturday 1 June 2024) and Olle (Sunday) are due on Wednesday 5 June, then in the
+    # order they were filed (by id: Olle's was seeded first); Karin (Monday 3 June) on Friday
+    # 7 June, as 6 June is nationaldagen.
+    assert html.index("Olle Berg") < html.index("Greta Gallrad") < html.index("Karin Andersson")
     assert "Nils Norrman" not in html  # norr's ticket
     assert "Redan Klar" not in html  # confirmed, and the default filter is "new"
     assert "2024-06-03 10:15" in html  # 08:15 UTC shown in Europe/Stockholm (summer time)

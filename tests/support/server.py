@@ -1,5 +1,7 @@
 """`callserver serve` as a real process, as an operator runs it: its own data directory and
-ports, configured through the environment, stopped by its PID.
+ports, configured through the environment, stopped by its PID. With web=True also
+`callserver web` (the staff UI, its own process on http_port), sharing only the database and
+the data directory with it, as in production.
 
 End-to-end tests talk to it only from outside: SIP and RTP on its ports, its command line
 (`tickets list --json`, `callbacks list --json`) and its database file (tests/support/database.py).
@@ -43,7 +45,11 @@ class ServerProcess:
     """Run the server's calendar clock from this instant (setting clock.start) instead of the
     real time, so a test sees the same weekday and hour whenever the suite runs. The clock
     keeps running across restarts of this server, as a real one would."""
+    web: bool = False
+    """Also run `callserver web` (the staff UI on http_port), started after the call server."""
     proc: subprocess.Popen | None = None
+    web_proc: subprocess.Popen | None = None
+    web_log_path: Path | None = None
     log_path: Path | None = None
     """The log of the latest start (each start writes a new file in data_dir)."""
     _clock_set_at: float | None = None
@@ -98,24 +104,47 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "callserver ready" in self.log_path.read_text():
+                if self.web:
+                    self.start_web(env, deadline - time.monotonic())
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"callserver exited at start-up:\n{self.log()}")
             time.sleep(0.1)
         raise RuntimeError(f"callserver not ready after {timeout} s:\n{self.log()}")
 
+    def start_web(self, env: dict[str, str], timeout: float) -> None:
+        """`callserver web` on http_port, with the same settings (database, data dir)."""
+        self.web_log_path = self.data_dir / f"web-{int(time.time() * 1000)}.log"
+        log = open(self.web_log_path, "w")  # noqa: SIM115 - handed to the child
+        self.web_proc = subprocess.Popen(
+            [*CALLSERVER, "web"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + max(timeout, 10.0)
+        while time.monotonic() < deadline:
+            if "staff UI ready" in self.web_log_path.read_text():
+                return
+            if self.web_proc.poll() is not None:
+                raise RuntimeError(f"callserver web exited at start-up:\n{self.log()}")
+            time.sleep(0.1)
+        raise RuntimeError(f"callserver web not ready:\n{self.log()}")
+
     def log(self) -> str:
-        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+        text = self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+        if self.web_log_path is not None and self.web_log_path.exists():
+            text += "\n--- callserver web ---\n" + self.web_log_path.read_text()
+        return text
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        for proc in (self.web_proc, self.proc):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.web_proc = None
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -1,0 +1,339 @@
+"""The work queue page by page: keyset pagination over indexes, never a whole-table sort.
+
+Invariants, and why:
+- Order by status filter: "new" by deadline, earliest first (due_at, then id); a handled
+  status latest deadline first (due_at, id descending); "all" the new ones as "new", then
+  every handled one latest first. A ticket's place is (lane, due_at, id), unique, so a cursor
+  names one position exactly: walking the pages shows every ticket once, with equal deadlines
+  too.
+- Every read is one range of an index in index order with LIMIT page + 1:
+  ix_ticket_clinic_status_due_id (clinic_id, status, due_at, id) for one clinic and
+  ix_ticket_status_due_id (status, due_at, id) for all clinics (the switchboard). Several
+  clinics or several statuses are several such reads merged here (at most page + 1 rows
+  each), because an IN list on a leading column makes the database sort every matching row.
+  tests/test_staff_ui_pagination.py checks the plans on SQLite and PostgreSQL.
+- Counts are index-only counts on the same indexes, exact at the moment of reading: no cache
+  to go stale when several web processes serve the UI.
+- Only the columns the list shows are read; clinic names, recording lengths, claim holders and
+  forwarding notes are then read for the page's rows only.
+- The cursor is opaque to the browser (base64url of lane, due_at, id) but grants nothing: the
+  viewer's clinic scope applies to every read, and a malformed cursor means the first page.
+- One list_tickets access-log row per page shown, naming the tickets on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Integer, Row, Select, func, literal, select, tuple_
+from sqlalchemy.orm import Session, sessionmaker
+
+from staff_ui.access_log import record_access
+from staff_ui.accounts import Viewer
+from staff_ui.ticket_claims import Claim
+from staff_ui.ticket_queries import STATUS_FILTERS, TicketRow, needs_personnummer_check
+from storage import transcription_queue
+from storage.models import TICKET_STATUSES, Clinic, Recording, StaffUser, Ticket, TicketEvent
+from storage.personnummer import mask_personnummer, redact_spoken_numbers
+
+PAGE_SIZE = 50
+"""Rows per page: a screenful to work through, and a bounded read whatever the queue's size."""
+
+Direction = Literal["after", "before"]
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Tickets of these statuses, in deadline order (latest first when descending)."""
+
+    statuses: tuple[str, ...]
+    descending: bool
+
+
+HANDLED = tuple(status for status in TICKET_STATUSES if status != "new")
+LANES: dict[str, tuple[Lane, ...]] = {
+    "new": (Lane(("new",), False),),
+    **{status: (Lane((status,), True),) for status in HANDLED},
+    "all": (Lane(("new",), False), Lane(HANDLED, True)),
+}
+assert set(LANES) == set(STATUS_FILTERS)
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where a ticket is in a status filter's order: its lane, then (due_at, id) in the lane's
+    direction."""
+
+    lane: int
+    due_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        raw = json.dumps([self.lane, self.due_at.isoformat(), self.id]).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(text: str | None, status: str) -> Position | None:
+    """The position a cursor names, or None (first page) for a missing or malformed one."""
+    if not text or len(text) > 200:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        lane, due_at, ticket_id = json.loads(raw)
+        position = Position(int(lane), datetime.fromisoformat(due_at), int(ticket_id))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return None
+    if not 0 <= position.lane < len(LANES[status]) or position.due_at.utcoffset() is None:
+        return None
+    return position
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    rows: list[TicketRow]
+    total: int
+    """Tickets in the filter the viewer may see, on every page."""
+    next_cursor: str | None
+    """The cursor of the page after this one; None on the last page."""
+    previous_cursor: str | None
+    """The cursor of the page before this one; None on the first page."""
+
+
+COLUMNS: tuple[Any, ...] = (
+    Ticket.id,
+    Ticket.clinic_id,
+    Ticket.created_at,
+    Ticket.personnummer,
+    Ticket.personnummer_source,
+    Ticket.personnummer_disagreement,
+    Ticket.speech_personnummer_status,
+    Ticket.name,
+    Ticket.corrected_personnummer,
+    Ticket.corrected_name,
+    Ticket.status,
+    Ticket.partial,
+    Ticket.intent,
+    Ticket.due_at,
+    Ticket.recording_id,
+    Ticket.transcript_status,
+    Ticket.claimed_by_id,
+    Ticket.claimed_at,
+    Ticket.claim_active_at,
+)
+"""What a list row shows, and no more (no transcript, no free text)."""
+
+
+def _clinics(viewer: Viewer) -> list[str | None]:
+    """One index range per clinic the viewer works for; None: every clinic in one range."""
+    every: list[str | None] = [None]
+    return every if viewer.sees_all_clinics else list(sorted(viewer.clinic_ids))
+
+
+def _range(
+    status: str, clinic_id: str | None, descending: bool, start: Position | None
+) -> Select[tuple[Any, ...]]:
+    """One status of one clinic (or all clinics), from just past `start`, in index order.
+
+    The cursor condition is a row-value comparison, (due_at, id) > (d, i), which both
+    databases turn into the start of the index range (an OR of the two conditions makes
+    PostgreSQL merge bitmaps and sort).
+    """
+    query = select(*COLUMNS).where(Ticket.status == status)
+    if clinic_id is not None:
+        query = query.where(Ticket.clinic_id == clinic_id)
+    if start is not None:
+        key = tuple_(Ticket.due_at, Ticket.id)
+        past = tuple_(literal(start.due_at, Ticket.due_at.type), literal(start.id, Integer()))
+        query = query.where(key < past if descending else key > past)
+    if descending:
+        return query.order_by(Ticket.due_at.desc(), Ticket.id.desc())
+    return query.order_by(Ticket.due_at.asc(), Ticket.id.asc())
+
+
+def _walk(
+    session: Session,
+    viewer: Viewer,
+    lanes: Sequence[Lane],
+    start: Position | None,
+    backwards: bool,
+    limit: int,
+) -> list[tuple[Position, Row[Any]]]:
+    """Up to `limit` tickets strictly past `start` (from the very beginning or end when None),
+    forwards or backwards through the lanes, each with its position."""
+    found: list[tuple[Position, Row[Any]]] = []
+    order = range(len(lanes) - 1, -1, -1) if backwards else range(len(lanes))
+    for lane_index in order:
+        if start is not None and (
+            lane_index > start.lane if backwards else lane_index < start.lane
+        ):
+            continue
+        lane = lanes[lane_index]
+        descending = lane.descending != backwards
+        lane_start = start if start is not None and start.lane == lane_index else None
+        streams: list[Iterator[tuple[Position, Row[Any]]]] = []
+        for status in lane.statuses:
+            for clinic_id in _clinics(viewer):
+                query = _range(status, clinic_id, descending, lane_start)
+                rows = session.execute(query.limit(limit - len(found))).all()
+                streams.append(iter([(Position(lane_index, r.due_at, r.id), r) for r in rows]))
+        merged: Iterable[tuple[Position, Row[Any]]] = heapq.merge(
+            *streams, key=lambda item: item[0], reverse=descending
+        )
+        for item in merged:
+            found.append(item)
+            if len(found) == limit:
+                return found
+    return found
+
+
+def _count(session: Session, viewer: Viewer, lanes: Sequence[Lane]) -> int:
+    """Index-only: count(*) over (clinic_id, status) or (status) of the list's indexes."""
+    total = 0
+    for lane in lanes:
+        for status in lane.statuses:
+            for clinic_id in _clinics(viewer):
+                query = select(func.count()).select_from(Ticket).where(Ticket.status == status)
+                if clinic_id is not None:
+                    query = query.where(Ticket.clinic_id == clinic_id)
+                total += session.scalar(query) or 0
+    return total
+
+
+def _claim(row: Row[Any], usernames: dict[int, str]) -> Claim | None:
+    """As ticket_claims.stored_claim, from the list's columns."""
+    if row.claimed_by_id is None or row.claim_active_at is None or row.status != "new":
+        return None
+    return Claim(
+        by=usernames.get(row.claimed_by_id, "?"),
+        by_id=row.claimed_by_id,
+        since=row.claimed_at or row.claim_active_at,
+        active_at=row.claim_active_at,
+    )
+
+
+def _last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Ticket id -> (the clinic that last forwarded it, by name; its note)."""
+    latest: dict[int, tuple[str, str]] = {}
+    if not ticket_ids:
+        return latest
+    rows = session.execute(
+        select(TicketEvent.ticket_id, Clinic.name, TicketEvent.note)
+        .join(Clinic, Clinic.id == TicketEvent.from_clinic_id)
+        .where(TicketEvent.ticket_id.in_(ticket_ids), TicketEvent.kind == "forwarded")
+        .order_by(TicketEvent.id)
+    )
+    for ticket_id, clinic_name, note in rows:
+        latest[ticket_id] = (clinic_name, note or "")
+    return latest
+
+
+def _rows(session: Session, rows: list[Row[Any]]) -> list[TicketRow]:
+    """The page's rows with what they show from other tables, read for these rows only."""
+    ids = [row.id for row in rows]
+    clinic_ids = {row.clinic_id for row in rows}
+    names = dict(
+        session.execute(select(Clinic.id, Clinic.name).where(Clinic.id.in_(clinic_ids)))
+        .tuples()
+        .all()
+    )
+    recording_ids = [row.recording_id for row in rows if row.recording_id is not None]
+    durations = dict(
+        session.execute(
+            select(Recording.id, Recording.duration_s).where(Recording.id.in_(recording_ids))
+        )
+        .tuples()
+        .all()
+    )
+    holders = {row.claimed_by_id for row in rows if row.claimed_by_id is not None}
+    usernames = dict(
+        session.execute(select(StaffUser.id, StaffUser.username).where(StaffUser.id.in_(holders)))
+        .tuples()
+        .all()
+    )
+    waiting = [row.id for row in rows if row.transcript_status is None and row.recording_id]
+    ahead = transcription_queue.ahead_of(session, waiting)
+    forwarded = _last_forwards(session, ids)
+    return [
+        TicketRow(
+            id=row.id,
+            clinic_id=row.clinic_id,
+            clinic_name=names.get(row.clinic_id, row.clinic_id),
+            created_at=row.created_at,
+            personnummer_masked=mask_personnummer(
+                row.corrected_personnummer or row.personnummer
+            ),  # staff's correction if any (Ticket.patient_personnummer)
+            name=row.corrected_name or row.name,
+            status=row.status,
+            partial=row.partial,
+            duration_s=durations.get(row.recording_id),
+            intent=row.intent,
+            needs_check=needs_personnummer_check(row),
+            due_at=row.due_at,
+            claim=_claim(row, usernames),
+            transcript_ahead=ahead.get(row.id),
+            forwarded_from=forwarded[row.id][0] if row.id in forwarded else None,
+            forward_note=(
+                redact_spoken_numbers(forwarded[row.id][1]) if row.id in forwarded else None
+            ),
+            corrected=row.corrected_name is not None or row.corrected_personnummer is not None,
+        )
+        for row in rows
+    ]
+
+
+def list_page(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    status: str,
+    remote_addr: str | None,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    page_size: int = PAGE_SIZE,
+) -> TicketPage:
+    """One page of the work queue: the first, the one after cursor `after`, or the one before
+    cursor `before` (a malformed cursor means the first page). Logs one list_tickets entry."""
+    if status not in STATUS_FILTERS:
+        raise ValueError(f"unknown status filter {status!r}")
+    lanes = LANES[status]
+    start_after = decode_cursor(after, status)
+    start_before = decode_cursor(before, status) if start_after is None else None
+    with factory.begin() as session:
+        found: list[tuple[Position, Row[Any]]] = []
+        if start_before is not None:
+            found = _walk(session, viewer, lanes, start_before, True, page_size + 1)
+            more_before = len(found) > page_size
+            found = found[:page_size][::-1]
+            more_after = bool(found)
+        elif start_after is not None:
+            found = _walk(session, viewer, lanes, start_after, False, page_size + 1)
+            more_after = len(found) > page_size
+            found = found[:page_size]
+            more_before = bool(found)
+        if not found:
+            # No cursor, or nothing is left past it (its tickets were handled meanwhile).
+            found = _walk(session, viewer, lanes, None, False, page_size + 1)
+            more_after = len(found) > page_size
+            found = found[:page_size]
+            more_before = False
+        # The link back (forwards: the one ahead) from a cursor is offered only when a ticket
+        # is still there: they may have been handled or forwarded since.
+        if more_before and start_before is None:
+            more_before = bool(_walk(session, viewer, lanes, found[0][0], True, 1))
+        if more_after and start_before is not None:
+            more_after = bool(_walk(session, viewer, lanes, found[-1][0], False, 1))
+        rows = _rows(session, [row for _, row in found])
+        record_access(session, viewer, "list_tickets", remote_addr, shown=[r.id for r in rows])
+        return TicketPage(
+            rows=rows,
+            total=_count(session, viewer, lanes),
+            next_cursor=found[-1][0].encode() if more_after else None,
+            previous_cursor=found[0][0].encode() if more_before else None,
+        )
