@@ -10,6 +10,7 @@ minute per row so that the extract can be compared exactly.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from alembic import command
 from sqlalchemy import select, text
 
+from callserver.cli import main as callserver_main
 from staff_ui import access_log
 from staff_ui.accounts import load_viewer
 from storage.clinics import upsert_clinic
@@ -617,3 +619,27 @@ def test_migration_0013_gives_every_user_their_old_role_and_keeps_their_clinics(
     ]  # fmt: skip
     assert _sql(url, "SELECT * FROM staff_user_clinic") == [(1, "vc")]
     assert _sql(url, "SELECT count(*) FROM access_log") == [(1,)]
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+async def test_create_user_takes_several_roles(
+    seeded: SeededUi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CALLSERVER_STORAGE_DATA_DIR", str(seeded.data_dir))
+    monkeypatch.setattr("sys.stdin", io.StringIO("första-lösenordet\n"))
+    code = callserver_main(["create-user", "greta", "--role", "admin", "--role", "staff",
+                            "--clinic", "norr", "--password-stdin"])  # fmt: skip
+    assert code == 0
+    assert "created admin+staff user 'greta'" in capsys.readouterr().out
+    assert roles_of(seeded, "greta") == {"admin", "staff"}
+    monkeypatch.setattr("sys.stdin", io.StringIO("första-lösenordet\n"))
+    code = callserver_main(["create-user", "hugo", "--role", "admin", "--role", "staff",
+                            "--password-stdin"])  # fmt: skip
+    assert code == 1 and "has role 'staff' but no clinic" in capsys.readouterr().err
+    async with ui_client(seeded) as greta:
+        await first_login(greta, "greta", "första-lösenordet", "gretas eget lösenord")
+        html = await (await greta.get("/")).text()
+        assert "Nils Norrman" in html and "Karin Andersson" not in html
+        assert (await greta.get("/admin/users")).status == 200
