@@ -55,6 +55,40 @@ def run_migrations_online() -> None:
 
 
 def _run_with(connection: Any) -> None:
+    """Run the migrations on `connection`.
+
+    On SQLite, batch mode rebuilds a table (copy, DROP, rename). With foreign keys enforced, as
+    the server connects, that DROP would cascade to or be refused by the rows that reference
+    the table (access-log rows pointing at tickets made migration 0010 fail on a real
+    database). So foreign keys are off while migrating, as SQLite's own ALTER TABLE procedure
+    prescribes, and checked afterwards: a migration that left a dangling reference fails here.
+    """
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _end_transaction(connection)
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        _migrate(connection)
+        if sqlite:
+            dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if dangling:
+                raise RuntimeError(
+                    f"the migration left {len(dangling)} rows referring to missing rows "
+                    f"(first: {dangling[0]}); restore the backup taken before upgrading"
+                )
+    finally:
+        if sqlite:
+            _end_transaction(connection)
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def _end_transaction(connection: Any) -> None:
+    """PRAGMA foreign_keys is a no-op inside a transaction."""
+    if connection.in_transaction():
+        connection.commit()
+
+
+def _migrate(connection: Any) -> None:
     # render_as_batch: SQLite cannot ALTER most things; batch mode rebuilds the table instead.
     context.configure(
         connection=connection,

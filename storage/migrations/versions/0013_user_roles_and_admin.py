@@ -24,6 +24,26 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _drop_columns(table: str, *columns: str) -> None:
+    """Drop columns in place. Not with batch mode on SQLite: batch rebuilds the table (copy,
+    DROP, rename), and with foreign keys on, dropping staff_user or clinic would cascade-delete
+    every staff_user_role and staff_user_clinic row that points at it (and fail on the tickets'
+    and the access log's references). SQLite has had ALTER TABLE DROP COLUMN since 3.35."""
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        for column in columns:
+            op.drop_column(table, column)
+        return
+    found = str(bind.exec_driver_sql("select sqlite_version()").scalar_one())
+    if tuple(int(part) for part in found.split(".")[:2]) < (3, 35):
+        raise RuntimeError(
+            f"SQLite {found} cannot drop a column in place: revision 0013 needs SQLite 3.35 or "
+            "newer (Debian 12 has 3.40)"
+        )
+    for column in columns:
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+
+
 def upgrade() -> None:
     op.create_table(
         "staff_user_role",
@@ -38,34 +58,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("staff_user_id", "role", name="pk_staff_user_role"),
     )
     op.execute("INSERT INTO staff_user_role (staff_user_id, role) SELECT id, role FROM staff_user")
-    with op.batch_alter_table("staff_user") as batch:
-        batch.drop_column("role")
-    with op.batch_alter_table("clinic") as batch:
-        batch.add_column(sa.Column("file_name", sa.String(length=200), nullable=True))
-        batch.add_column(
-            sa.Column("name_edited", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        batch.add_column(
-            sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
+    _drop_columns("staff_user", "role")
+    # Plain ADD COLUMN, not batch: batch mode rebuilds clinic on SQLite for these defaults, and
+    # dropping the old table cascades into staff_user_clinic (see _drop_columns).
+    op.add_column("clinic", sa.Column("file_name", sa.String(length=200), nullable=True))
+    op.add_column(
+        "clinic", sa.Column("name_edited", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
+    op.add_column(
+        "clinic", sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true())
+    )
     op.execute("UPDATE clinic SET file_name = name")
-    with op.batch_alter_table("access_log") as batch:
-        batch.add_column(sa.Column("detail", sa.Text(), nullable=True))
+    op.add_column("access_log", sa.Column("detail", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     """Back to one role per user: the most privileged one a user holds (admin, then staff, then
     switchboard) — the old schema cannot say more."""
-    with op.batch_alter_table("access_log") as batch:
-        batch.drop_column("detail")
-    with op.batch_alter_table("clinic") as batch:
-        batch.drop_column("active")
-        batch.drop_column("name_edited")
-        batch.drop_column("file_name")
-    with op.batch_alter_table("staff_user") as batch:
-        batch.add_column(
-            sa.Column("role", sa.String(length=16), nullable=False, server_default="staff")
-        )
+    _drop_columns("access_log", "detail")
+    _drop_columns("clinic", "active", "name_edited", "file_name")
+    op.add_column(
+        "staff_user",
+        sa.Column("role", sa.String(length=16), nullable=False, server_default="staff"),
+    )
     op.execute(
         "UPDATE staff_user SET role = COALESCE("
         "(SELECT MIN(CASE r.role WHEN 'admin' THEN 'a:admin' WHEN 'staff' THEN 'b:staff' "
