@@ -974,7 +974,7 @@ def correct(
             for field, column in (
                 ("name", "corrected_name"),
                 ("personnummer", "corrected_personnummer"),
-            )  # fmt: skip
+            )
             if column in values
         )
         values.update(corrected_by_id=viewer.id, corrected_at=now, updated_at=now)

@@ -80,10 +80,8 @@ async def test_switchboard_books_from_a_ticket_and_each_links_to_the_other(scene
     async with ui_client(scene) as client:
         await login(client, "vaxel")
         page = await (await client.get(f"/tickets/{ticket_id}")).text()
-        assert (
-            f'<a class="button" href="/callbacks/new?ticket={ticket_id}">Boka återuppringning'
-            in (page)
-        )
+        button = f'<a class="button" href="/callbacks/new?ticket={ticket_id}">Boka återuppringning'
+        assert button in page
         form = await (await client.get(f"/callbacks/new?ticket={ticket_id}")).text()
         assert f"Från avbokning {ticket_id}" in form
         assert '<dd class="booking-name">Karin Andersson</dd>' in form
