@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
+import subprocess
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +17,8 @@ from aiohttp import ClientSession, CookieJar
 
 from tests.support.clinics import ALL_DAY, WEEKDAYS, ClinicFactory, ClinicSpec, every
 from tests.support.database import insert_due_callback
+from tests.support.ports import free_port
+from tests.support.server import CALLSERVER, ROOT
 from tests.support.sipp import Sipp, scenario_copy, sipp_messages
 from tests.support.tools import require
 from tests.support.ui import csrf_from, first_login
@@ -90,3 +94,65 @@ def test_call_now_in_the_web_process_makes_the_call_server_dial_at_once(
     # The call server serves no HTTP of its own: the pages came from `callserver web`.
     serve_log = server.log().partition("--- callserver web ---")
     assert "staff UI on" not in serve_log[0] and "staff UI ready" in serve_log[2]
+
+
+async def session_across_web_processes(first: str, second: str) -> list[int]:
+    """Log in on `first`; the statuses of the same cookie's /api/tickets on `second`, then on
+    `first` after logging out on `second`."""
+    statuses = []
+    async with ClientSession(base_url=first, cookie_jar=CookieJar(unsafe=True)) as client:
+        await first_login(client, "nurse", "sköterska-lösen-1", "sköterska-lösen-2")
+        cookies = {c.key: c.value for c in client.cookie_jar}
+    async with ClientSession(base_url=second, cookies=cookies) as other:
+        response = await other.get("/api/tickets", allow_redirects=False)
+        statuses.append(response.status)
+        page = await other.get("/password")
+        csrf = csrf_from(await page.text())
+        response = await other.post("/logout", data={"csrf_token": csrf}, allow_redirects=False)
+        statuses.append(response.status)
+    async with ClientSession(base_url=first, cookies=cookies) as again:
+        response = await again.get("/api/tickets", allow_redirects=False)
+        statuses.append(response.status)
+    return statuses
+
+
+def test_a_session_made_on_one_web_process_is_valid_on_another_and_ends_on_both(
+    tmp_path: Path, server_factory, make_clinic: ClinicFactory
+) -> None:
+    """Several web processes behind a reverse proxy (or one per node) share only the database
+    and the data directory: the session key file and the per-user session generation. A
+    cookie from one is good on the other, and a logout on one ends it on both."""
+    server = server_factory(
+        peer_port=free_port(),  # no call is made
+        web=True,
+        extra_env={"CALLSERVER_CLINICS_DIR": str(make_clinic.directory())},
+    )
+    assert server.cli("migrate").returncode == 0
+    created = server.cli(
+        "create-user", "nurse", "--role", "staff", "--clinic", "vc", "--password-stdin",
+        stdin="sköterska-lösen-1\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    server.start()
+    second_port = free_port(socket.SOCK_STREAM)
+    env = {**server.env(), "CALLSERVER_HTTP_PORT": str(second_port)}
+    log_path = tmp_path / "second-web.log"
+    with open(log_path, "w") as log:
+        second = subprocess.Popen(
+            [*CALLSERVER, "web"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "staff UI ready" not in log_path.read_text():
+            assert second.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        statuses = asyncio.run(
+            session_across_web_processes(
+                f"http://127.0.0.1:{server.http_port}", f"http://127.0.0.1:{second_port}"
+            )
+        )
+    finally:
+        second.terminate()
+        second.wait(timeout=10)
+    assert second.pid != server.web_proc.pid  # type: ignore[union-attr]
+    assert statuses == [200, 303, 401], statuses
