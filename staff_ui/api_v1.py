@@ -504,6 +504,11 @@ def _export_after(text: str | None) -> tuple[datetime, int] | None:
 async def export_confirmed(request: web.Request) -> web.Response:
     """Confirmed cancellations since a time, for the booking system (full personnummer; each
     exported ticket is an `export` row in the access log)."""
+    viewer = viewer_of(request)
+    if not viewer.may_export:
+        return error(403, "may_not_export",
+                     "Exporten är bokningssystemets: använd en API-token (callserver "
+                     "create-token).")  # fmt: skip
     query = _query(request, EXPORT_PARAMS)
     if "since" not in query:
         raise BadRequest({"since": "required: an ISO 8601 time with offset, e.g. "
@@ -512,11 +517,6 @@ async def export_confirmed(request: web.Request) -> web.Response:
     limit = _limit(query, EXPORT_DEFAULT_LIMIT, EXPORT_MAX_LIMIT)
     after = _export_after(query.get("cursor"))
     as_csv = _wants_csv(request)
-    viewer = viewer_of(request)
-    if not viewer.may_export:
-        return error(403, "may_not_export",
-                     "Exporten är bokningssystemets: använd en API-token (callserver "
-                     "create-token).")  # fmt: skip
     rows, more = await asyncio.to_thread(
         ticket_queries.confirmed_since, request.app[SESSION_FACTORY], viewer, since, after,
         limit, request.remote,

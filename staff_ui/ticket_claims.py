@@ -101,11 +101,12 @@ def claim(
         ticket = _load(session, viewer, ticket_id)
         if ticket is None:
             return None
-        if ticket.status != "new":
-            return ClaimResult("not_new", None)
         if viewer.is_api_token or not viewer.decides_for(ticket.clinic_id):
             # A claim names a person working the ticket; the booking system's token is none.
+            # Refused before anything about the ticket's state is told.
             return ClaimResult("not_allowed", live_claim(ticket, now, expiry))
+        if ticket.status != "new":
+            return ClaimResult("not_new", None)
         held = live_claim(ticket, now, expiry)
         if takeover and not may_take_over(viewer, ticket.clinic_id):
             return ClaimResult("not_allowed", held)
