@@ -18,16 +18,18 @@ from itertools import count
 
 from markupsafe import Markup
 
-WIDTH = 720
-HEIGHT = 260
-LEFT = 44
+WIDTH = 560
+HEIGHT = 250
+LEFT = 40
 """Room for the y-axis numbers."""
-BOTTOM = 36
+BOTTOM = 30
 """Room for the period labels."""
-TOP = 28
+TOP = 34
 """Room for the legend."""
 RIGHT = 8
-MAX_LABELS = 16
+FONT_SIZE = 14
+"""In viewBox units: about 12 px where two charts share a row of the page."""
+MAX_LABELS = 10
 """At most this many period labels under the axis (every n-th when there are more periods)."""
 COLOURS = ("#0b5cad", "#b42318", "#1a7f37", "#9a6700")
 """The UI's accent, bad, ok and warn colours, in series order."""
@@ -54,7 +56,7 @@ def nice_ceiling(value: int) -> int:
 
 
 def _text(x: float, y: float, text: str, anchor: str = "middle") -> str:
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="11"'
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{FONT_SIZE}"'
             f' fill="#1b1f23">{escape(text)}</text>')  # fmt: skip
 
 
@@ -74,22 +76,23 @@ def bar_chart(title: str, description: str, labels: Sequence[str], series: Seque
     every = max(1, math.ceil(len(labels) / MAX_LABELS))
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%"'
-        f' preserveAspectRatio="xMidYMid meet" aria-labelledby="{chart_id}-t {chart_id}-d"'
+        f' preserveAspectRatio="xMidYMid meet" aria-labelledby="{chart_id}-t"'
+        f' aria-describedby="{chart_id}-d"'
         f' xmlns="http://www.w3.org/2000/svg">',
         f'<title id="{chart_id}-t">{escape(title)}</title>',
         f'<desc id="{chart_id}-d">{escape(description)}</desc>',
     ]
-    for tick in (0, top / 2, top):
+    for tick in (0, top // 2, top) if top % 2 == 0 else (0, top):
         y = base - plot_h * tick / top
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"'
                      f' stroke="#d0d7de" stroke-width="1"/>')  # fmt: skip
-        number = f"{tick:g}".replace(".", ",")
-        parts.append(_text(LEFT - 6, y + 4, number, anchor="end"))
+        parts.append(_text(LEFT - 6, y + 5, str(tick), anchor="end"))
+    x: float = LEFT
     for index, one in enumerate(series):
-        x = LEFT + index * 130
         colour = COLOURS[index % len(COLOURS)]
-        parts.append(f'<rect x="{x}" y="8" width="12" height="12" fill="{colour}"/>')
-        parts.append(_text(x + 16, 18, one.name, anchor="start"))
+        parts.append(f'<rect x="{x}" y="8" width="14" height="14" fill="{colour}"/>')
+        parts.append(_text(x + 19, 20, one.name, anchor="start"))
+        x += 19 + len(one.name) * FONT_SIZE * 0.6 + 16
     for slot, label in enumerate(labels):
         group_x = LEFT + slot * group_w + group_w * 0.1
         for index, one in enumerate(series):
@@ -103,7 +106,7 @@ def bar_chart(title: str, description: str, labels: Sequence[str], series: Seque
                 f"<title>{escape(label)}: {value} {escape(one.name.lower())}</title></rect>"
             )
         if slot % every == 0:
-            parts.append(_text(LEFT + slot * group_w + group_w / 2, base + 16, label))
+            parts.append(_text(LEFT + slot * group_w + group_w / 2, base + 20, label))
     parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{base}" y2="{base}"'
                  ' stroke="#57606a" stroke-width="1"/>')  # fmt: skip
     parts.append("</svg>")

@@ -116,7 +116,7 @@ def whole(first: dt.date, last: dt.date, grain: Grain, zone: ZoneInfo) -> Period
                   _midnight(last + dt.timedelta(days=1), zone), grain)  # fmt: skip
 
 
-@dataclass
+@dataclass(frozen=True)
 class Figures:
     """One clinic's figures for one period."""
 
@@ -144,7 +144,7 @@ class Figures:
         return self.within_deadline / self.decided if self.decided else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClinicFigures:
     clinic_id: str
     name: str
@@ -154,7 +154,7 @@ class ClinicFigures:
     """The whole range at once (sums, and the range's own median and share)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Statistics:
     periods: list[Period]
     clinics: list[ClinicFigures]
@@ -323,19 +323,19 @@ def _queries(p: _Periods, clinic_ids: Sequence[str]) -> dict[str, _Query]:
     return queries
 
 
-def _figures(session: Session, chosen: Sequence[Period], clinic_ids: Sequence[str]
-             ) -> dict[tuple[str, int], Figures]:  # fmt: skip
-    found: dict[tuple[str, int], Figures] = {}
+def _figures(
+    session: Session, chosen: Sequence[Period], clinic_ids: Sequence[str]
+) -> dict[tuple[str, int], Figures]:
+    found: dict[tuple[str, int], dict[str, Any]] = {}
     for name, query in _queries(_Periods(chosen), clinic_ids).items():
+        labels = query.selected_columns.keys()[2:]
         for clinic_id, period, *numbers in session.execute(query):
-            figures = found.setdefault((clinic_id, period), Figures())
+            values = found.setdefault((clinic_id, period), {})
             if name == "median":
-                figures.median_handle_s = round(float(numbers[0]))
-                continue
-            labels = query.selected_columns.keys()[2:]
-            for label, number in zip(labels, numbers, strict=True):
-                setattr(figures, label, int(number))
-    return found
+                values["median_handle_s"] = round(float(numbers[0]))
+            else:
+                values.update(zip(labels, map(int, numbers), strict=True))
+    return {key: Figures(**values) for key, values in found.items()}
 
 
 def statistics(

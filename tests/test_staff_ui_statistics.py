@@ -256,3 +256,31 @@ def test_postgres_counts_the_same_figures(pg_url: str) -> None:
     }  # fmt: skip
     assert found == DAILY_DEMO
     assert (demo.total.median_handle_s, demo.total.within_deadline) == (48 * 3600, 4)
+
+
+def test_charts_escape_their_text_and_draw_bars_to_scale() -> None:
+    from staff_ui.charts import Series, bar_chart, nice_ceiling
+
+    svg = str(
+        bar_chart(
+            "Samtal, <script>alert(1)</script>",
+            "Beskrivning & tabell",
+            ["v. 1", "v. 2"],
+            [Series("Samtal", [5, 10]), Series("<b>", [0, 1])],
+        )
+    )
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "&amp; tabell" in svg
+    assert "<b>" not in svg
+    heights = [float(h) for h in re.findall(r'class="bar"[^>]*height="([\d.]+)"', svg)]
+    # Per week, a bar per series: 5 and 0 in week 1, 10 and 1 in week 2.
+    assert heights[2] == 2 * heights[0] > 0 and heights[1] == 0 and heights[3] > 0
+    assert [nice_ceiling(v) for v in (0, 1, 3, 7, 10, 11, 42, 250)] == [
+        1,
+        1,
+        5,
+        10,
+        10,
+        20,
+        50,
+        500,
+    ]
