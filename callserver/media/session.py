@@ -33,7 +33,7 @@ from typing import Literal, cast
 
 from callserver.media import g711
 from callserver.media.clock import MediaClock
-from callserver.media.dtmf import DtmfReceiver
+from callserver.media.dtmf import MAX_KEYS_PER_S, DtmfReceiver
 from callserver.media.jitterbuffer import JitterBuffer
 from callserver.media.ports import PortPool
 from callserver.media.rtp import RtpPacket, RtpParseError, build_rtp, parse_rtp
@@ -468,7 +468,13 @@ class MediaSession(asyncio.DatagramProtocol):
 
     def _on_telephone_event(self, packet: RtpPacket) -> None:
         self._hold_sequence(packet)
+        over_rate = self._dtmf.over_rate
         digit = self._dtmf.feed(packet)
+        if self._dtmf.over_rate > over_rate and over_rate == 0:
+            log.warning(
+                "telephone-events from %s:%s faster than %.1f keys/s: the excess is ignored",
+                *self._remote, MAX_KEYS_PER_S,
+            )  # fmt: skip
         if digit is not None and self.on_dtmf is not None:
             try:
                 self.on_dtmf(digit)
