@@ -425,6 +425,10 @@ class MediaSession(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Filter, parse and dispatch one datagram; never raise."""
         # addr[:2]: IPv6 source addresses come as (host, port, flowinfo, scope_id).
+        # Strict, no latching: only the exact address and port of the peer's SDP. Our one peer
+        # is a PBX/SBC whose SDP names where its RTP comes from; latching on the first packet
+        # would let whoever sprays the port range first take over the call's audio (and keep a
+        # dead call alive). tests/robustness/test_rtp_abuse.py proves the noise stays out.
         if addr[0] != self._remote[0] or addr[1] != self._remote[1]:
             self._stats.foreign_dropped += 1
             return
