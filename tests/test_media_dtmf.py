@@ -75,3 +75,23 @@ def test_new_ssrc_with_same_timestamp_is_a_new_press():
     receiver = DtmfReceiver()
     assert receiver.feed(packet(6, 1000, ssrc=1)) == "6"
     assert receiver.feed(packet(6, 1000, ssrc=2)) == "6"
+
+
+def test_a_flood_of_new_events_types_no_more_keys_than_a_human_could():
+    """Thousands of distinct events at once: a burst of keys, then MAX_KEYS_PER_S."""
+    from callserver.media.dtmf import BURST_KEYS, MAX_KEYS_PER_S
+
+    now = [100.0]
+    receiver = DtmfReceiver(clock=lambda: now[0])
+    flood = [packet(5, 1000 + 160 * n) for n in range(5000)]
+    assert len(digits_of(receiver, flood)) == BURST_KEYS
+    assert receiver.over_rate == 5000 - BURST_KEYS
+    now[0] += 1.0  # a second later: that second's worth of keys
+    more = [packet(5, 10_000_000 + 160 * n) for n in range(5000)]
+    assert len(digits_of(receiver, more)) == int(MAX_KEYS_PER_S)
+    # A human typing at 5 keys a second is never limited.
+    typed = ""
+    for n in range(100):
+        now[0] += 0.2
+        typed += digits_of(receiver, key_press(n % 10, 20_000_000 + 800 * n))
+    assert typed == "".join(str(n % 10) for n in range(100))

@@ -5,11 +5,19 @@ sender repeats them while the key is held and sends the final ("end") packet thr
 them may be lost, including the first, so a digit is taken from whichever packet of a new event
 arrives first and every later packet with that timestamp is ignored. Events we do not map to a
 key (flash, tones, >= 16) are skipped: a caller's odd phone must never end the call.
+
+Key presses are rate-limited: a flood of telephone-events with ever new timestamps (a broken or
+hostile sender) would otherwise type thousands of keys into the IVR. A human, and any sender
+that keeps RFC 4733's minimum tone and pause (40 ms each, ITU-T Q.24), presses fewer than
+MAX_KEYS_PER_S; a burst of BURST_KEYS is allowed on top (a phone that sends a stored number).
+Presses over the limit are counted in ``over_rate`` and dropped.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from callserver.media.rtp import RtpPacket
@@ -18,6 +26,10 @@ DIGITS = "0123456789*#ABCD"
 """Event codes 0-15 in order (RFC 4733 section 3.2)."""
 
 _RECENT_EVENTS = 32
+MAX_KEYS_PER_S = 12.5
+"""The fastest in-spec DTMF: 40 ms of tone and 40 ms of pause per key."""
+BURST_KEYS = 16
+"""Keys accepted at once before the rate applies."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +67,12 @@ class DtmfReceiver:
     (reordering) are not taken as a new press.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._allowance = float(BURST_KEYS)
+        self._allowance_at = clock()
+        self.over_rate = 0
+        """New key presses dropped because they came faster than MAX_KEYS_PER_S."""
         self._recent: deque[tuple[int, int, int]] = deque(maxlen=_RECENT_EVENTS)
         self._last: tuple[tuple[int, int, int], bool] | None = None  # (event, end seen)
         self.digits = 0
@@ -85,5 +102,20 @@ class DtmfReceiver:
             return None
         self._recent.append(key)
         self._last = (key, event.end)
+        if not self._take_allowance():
+            self.over_rate += 1
+            return None
         self.digits += 1
         return event.digit
+
+    def _take_allowance(self) -> bool:
+        """Token bucket: BURST_KEYS deep, refilled at MAX_KEYS_PER_S."""
+        now = self._clock()
+        self._allowance = min(
+            BURST_KEYS, self._allowance + (now - self._allowance_at) * MAX_KEYS_PER_S
+        )
+        self._allowance_at = now
+        if self._allowance < 1.0:
+            return False
+        self._allowance -= 1.0
+        return True

@@ -33,7 +33,7 @@ from typing import Literal, cast
 
 from callserver.media import g711
 from callserver.media.clock import MediaClock
-from callserver.media.dtmf import DtmfReceiver
+from callserver.media.dtmf import MAX_KEYS_PER_S, DtmfReceiver
 from callserver.media.jitterbuffer import JitterBuffer
 from callserver.media.ports import PortPool
 from callserver.media.rtp import RtpPacket, RtpParseError, build_rtp, parse_rtp
@@ -425,6 +425,10 @@ class MediaSession(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Filter, parse and dispatch one datagram; never raise."""
         # addr[:2]: IPv6 source addresses come as (host, port, flowinfo, scope_id).
+        # Strict, no latching: only the exact address and port of the peer's SDP. Our one peer
+        # is a PBX/SBC whose SDP names where its RTP comes from; latching on the first packet
+        # would let whoever sprays the port range first take over the call's audio (and keep a
+        # dead call alive). tests/robustness/test_rtp_abuse.py proves the noise stays out.
         if addr[0] != self._remote[0] or addr[1] != self._remote[1]:
             self._stats.foreign_dropped += 1
             return
@@ -468,7 +472,13 @@ class MediaSession(asyncio.DatagramProtocol):
 
     def _on_telephone_event(self, packet: RtpPacket) -> None:
         self._hold_sequence(packet)
+        over_rate = self._dtmf.over_rate
         digit = self._dtmf.feed(packet)
+        if self._dtmf.over_rate > over_rate and over_rate == 0:
+            log.warning(
+                "telephone-events from %s:%s faster than %.1f keys/s: the excess is ignored",
+                *self._remote, MAX_KEYS_PER_S,
+            )  # fmt: skip
         if digit is not None and self.on_dtmf is not None:
             try:
                 self.on_dtmf(digit)
