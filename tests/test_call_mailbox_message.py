@@ -70,7 +70,7 @@ def test_the_next_call_after_saving_a_typed_message_hears_it_first(
     welcome = np.frombuffer(prompt_library.get("welcome", "sv"), dtype="<i2").astype(np.float64)
     message_s = len(message) / RATE
     phone = Baresip(tmp_path / "baresip", silence_wav(tmp_path / "quiet.wav", 120), codecs="PCMU")
-    server = server_factory(peer_port=phone.sip_port).start()
+    server = server_factory(peer_port=phone.sip_port, web=True).start()  # the UI: `callserver web`
     pid = server.proc.pid if server.proc else None
     created = server.cli(
         "create-user", "vaxel", "--role", "switchboard", "--password-stdin",

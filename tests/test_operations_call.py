@@ -137,6 +137,7 @@ def test_metrics_are_refused_to_addresses_not_allowed(tmp_path: Path, server_fac
     metrics_port = free_port(socket.SOCK_STREAM)
     server = server_factory(
         peer_port=free_port(),
+        web=True,  # the staff UI's /metrics is `callserver web`'s
         extra_env={
             "CALLSERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
             "CALLSERVER_METRICS_ALLOW": "10.99.0.0/16",
