@@ -9,6 +9,7 @@ the call path and one for the dispatcher; file work stays in the default pool.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -21,6 +22,12 @@ T = TypeVar("T")
 async def in_db_thread(
     executor: Executor | None, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs
 ) -> T:
-    """`func(*args, **kwargs)` in `executor` (None: the loop's default pool, for tests)."""
+    """`func(*args, **kwargs)` in `executor` (None: the loop's default pool, for tests).
+
+    Runs in a copy of the caller's context, as asyncio.to_thread does (run_in_executor alone
+    does not): the call's Call-ID (a context variable) stays on the log lines written there."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, functools.partial(func, *args, **kwargs))
+    context = contextvars.copy_context()
+    return await loop.run_in_executor(
+        executor, functools.partial(context.run, func, *args, **kwargs)
+    )

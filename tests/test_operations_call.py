@@ -120,7 +120,7 @@ def test_metrics_and_json_logs_of_a_real_call(
     about_call = [r for r in records if r.get("call_id") == call_id]
     assert len(about_call) >= 10, "the call's own lines do not carry its Call-ID"
     loggers = {r["logger"] for r in about_call}
-    # call_log runs in a worker thread (asyncio.to_thread): the Call-ID follows it there
+    # call_log runs in a database thread (callserver/db_threads.py): the Call-ID follows it
     assert {"callserver.live_call", "callserver.call_log"} <= loggers, loggers
     naming = [r for r in records if call_id in r["message"]]
     assert naming and all(r.get("call_id") == call_id for r in naming), [
