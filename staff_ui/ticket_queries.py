@@ -446,7 +446,7 @@ def _detail(session: Session, ticket: Ticket) -> TicketDetail:
     )
 
 
-def _last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[str, str]]:
+def last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[str, str]]:
     """Ticket id -> (the clinic that last forwarded it, by name; its note)."""
     latest: dict[int, tuple[str, str]] = {}
     if not ticket_ids:
@@ -467,7 +467,7 @@ def _rows(session: Session, tickets: list[Ticket]) -> list[TicketRow]:
     waiting = [t.id for t in tickets if t.transcript_status is None and t.recording]
     ahead = transcription_queue.ahead_of(session, waiting)
     claim_names = usernames_of(session, tickets)
-    forwarded = _last_forwards(session, [t.id for t in tickets])
+    forwarded = last_forwards(session, [t.id for t in tickets])
     return [
         TicketRow(
             id=t.id,

@@ -38,9 +38,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from staff_ui.access_log import record_access
 from staff_ui.accounts import Viewer
 from staff_ui.ticket_claims import Claim
-from staff_ui.ticket_queries import STATUS_FILTERS, TicketRow, needs_personnummer_check
+from staff_ui.ticket_queries import (
+    STATUS_FILTERS,
+    TicketRow,
+    last_forwards,
+    needs_personnummer_check,
+)
 from storage import transcription_queue
-from storage.models import TICKET_STATUSES, Clinic, Recording, StaffUser, Ticket, TicketEvent
+from storage.models import TICKET_STATUSES, Clinic, Recording, StaffUser, Ticket
 from storage.personnummer import mask_personnummer, redact_spoken_numbers
 
 PAGE_SIZE = 50
@@ -218,22 +223,6 @@ def _claim(row: Row[Any], usernames: dict[int, str]) -> Claim | None:
     )
 
 
-def _last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[str, str]]:
-    """Ticket id -> (the clinic that last forwarded it, by name; its note)."""
-    latest: dict[int, tuple[str, str]] = {}
-    if not ticket_ids:
-        return latest
-    rows = session.execute(
-        select(TicketEvent.ticket_id, Clinic.name, TicketEvent.note)
-        .join(Clinic, Clinic.id == TicketEvent.from_clinic_id)
-        .where(TicketEvent.ticket_id.in_(ticket_ids), TicketEvent.kind == "forwarded")
-        .order_by(TicketEvent.id)
-    )
-    for ticket_id, clinic_name, note in rows:
-        latest[ticket_id] = (clinic_name, note or "")
-    return latest
-
-
 def _rows(session: Session, rows: list[Row[Any]]) -> list[TicketRow]:
     """The page's rows with what they show from other tables, read for these rows only."""
     ids = [row.id for row in rows]
@@ -259,7 +248,7 @@ def _rows(session: Session, rows: list[Row[Any]]) -> list[TicketRow]:
     )
     waiting = [row.id for row in rows if row.transcript_status is None and row.recording_id]
     ahead = transcription_queue.ahead_of(session, waiting)
-    forwarded = _last_forwards(session, ids)
+    forwarded = last_forwards(session, ids)
     return [
         TicketRow(
             id=row.id,
