@@ -9,6 +9,7 @@ unanswered question its full timeout, a silent message its silence limit), in mi
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from ivr_flows.callback_booking import ExistingBooking, callback_booking
 from ivr_flows.callback_staff import CallbackToMake, staff_callback
 from ivr_flows.cancellation import MAX_TAKES, RecordingLimits
 from ivr_flows.main_menu import MenuOptions, main_menu
-from ivr_flows.prompts import PROMPTS
+from ivr_flows.prompts import PROMPTS, TEMPORARY_MESSAGE
 from tests.support.scripted_call import ScriptedCall
 from tests.test_flows_callbacks import Service, slot
 
@@ -51,6 +52,8 @@ MAX_GATHERS = 60
 def prompt_s(name: str) -> float:
     if name == "pause":
         return 0.25
+    if name == TEMPORARY_MESSAGE:
+        return 60.0  # the clinic's own recording: the longest the mailbox page accepts
     return 0.2 + len(PROMPTS[name]["sv"]) / CHARS_PER_S
 
 
@@ -164,6 +167,9 @@ class Walk:
 WALKS = {
     "menu": Walk([]),
     "menu, clinic closed": Walk([], run=lambda c: main_menu(c, menu(open_now=False))),
+    "menu after a temporary message": Walk(
+        [], run=lambda c: main_menu(c, dataclasses.replace(menu(), temporary_message=True))
+    ),
     "menu in English": Walk(["9"]),
     "personnummer": Walk(["1"]),
     "personnummer read-back": Walk(["1", PNR]),
