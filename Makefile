@@ -12,7 +12,7 @@ TEST_TOOLS := $(RUN_TOOLS) sipp:sip-tester baresip:baresip-core chromium:chromiu
               kamailio:kamailio /usr/lib/postgresql/15/bin/initdb:postgresql \
               linphonec:linphone-cli ip:iproute2 wrk:wrk
 
-.PHONY: run test lint bench-ui system-run system-test clean
+.PHONY: run test soak lint bench-ui system-run system-test clean
 
 # tool:package pairs -> apt-get install the packages whose tool is missing
 define apt_install
@@ -56,7 +56,11 @@ run: system-run $(VENV)/.run-installed
 
 ## make test: install test peers and Python test deps, lint, run the whole suite
 test: system-test $(VENV)/.test-installed lint
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra -m "not soak"
+
+## make soak: the long fault and load tests (minutes each), kept out of `make test`
+soak: system-test $(VENV)/.test-installed
+	$(BIN)/pytest -q -ra -m soak
 
 ## make lint: ruff (style) and mypy (types; strict on ivr_flows, transcription, callbacks)
 lint: $(VENV)/.test-installed
