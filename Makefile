@@ -56,7 +56,7 @@ run: system-run $(VENV)/.run-installed
 
 ## make test: install test peers and Python test deps, lint, run the whole suite
 test: system-test $(VENV)/.test-installed lint
-	$(BIN)/pytest -q -ra -m "not soak"
+	$(BIN)/pytest -q -ra -m "not soak" --durations=30
 
 ## make soak: the long fault and load tests (minutes each), kept out of `make test`
 soak: system-test $(VENV)/.test-installed
