@@ -42,7 +42,7 @@ from callserver.retention import RetentionJob
 from callserver.sip.engine import Dialog, SipEngine
 from callserver.transcribe_workers import TranscribeWorkers
 from callserver.voicemail import Voicemail
-from config import clock
+from config import calendar, clock
 from config.clinics import Clinic, load_clinics
 from config.settings import Settings
 from ivr_flows.call_api import CallInfo
@@ -168,6 +168,7 @@ class CallServer:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await asyncio.to_thread(self._sync_clinics)
+        await asyncio.to_thread(calendar.warm_up, clock.utcnow().date())
         await self._load_speech_model()
         await self.voicemail.recover()
         self.workers = TranscribeWorkers(

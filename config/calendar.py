@@ -47,6 +47,15 @@ def _public_holidays(year: int) -> dict[dt.date, str]:
     return dict(holidays.country_holidays("SE", years=year, language="sv").items())
 
 
+def warm_up(today: dt.date) -> None:
+    """Build this year's and next year's calendars now, at start-up. The first
+    `country_holidays()` imports every country module of the `holidays` package (about 280
+    modules, 8 MB, 60 ms on an idle core): under the first caller it stalled the event loop,
+    and every call's media with it, and the memory looked like a leak of the first calls."""
+    for year in (today.year, today.year + 1):
+        _public_holidays(year)
+
+
 def national_closed_reason(day: dt.date) -> str | None:
     """Why every Swedish clinic is closed on `day` (a public holiday or a de facto closed
     day), or None. Weekends are not in it: a clinic's phone hours say which weekdays it works."""

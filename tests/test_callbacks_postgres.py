@@ -15,7 +15,7 @@ from sqlalchemy import select
 from callbacks.dispatcher import AttemptResult, CallbackDispatcher, CallbackJob
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory
-from storage.models import Base, Callback, utcnow
+from storage.models import Base, Callback, CallbackAttempt, utcnow
 from tests.support.clinics import ClinicFactory, ClinicSpec
 from tests.support.database import race_for_slot
 
@@ -114,3 +114,60 @@ def test_concurrent_bookings_never_overfill_a_slot_on_postgres(
     setup.dispose()
     results = race_for_slot(pg_url, clinic, slot, now, 10, "07022222")
     assert results == ["booked"] * 3 + ["slot_full"] * 7
+
+
+async def test_two_nodes_woken_by_the_same_due_time_dial_each_of_100_callbacks_once(
+    pg_url: str, make_clinic: ClinicFactory
+) -> None:
+    """The same-second burst of bench/callbacks/bench_two_nodes.py, small: 100 callbacks due in
+    the same instant, two nodes that both wake at it (the 5 s poll never runs) and race for
+    the same rows. A node dials at most 60 at once, so both must take a share. Counted from the
+    database: one attempt per callback, and both nodes dialled."""
+    engines = [make_engine(pg_url), make_engine(pg_url)]
+    factories = [make_session_factory(engine) for engine in engines]
+    clinic = make_clinic(capacity=200, parallel_calls=60)
+    due = utcnow() + dt.timedelta(seconds=1.5)
+    with factories[0]() as session:
+        upsert_clinic(session, "vc", "Vårdcentralen")
+        session.add_all(
+            Callback(
+                clinic_id="vc",
+                number=f"0701234{i:03d}",
+                slot_start=due,
+                slot_end=due + dt.timedelta(minutes=15),
+                state="booked",
+                max_attempts=3,
+                next_attempt_at=due,
+            )
+            for i in range(100)
+        )
+        session.commit()
+
+    async def place_call(job: CallbackJob) -> AttemptResult:
+        await asyncio.sleep(0.05)
+        return AttemptResult("done")
+
+    dispatchers = [
+        CallbackDispatcher(factory, {"vc": clinic}, place_call, node_id=f"node-{i}")
+        for i, factory in enumerate(factories)
+    ]
+    await asyncio.gather(*(d.start() for d in dispatchers))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with factories[0]() as session:
+                states = Counter(session.scalars(select(Callback.state)))
+            if states == Counter({"done": 100}):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.gather(*(d.wait_idle() for d in dispatchers))
+    finally:
+        await asyncio.gather(*(d.stop() for d in dispatchers))
+    with factories[0]() as session:
+        attempts = session.execute(select(CallbackAttempt.callback_id, CallbackAttempt.node)).all()
+    for engine in engines:
+        engine.dispose()
+    assert states == Counter({"done": 100})
+    per_callback = Counter(callback_id for callback_id, _ in attempts)
+    assert len(per_callback) == 100 and set(per_callback.values()) == {1}, per_callback
+    assert {node for _, node in attempts} == {"node-0", "node-1"}

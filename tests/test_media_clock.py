@@ -1,7 +1,9 @@
 """One clock paces every session at 20 ms against absolute deadlines and skips, not bursts."""
 
 import asyncio
+import gc
 import time
+import weakref
 
 from callserver.media.clock import MediaClock
 
@@ -84,3 +86,23 @@ async def test_failing_session_is_dropped_and_others_keep_their_pace():
     assert clock.sessions == 1
     assert clock.stats.session_errors == 1
     assert len(healthy.sends) >= 5
+
+
+async def test_an_unregistered_session_is_not_kept_alive_by_the_running_clock():
+    """The clock's loop variable held the last ticked session (and with it the ended call's
+    dialog and buffers) until another call came; tests/robustness/test_half_open.py saw it."""
+    clock = MediaClock()
+    session = FakeSession()
+    clock.register(session)
+    clock.start()
+    try:
+        await asyncio.sleep(0.1)
+        assert session.sends
+        clock.unregister(session)
+        gone = weakref.ref(session)
+        del session
+        await asyncio.sleep(0.1)  # the clock keeps ticking, with nobody to tick
+        gc.collect()
+        assert gone() is None
+    finally:
+        await clock.stop()

@@ -140,20 +140,30 @@ class MediaClock:
             if behind > self.max_behind_frames:
                 tick += behind
                 self._skipped += behind
-                for session in self._snapshot:
-                    try:
-                        session.skip_frames(behind)
-                    except Exception:
-                        self._drop(session)
+                self._skip_frames(behind)
             self._ticks += 1
-            for session in self._snapshot:
-                try:
-                    session.send_next_frame()
-                except Exception:
-                    self._drop(session)
+            self._send_frames()
             work = loop.time() - now
             if work > self._max_work:
                 self._max_work = work
+
+    # The loops over the sessions live in methods of their own, not in _run: a loop variable
+    # outlives its loop, and in _run's never-ending frame it kept the last ticked session
+    # (and through it the ended call's dialog, flow and buffers) alive until another call
+    # came (tests/robustness/test_half_open.py found it).
+    def _skip_frames(self, behind: int) -> None:
+        for session in self._snapshot:
+            try:
+                session.skip_frames(behind)
+            except Exception:
+                self._drop(session)
+
+    def _send_frames(self) -> None:
+        for session in self._snapshot:
+            try:
+                session.send_next_frame()
+            except Exception:
+                self._drop(session)
 
     def _drop(self, session: Clocked) -> None:
         # One broken session must not silence every other call; take it off the tick rather
