@@ -51,7 +51,7 @@ SPOOL_DIR_NAME = "spool"
 QUARANTINE_DIR_NAME = "quarantine"
 RECORD_VERSION = 1
 REPLAY_FIRST_BACKOFF_S = 1.0
-REPLAY_MAX_BACKOFF_S = 30.0
+REPLAY_MAX_BACKOFF_S = 10.0
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 """Replays one record's `data` into the database; raises to leave it in the spool."""
