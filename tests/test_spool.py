@@ -215,3 +215,19 @@ async def test_a_read_only_sqlite_database_spools_the_filing(tmp_path: Path, url
     assert spool.holds(RECORDING_SPOOL_KIND, str(wav))
     await voicemail.close()
     engine.dispose()
+
+
+async def test_callback_booking_with_the_database_down_offers_nothing_instead_of_failing(
+    make_clinic,
+) -> None:
+    """The booking flow's store answers "no booking, no free slot, booking failed", which the
+    flow turns into words for the caller (ivr_flows/callback_booking.py), not an exception."""
+    from callserver.clinic_bookings import ClinicBookings
+    from ivr_flows.callback_booking import OfferedSlot
+
+    bookings = ClinicBookings(Down(), make_clinic(), call_db_id=None)
+    assert await bookings.existing("0701234567") is None
+    assert await bookings.next_free(None) is None
+    start = dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC)
+    slot = OfferedSlot(start, start + dt.timedelta(minutes=15))
+    assert await bookings.book(slot, "0701234567", None) == ("failed", None)
