@@ -32,6 +32,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from callbacks.reasons import Param, Reason, ReasonCode
@@ -126,6 +127,8 @@ class CallbackDispatcher:
         self._wake_poll_s = wake_poll_s
         self._executor = executor
         self._wake_seen: int | None = None
+        self._wake_unreadable = False
+        """The last look at the wake counter failed (the database is down): said once."""
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -173,7 +176,18 @@ class CallbackDispatcher:
     async def _check_wake(self) -> None:
         """A round when the wake counter changed since the last look (the UI in another
         process pressed "call now", booked or moved)."""
-        seen = await self._db(wake_signals.read, self._session_factory, wake_signals.CALLBACKS)
+        try:
+            seen = await self._db(wake_signals.read, self._session_factory, wake_signals.CALLBACKS)
+        except SQLAlchemyError as exc:
+            # Every half second: one line per outage, not a traceback each time.
+            if not self._wake_unreadable:
+                log.error("callback wake-ups unreadable (%s): looking again every %.1f s",
+                          exc, self._wake_poll_s or 0)  # fmt: skip
+            self._wake_unreadable = True
+            return
+        if self._wake_unreadable:
+            log.warning("callback wake-ups readable again")
+            self._wake_unreadable = False
         changed = self._wake_seen is not None and seen != self._wake_seen
         self._wake_seen = seen
         if changed:

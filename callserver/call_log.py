@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from callserver.recording import Sidecar
@@ -114,10 +115,16 @@ def call_updated(factory: SessionFactory, call_id: int, **fields: Any) -> None:
 
 
 def _call_of(session: Session, sidecar: Sidecar) -> int:
-    """The recording's call row; made (outcome "recovered") if the crash came before it was."""
+    """The recording's call row: by its id, else by its SIP Call-ID (a call whose row was
+    spooled while the database was down, callserver/spool.py, and has been replayed); made
+    (outcome "recovered") if the crash or the outage came before it was."""
     call_id = sidecar.call.call_db_id
     if call_id is not None and session.get(Call, call_id) is not None:
         return call_id
+    if sidecar.call.sip_call_id:
+        found = _call_by_sip_id(session, sidecar.call.sip_call_id)
+        if found is not None:
+            return found.id
     call = Call(
         sip_call_id=sidecar.call.sip_call_id or "unknown",
         clinic_id=sidecar.call.clinic_id,
@@ -128,6 +135,59 @@ def _call_of(session: Session, sidecar: Sidecar) -> int:
     session.add(call)
     session.flush()
     return call.id
+
+
+def _call_by_sip_id(session: Session, sip_call_id: str) -> Call | None:
+    return session.scalar(
+        select(Call).where(Call.sip_call_id == sip_call_id).order_by(Call.id.desc()).limit(1)
+    )
+
+
+CALL_FIELDS = (
+    "sip_call_id", "clinic_id", "caller_number", "called_number", "started_at", "answered_at",
+    "ended_at", "outside_hours", "outcome",
+)  # fmt: skip
+"""What a spooled call row holds (callserver/spool.py), besides the row's id if it had one."""
+_TIMES = ("started_at", "answered_at", "ended_at")
+
+
+def call_record(call_db_id: int | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """A call row as a spool record: JSON, times as ISO 8601."""
+    record: dict[str, Any] = {"call_db_id": call_db_id}
+    for key in CALL_FIELDS:
+        value = fields.get(key)
+        record[key] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return record
+
+
+def replay_call(factory: SessionFactory, record: dict[str, Any]) -> int:
+    """Write a spooled call row: an upsert, so a second replay (after a commit whose
+    acknowledgement was lost) changes nothing. The row is found by its id when the INVITE's
+    insert had worked, else by the SIP Call-ID (a replayed recording may have made it already,
+    outcome "recovered": the call's own facts replace those); otherwise it is inserted."""
+    fields = {key: record.get(key) for key in CALL_FIELDS}
+    for key in _TIMES:
+        value = fields[key]
+        if isinstance(value, str):
+            fields[key] = dt.datetime.fromisoformat(value)
+    sip_call_id = str(fields["sip_call_id"] or "")
+    if not sip_call_id:
+        raise ValueError("a spooled call without a SIP Call-ID")
+    with factory() as session, session.begin():
+        call_db_id = record.get("call_db_id")
+        call = session.get(Call, call_db_id) if isinstance(call_db_id, int) else None
+        if call is None:
+            call = _call_by_sip_id(session, sip_call_id)
+        if call is None:
+            call = Call(sip_call_id=sip_call_id, called_number=fields["called_number"] or "")
+            session.add(call)
+        elif call.outcome != "recovered":
+            fields.pop("started_at")  # the row's own, written at the INVITE
+        for key, value in fields.items():
+            if value is not None:
+                setattr(call, key, value)
+        session.flush()
+        return call.id
 
 
 def _called_at(session: Session, sidecar: Sidecar, call_id: int) -> dt.datetime:
@@ -164,9 +224,35 @@ def store_recording(
     The ticket is due three working days after the call in `calendar` (the clinic's; the
     national calendar when the clinic's file is gone) with the clinic's closure days from the
     database: config.calendar.answer_deadline.
-    Idempotent by path: the start-up sweep may meet a recording that was already stored.
+    Idempotent by path: the start-up sweep may meet a recording that was already stored, and a
+    spooled filing is replayed after a commit whose acknowledgement was lost; two filings at
+    once (the unique index on recording.path, migration 0022) end with one row.
     Returns what was filed, or None (already filed, or too short for a ticket).
     """
+    try:
+        return _store_recording(
+            factory, path=path, duration_s=duration_s, sidecar=sidecar, min_seconds=min_seconds,
+            partial=partial, queueing=queueing, complete=complete, calendar=calendar,
+        )  # fmt: skip
+    except IntegrityError:
+        if str(path) in filed_paths(factory, [str(path)]):
+            log.info("recording %s was filed meanwhile by another filing: nothing to do", path)
+            return None
+        raise
+
+
+def _store_recording(
+    factory: SessionFactory,
+    *,
+    path: Path,
+    duration_s: float,
+    sidecar: Sidecar,
+    min_seconds: float,
+    partial: bool,
+    queueing: Queueing,
+    complete: bool,
+    calendar: Calendar | None,
+) -> Filed | None:
     with factory() as session, session.begin():
         existing = session.scalar(select(Recording).where(Recording.path == str(path)))
         if existing is not None:
@@ -296,6 +382,8 @@ def store_callback_message(
         if callback is None:
             log.error("voice message %s names no existing callback: kept on disk only", path)
             return None
+        if callback.message_recording_path == str(path):
+            return None  # filed already (a replayed spool record whose commit was not seen)
         callback.message_recording_path = str(path)
         log.info("voice message of %.1f s filed on callback %d", duration_s, callback.id)
         job = _queue(session, queueing, path=path, duration_s=duration_s, callback_id=callback.id)

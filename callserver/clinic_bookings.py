@@ -2,12 +2,22 @@
 
 Database work runs in the call path's database threads (callserver/db_threads.py): the event
 loop that calls this also carries RTP.
+
+A database that is down (storage.db.is_unavailable) is a booking that cannot be made, not a
+failed call: no existing booking is found, no slot is free, and a booking "failed", so the
+flow tells the caller that no time can be offered and says goodbye instead of hanging up on
+them mid-sentence.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from callbacks.booking import (
     BookingError,
@@ -21,7 +31,11 @@ from callserver.call_log import SessionFactory
 from callserver.db_threads import in_db_thread
 from config.clinics import Clinic
 from ivr_flows.callback_booking import BookResult, ExistingBooking, OfferedSlot
+from storage.db import is_unavailable
 from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _BOOK_RESULTS: dict[str, BookResult] = {
     "slot_full": "slot_full",
@@ -65,7 +79,7 @@ class ClinicBookings:
                     found.id, OfferedSlot(found.slot_start, found.slot_end), found.number
                 )
 
-        return await in_db_thread(self.db_executor, query)
+        return await self._run(query, None)
 
     async def next_free(self, after: datetime | None) -> OfferedSlot | None:
         def query() -> OfferedSlot | None:
@@ -73,7 +87,7 @@ class ClinicBookings:
                 slots = free_slots(session, self.clinic, utcnow(), after=after, limit=1)
             return OfferedSlot(slots[0].start, slots[0].end) if slots else None
 
-        return await in_db_thread(self.db_executor, query)
+        return await self._run(query, None)
 
     async def book(
         self, slot: OfferedSlot, number: str, move_id: int | None
@@ -92,4 +106,15 @@ class ClinicBookings:
                     return _BOOK_RESULTS.get(exc.reason, "failed"), None
                 return "booked", callback.id
 
-        return await in_db_thread(self.db_executor, write)
+        return await self._run(write, ("failed", None))
+
+    async def _run(self, func: Callable[[], T], unavailable: T) -> T:
+        """`func` in a database thread; `unavailable` when the database is down."""
+        try:
+            return await in_db_thread(self.db_executor, func)
+        except SQLAlchemyError as exc:
+            if not is_unavailable(exc):
+                raise
+            log.error("callback booking for clinic %s: the database is unavailable (%s); "
+                      "the caller is told no time can be offered", self.clinic.id, exc)  # fmt: skip
+            return unavailable

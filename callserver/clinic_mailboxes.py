@@ -6,7 +6,8 @@ Read per call, without a restart: one small query per call (the clinic's setting
 the settings with the message audio are reloaded only when the version moved. The version is
 the only channel from the staff UI, which may run in another process, so a message saved there
 is heard on the very next call. When the database cannot be read, the call goes on with the
-clinic file alone: a setting must never cost a patient the call.
+settings last read for that clinic (closure days, switchboard number, temporary message), or the
+clinic file alone if none were read since start: a setting must never cost a patient the call.
 """
 
 from __future__ import annotations
@@ -63,9 +64,16 @@ class ClinicMailboxes:
         try:
             loaded = self._current(clinic.id)
         except SQLAlchemyError as exc:
+            with self._lock:
+                last = self._loaded.get(clinic.id)
+            if last is None:
+                log.error("mailbox settings of clinic %s unreadable (%s): this call follows the "
+                          "clinic file alone", clinic.id, exc)  # fmt: skip
+                return CallSettings(clinic, None)
             log.error("mailbox settings of clinic %s unreadable (%s): this call follows the "
-                      "clinic file alone", clinic.id, exc)  # fmt: skip
-            return CallSettings(clinic, None)
+                      "last ones read (version %d)", clinic.id, exc,
+                      last.settings.version)  # fmt: skip
+            loaded = last
         message = loaded.settings.message
         playing = message is not None and loaded.audio is not None and message.active(self.clock())
         return CallSettings(loaded.settings.apply(clinic), loaded.audio if playing else None)

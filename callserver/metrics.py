@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from callserver.inbound import InboundCalls
     from callserver.media.clock import MediaClock
     from callserver.sip.engine import SipEngine
+    from callserver.spool import SpoolReplayer
     from callserver.voicemail import Voicemail
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,11 @@ class CallServerCollector(Collector):
     """What this process does: calls, SIP traffic, recordings, media pacing."""
 
     def __init__(
-        self, engine: SipEngine, inbound: InboundCalls, voicemail: Voicemail, clock: MediaClock
-    ) -> None:
+        self, engine: SipEngine, inbound: InboundCalls, voicemail: Voicemail, clock: MediaClock,
+        replayer: SpoolReplayer | None = None,
+    ) -> None:  # fmt: skip
         self.engine, self.inbound, self.voicemail, self.clock = engine, inbound, voicemail, clock
+        self.replayer = replayer
 
     def collect(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(
@@ -115,6 +118,28 @@ class CallServerCollector(Collector):
         dropped.add_metric(["foreign_peer"], self.engine.stats["foreign_dropped"])
         yield dropped
         yield from self._media_clock()
+        if self.replayer is not None:
+            yield from self._spool(self.replayer)
+
+    def _spool(self, replayer: SpoolReplayer) -> Iterator[Metric]:
+        """The local spool (callserver/spool.py): a depth above 0 means the database refused
+        writes; quarantined records need an operator."""
+        spool = replayer.spool
+        yield GaugeMetricFamily(
+            "callserver_spool_depth",
+            "Call-log and ticket writes waiting in the local spool for the database",
+            value=spool.depth(),
+        )
+        yield GaugeMetricFamily(
+            "callserver_spool_quarantined",
+            "Spool records that could not be read, moved to the spool's quarantine directory",
+            value=spool.quarantined(),
+        )
+        yield CounterMetricFamily(
+            "callserver_spool_replayed",
+            "Spooled writes replayed into the database since start",
+            value=replayer.replayed,
+        )
 
     def _media_clock(self) -> Iterator[Metric]:
         stats = self.clock.stats

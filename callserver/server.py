@@ -11,9 +11,10 @@ Database work runs in bounded thread pools of its own (DB_THREADS_CALLS for the 
 DB_THREADS_CALLBACKS for the dispatcher), apart from the default pool that file work and
 anything else blocking uses, so neither can starve the other.
 
-Start-up order is part of "nothing lost": recordings a crash left behind are filed before the
-SIP socket opens, and callbacks that fell due while the server was down are dialled (or
-escalated) before new calls are taken.
+Start-up order is part of "nothing lost": what the local spool holds (writes the database
+refused while it was down, callserver/spool.py) is replayed and recordings a crash left behind
+are filed before the SIP socket opens, and callbacks that fell due while the server was down
+are dialled (or escalated) before new calls are taken.
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from callbacks.dispatcher import CallbackDispatcher, CallbackJob
+from callserver import call_log
 from callserver.callback_calls import CallbackCaller
 from callserver.clinic_mailboxes import ClinicMailboxes
+from callserver.db_threads import in_db_thread
 from callserver.dialer import Dialer, OutboundLeg
-from callserver.inbound import InboundCalls
+from callserver.inbound import CALL_SPOOL_KIND, InboundCalls
 from callserver.live_call import LiveCall, LiveCalls
 from callserver.media.clock import MediaClock
 from callserver.media.ports import PortPool
@@ -40,8 +44,9 @@ from callserver.prompts import PromptLibrary, PromptVoice
 from callserver.recording import CallFacts
 from callserver.retention import RetentionJob
 from callserver.sip.engine import Dialog, SipEngine
+from callserver.spool import SPOOL_DIR_NAME, Spool, SpoolReplayer
 from callserver.transcribe_workers import TranscribeWorkers
-from callserver.voicemail import Voicemail
+from callserver.voicemail import RECORDING_SPOOL_KIND, Voicemail
 from config import calendar, clock
 from config.clinics import Clinic, load_clinics
 from config.settings import Settings
@@ -76,6 +81,7 @@ class CallServer:
         self.db_callbacks = ThreadPoolExecutor(
             DB_THREADS_CALLBACKS, thread_name_prefix="db-callbacks"
         )
+        self.spool = Spool(settings.data_dir / SPOOL_DIR_NAME / settings.node_name)
         limits = RecordingLimits(
             settings.recording.max_seconds,
             settings.recording.silence_seconds,
@@ -92,6 +98,7 @@ class CallServer:
             clinics=self.clinics,
             node_lease=dt.timedelta(seconds=settings.recording.node_lease_s),
             db_executor=self.db_calls,
+            spool=self.spool,
         )
         self.workers: TranscribeWorkers | None = None
         self.pool = PortPool(
@@ -143,6 +150,14 @@ class CallServer:
             pool6=self.pool6,
             mailboxes=self.mailboxes,
             db_executor=self.db_calls,
+            spool=self.spool,
+        )
+        self.replayer = SpoolReplayer(
+            self.spool,
+            {
+                CALL_SPOOL_KIND: self._replay_call,
+                RECORDING_SPOOL_KIND: self.voicemail.replay_spooled,
+            },
         )
         self.callback_caller = CallbackCaller(
             self.dialer, self._staff_call, timeout_s=settings.sip.outbound_timeout_s
@@ -159,7 +174,9 @@ class CallServer:
         )
         self.retention = RetentionJob(self.db, settings.retention, settings.clinics.timezone)
         self.metrics_registry = new_registry(
-            CallServerCollector(self.engine, self.inbound, self.voicemail, self.media_clock),
+            CallServerCollector(
+                self.engine, self.inbound, self.voicemail, self.media_clock, self.replayer
+            ),
             DatabaseCollector(self.db),
         )
         self.metrics = MetricsListener(settings.metrics, self.metrics_registry)
@@ -170,6 +187,7 @@ class CallServer:
         await asyncio.to_thread(self._sync_clinics)
         await asyncio.to_thread(calendar.warm_up, clock.utcnow().date())
         await self._load_speech_model()
+        await self.replayer.replay_now()  # before the sweep: it files with the call's own facts
         await self.voicemail.recover()
         self.workers = TranscribeWorkers(
             self.db,
@@ -181,6 +199,7 @@ class CallServer:
         await asyncio.to_thread(self.workers.start)
         self.voicemail.on_queued = self.workers.wake
         self.voicemail.start_sweeping(self.settings.recording.sweep_interval_s)
+        self.replayer.start()
         self.media_clock.start()
         await self.metrics.start()
         await self.engine.start()
@@ -201,6 +220,7 @@ class CallServer:
         self.retention.stop()
         await self.dispatcher.stop()
         await self.engine.stop()  # waits (bounded) for calls to file their recordings
+        await self.replayer.stop()  # what it still holds is replayed at the next start
         await self.voicemail.close()  # stops the periodic sweep too
         if self.workers is not None:
             await asyncio.to_thread(self.workers.stop)
@@ -211,6 +231,9 @@ class CallServer:
         self.db_calls.shutdown(wait=True)
         self.db_callbacks.shutdown(wait=True)
         self.db_engine.dispose()
+
+    async def _replay_call(self, record: dict[str, Any]) -> None:
+        await in_db_thread(self.db_calls, call_log.replay_call, self.db, record)
 
     async def _on_invite(self, dialog: Dialog) -> None:
         await self.inbound.handle(dialog)

@@ -21,6 +21,11 @@ call of this process still holds (callserver/recording.py). Filing is idempotent
 recording's path, so a sweep can meet a recording twice.
 
 A message cut short by a full disk is filed at once as partial, like a crash leftover.
+
+When filing fails because the database is down (storage.db.is_unavailable), the filing (path,
+length, partial or not, the sidecar's facts) goes to the local spool (callserver/spool.py) and
+is replayed by `replay_spooled` as soon as the database takes it; the sweep leaves spooled
+recordings to the replay, so the filing keeps what only the call knew (a disk-full partial).
 """
 
 from __future__ import annotations
@@ -40,14 +45,19 @@ from callserver.call_log import Filed, Queueing, SessionFactory
 from callserver.db_threads import in_db_thread
 from callserver.node_lease import NODES_DIR, NodeLease
 from callserver.recording import LEFTOVER_AGE_S, Sidecar, collect, read_sidecar, wav_duration
+from callserver.spool import Spool
 from callserver.transcribe_workers import finish_job
 from config.clinics import Clinic
 from ivr_flows.call_api import RecordingPurpose, RecordingResult
 from storage import transcription_queue as queue
+from storage.db import is_unavailable
 from transcription.streaming import CallTranscriber, NullTranscriber, Transcriber
 from transcription.vosk_engine import SpeechModel, Transcript
 
 log = logging.getLogger(__name__)
+
+RECORDING_SPOOL_KIND = "recording"
+"""Spool records of filings (replayed by Voicemail.replay_spooled)."""
 
 
 class Voicemail:
@@ -67,8 +77,11 @@ class Voicemail:
         clinics: Mapping[str, Clinic] | None = None,
         node_lease: dt.timedelta | None = None,
         db_executor: Executor | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.db = db
+        self.spool = spool
+        """Where filings go while the database is down (None: they wait for the sweep)."""
         self.db_executor = db_executor
         """Where database work runs (callserver/db_threads.py); file work stays in the default
         pool."""
@@ -148,31 +161,73 @@ class Voicemail:
             live_lease=self.live_lease,
         )
         try:
-            if sidecar.meta.purpose is RecordingPurpose.CALLBACK_MESSAGE:
-                filed = await in_db_thread(
-                    self.db_executor, call_log.store_callback_message, self.db, path=result.path,
-                    duration_s=result.duration_s, sidecar=sidecar, queueing=queueing,
-                    complete=not partial,
-                )  # fmt: skip
-            elif sidecar.call.clinic_id:
-                filed = await in_db_thread(
-                    self.db_executor, call_log.store_recording, self.db, path=result.path,
-                    duration_s=result.duration_s, sidecar=sidecar, min_seconds=self.min_seconds,
-                    partial=partial, queueing=queueing, complete=not partial,
-                    calendar=self.clinics.get(sidecar.call.clinic_id),
-                )  # fmt: skip
-            else:
-                filed = None
+            filed = await self._store(
+                result.path, result.duration_s, sidecar, partial=partial, queueing=queueing
+            )
         except SQLAlchemyError as exc:
+            self._spawn(self._discard(pending))
+            if self.spool is not None and is_unavailable(exc):
+                await self._spool_filing(result.path, result.duration_s, sidecar, partial, exc)
+                return
             log.error("recording %s could not be filed now (%s): it stays on disk and the "
                       "sweep files it", result.path.name, exc)  # fmt: skip
-            self._spawn(self._discard(pending))
             return
         if filed is not None and live:
             self._spawn(self._live_transcript(filed, pending))
             return
         self._spawn(self._discard(pending))
         if filed is not None:
+            self._queued()
+
+    async def _store(
+        self, path: Path, duration_s: float, sidecar: Sidecar, *, partial: bool,
+        queueing: Queueing,
+    ) -> Filed | None:  # fmt: skip
+        """File one recording: on its callback, or as a ticket of its clinic."""
+        if sidecar.meta.purpose is RecordingPurpose.CALLBACK_MESSAGE:
+            return await in_db_thread(
+                self.db_executor, call_log.store_callback_message, self.db, path=path,
+                duration_s=duration_s, sidecar=sidecar, queueing=queueing, complete=not partial,
+            )  # fmt: skip
+        if sidecar.call.clinic_id:
+            return await in_db_thread(
+                self.db_executor, call_log.store_recording, self.db, path=path,
+                duration_s=duration_s, sidecar=sidecar, min_seconds=self.min_seconds,
+                partial=partial, queueing=queueing, complete=not partial,
+                calendar=self.clinics.get(sidecar.call.clinic_id),
+            )  # fmt: skip
+        return None
+
+    async def _spool_filing(
+        self, path: Path, duration_s: float, sidecar: Sidecar, partial: bool, exc: Exception
+    ) -> None:
+        assert self.spool is not None
+        log.error("recording %s could not be filed: the database is unavailable (%s); the "
+                  "filing is spooled", path.name, exc)  # fmt: skip
+        record = {
+            "path": str(path),
+            "duration_s": duration_s,
+            "partial": partial,
+            "sidecar": sidecar.to_json(),
+        }
+        try:
+            await asyncio.to_thread(self.spool.put, RECORDING_SPOOL_KIND, str(path), record)
+        except OSError as spool_exc:
+            log.error("recording %s: spooling failed too (%s); the recording stays on disk and "
+                      "the sweep files it", path.name, spool_exc)  # fmt: skip
+
+    async def replay_spooled(self, data: dict[str, Any]) -> None:
+        """The spool's handler for a filing: idempotent by the recording's path."""
+        path = Path(str(data["path"]))
+        sidecar = Sidecar.from_json(data["sidecar"])
+        queueing = Queueing(model=self.speech_model is not None)
+        filed = await self._store(
+            path, float(data["duration_s"]), sidecar, partial=bool(data.get("partial")),
+            queueing=queueing,
+        )  # fmt: skip
+        if filed is not None:
+            if filed.ticket_id is not None:
+                log.warning("spooled recording %s filed as ticket %d", path.name, filed.ticket_id)
             self._queued()
 
     # ------------------------------------------------------------------ sweeps
@@ -236,7 +291,11 @@ class Voicemail:
         """File (and queue) every recording in `directory` that has no row yet; the tickets
         made."""
         found = await asyncio.to_thread(collect, directory, min_age_s=min_age_s, exclude=exclude)
-        found = [(wav, partial) for wav, partial in found if wav not in self._unfileable]
+        found = [
+            (wav, partial)
+            for wav, partial in found
+            if wav not in self._unfileable and not self._spooled(wav)
+        ]
         if not found:
             return []
         known = await in_db_thread(
@@ -312,6 +371,10 @@ class Voicemail:
             await pending
         except Exception:
             log.exception("finishing a recognizer failed")
+
+    def _spooled(self, wav: Path) -> bool:
+        """The spool holds this recording's filing: its replay files it, not the sweep."""
+        return self.spool is not None and self.spool.holds(RECORDING_SPOOL_KIND, str(wav))
 
     def _queued(self) -> None:
         if self.on_queued is not None:

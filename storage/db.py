@@ -15,10 +15,16 @@ from typing import Any, cast
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+POSTGRES_CONNECT_TIMEOUT_S = 5
+"""How long a connection attempt may take: a database host that drops packets fails a call's
+write after this (and the call server spools it, callserver/spool.py) instead of after the
+kernel's TCP timeout of minutes."""
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +57,29 @@ def make_engine(url: str) -> Engine:
     which end up in logs and tracebacks.
     """
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        connect_args = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S} if _is_postgres(url) else {}
+        return create_engine(
+            url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args
+        )
     db_file = _sqlite_file(url)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, hide_parameters=True)
     event.listen(engine, "connect", _on_sqlite_connect)
     return engine
+
+
+def _is_postgres(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or would not take a write right now (down, restarting,
+    connection lost, pool exhausted, SQLite locked or read-only), as opposed to a write that is
+    wrong (a constraint, a bug): the former is worth keeping and retrying, the latter is not."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -216,8 +216,9 @@ class Recording(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("call.id"), index=True)
-    path: Mapped[str] = mapped_column(String(1024))
-    """Absolute path of the WAV file; the file may be removed by retention while the row stays."""
+    path: Mapped[str] = mapped_column(String(1024), unique=True, index=True)
+    """Absolute path of the WAV file; the file may be removed by retention while the row stays.
+    Unique: a recording is filed once however often a sweep or the spool replays it."""
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -265,6 +265,30 @@ async def test_zero_dials_the_switchboard_number_saved_in_the_ui_over_the_files(
     assert (await call_at(mailboxes, clinic, ["0"])).bridged == ["200"]
 
 
+async def test_with_the_database_down_a_call_follows_the_settings_last_read(
+    session_factory: sessionmaker[Session], clinic: Clinic, editor: Editor, tmp_path: Path
+) -> None:
+    """An outage costs no call and no setting: the switchboard number and temporary message
+    read before it still apply (callserver/spool.py keeps what the call writes)."""
+    from sqlalchemy.exc import OperationalError
+
+    database = {"up": True}
+
+    def sessions() -> Session:
+        if not database["up"]:
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+        return session_factory()
+
+    mailboxes = ClinicMailboxes(sessions, tmp_path, clock=Clock(local(2026, 11, 24, 10)))
+    with session_factory.begin() as session:
+        assert mailbox.set_switchboard_number(session, "vc", "0101112233", editor)
+    save_message(session_factory, tmp_path, editor, tone())
+    assert (await call_at(mailboxes, clinic, ["0"])).bridged == ["0101112233"]
+    database["up"] = False
+    call = await call_at(mailboxes, clinic, ["0"])
+    assert call.played[0] == TEMPORARY_MESSAGE and call.bridged == ["0101112233"]
+
+
 async def test_a_missing_message_file_costs_no_call_and_is_looked_for_again(
     session_factory: sessionmaker[Session], clinic: Clinic, editor: Editor, tmp_path: Path
 ) -> None:

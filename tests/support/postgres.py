@@ -5,6 +5,8 @@ tests/conftest.py; bench/callbacks uses `temporary_postgres` too).
 The server runs as the `postgres` OS user (it refuses to run as root) in a fresh directory under
 /tmp (pytest's tmp_path sits in a root-only directory the postgres user cannot enter), on a free
 TCP port on 127.0.0.1 with its unix sockets in that directory, and is stopped at the end.
+`running_postgres` yields the server itself, for tests that stop and start it
+(tests/test_database_outage.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
@@ -53,9 +56,38 @@ def _install() -> None:
             raise PostgresUnavailable(f"apt-get install postgresql failed: {result.stderr[-500:]}")
 
 
+@dataclass
+class PostgresServer:
+    """A running throw-away PostgreSQL server that a test may stop and start again."""
+
+    url: str
+    """A superuser on its `postgres` database."""
+    pg_ctl: list[str]
+    options: str
+    log: Path
+
+    def stop(self, mode: str = "immediate") -> None:
+        """`pg_ctl stop -m mode`: immediate is a crash (no checkpoint, clients cut off)."""
+        subprocess.run([*self.pg_ctl, "-m", mode, "-w", "stop"], check=True, capture_output=True)
+
+    def start(self) -> None:
+        subprocess.run(
+            [*self.pg_ctl, "-l", str(self.log), "-o", self.options, "-w", "-t", "60", "start"],
+            check=True,
+            capture_output=True,
+        )
+
+
 @contextmanager
 def temporary_postgres() -> Iterator[str]:
     """A throw-away PostgreSQL server; yields a URL for a superuser on its `postgres` db."""
+    with running_postgres() as server:
+        yield server.url
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL server, stopped (whatever state it is in) at the end."""
     bindir = _bindir()
     if bindir is None:
         _install()
@@ -85,8 +117,9 @@ def temporary_postgres() -> Iterator[str]:
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise PostgresUnavailable(f"could not start postgres: {exc.stderr!r}") from exc
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield PostgresServer(url, pg_ctl, options, workdir / "server.log")
     finally:
         stopped = subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)
         pid_file = data / "postmaster.pid"
