@@ -1,10 +1,11 @@
-"""The server's wall clock steps (faketime) and the dispatcher is down across due times: every
-due callback is dialled or handed to staff with a reason exactly once, none dropped, none
-dialled twice.
+"""Faults around due callbacks: the server's wall clock steps (faketime), the dispatcher is
+down across due times, the server is killed (kill -9) mid-dial. Every due callback is dialled
+or handed to staff with a reason exactly once, none dropped, none dialled twice.
 
-The staff line is a sipp that answers every call busy, so each attempt is one INVITE the test
-counts and ends at once (max_attempts 1: one INVITE, then "missed"). Callbacks are written
-straight into the server's database, as a booking from the staff UI would leave them.
+The staff line is a sipp that answers every call busy (or rings and never answers), so each
+attempt is one INVITE the test counts and ends at once (max_attempts 1: one INVITE, then
+"missed"). Callbacks are written straight into the server's database, as a booking from the
+staff UI would leave them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ HOUR = 3600
 
 @pytest.fixture
 def clinic_spec() -> ClinicSpec:
-    """Callbacks around the clock: 15-minute slots, 15 minutes' grace, one attempt each."""
+    """Callbacks around the clock: 15-minute slots, 15 minutes' grace (each test's callbacks
+    say how many attempts they get)."""
     return ClinicSpec(
         callback_hours=every(WEEKDAYS, ALL_DAY),
         schedule=dict(
@@ -47,14 +49,15 @@ def clinic_spec() -> ClinicSpec:
 
 
 @pytest.fixture
-def busy_staff_line(tmp_path: Path) -> Iterator[Callable[[int], Callable[[], int]]]:
-    """Start a busy staff line on a port; returns how many INVITEs it has had so far."""
+def staff_line(tmp_path: Path) -> Iterator[Callable[..., Callable[[], int]]]:
+    """Start a staff line (a sipp UAS scenario) on a port; returns how many calls (distinct
+    INVITEs) it has had so far."""
     procs: list[subprocess.Popen] = []
 
-    def start(port: int) -> Callable[[], int]:
+    def start(port: int, scenario_name: str = "dial_busy_uas.xml") -> Callable[[], int]:
         directory = tmp_path / "staff"
         directory.mkdir()
-        scenario = scenario_copy("dial_busy_uas.xml", directory)
+        scenario = scenario_copy(scenario_name, directory)
         procs.append(
             subprocess.Popen(
                 [
@@ -75,13 +78,16 @@ def busy_staff_line(tmp_path: Path) -> Iterator[Callable[[int], Callable[[], int
         )
         wait_udp_bound(port)
 
-        def invites() -> int:
-            return sum(
-                m.direction == "received" and m.first_line.startswith("INVITE")
-                for m in sipp_messages(directory, scenario)
+        def calls() -> int:
+            return len(
+                {
+                    m.header("Call-ID")
+                    for m in sipp_messages(directory, scenario)
+                    if m.direction == "received" and m.first_line.startswith("INVITE")
+                }
             )
 
-        return invites
+        return calls
 
     yield start
     for proc in procs:
@@ -90,14 +96,14 @@ def busy_staff_line(tmp_path: Path) -> Iterator[Callable[[int], Callable[[], int
 
 
 def callback_server(
-    tmp_path: Path, server_factory, make_clinic: ClinicFactory, clock: FakeClock
+    server_factory, make_clinic: ClinicFactory, env: dict[str, str]
 ) -> ServerProcess:
     return server_factory(
         peer_port=free_port(),
         extra_env={
             "CALLSERVER_CLINICS_DIR": str(make_clinic.directory()),
             "CALLSERVER_CALLBACKS_POLL_INTERVAL_S": "1",
-            **clock.env(),
+            **env,
         },
     )
 
@@ -124,11 +130,11 @@ def reason(row: dict) -> tuple[str, str | None]:
 
 
 def test_clock_steps_forward_then_back_each_due_callback_dialled_or_escalated_once(
-    tmp_path: Path, server_factory, make_clinic: ClinicFactory, busy_staff_line
+    tmp_path: Path, server_factory, make_clinic: ClinicFactory, staff_line
 ) -> None:
     clock = FakeClock(tmp_path / "faketime")
-    server = callback_server(tmp_path, server_factory, make_clinic, clock)
-    invites = busy_staff_line(server.peer_port)
+    server = callback_server(server_factory, make_clinic, clock.env())
+    invites = staff_line(server.peer_port)
     server.start()
     now = clock.now()
     ids = {
@@ -173,13 +179,13 @@ def test_clock_steps_forward_then_back_each_due_callback_dialled_or_escalated_on
 
 
 def test_dispatcher_down_across_due_times_dials_or_escalates_each_at_restart(
-    tmp_path: Path, server_factory, make_clinic: ClinicFactory, busy_staff_line
+    tmp_path: Path, server_factory, make_clinic: ClinicFactory, staff_line
 ) -> None:
     """Down for an hour (its clock starts an hour later): what is still in its window is
     dialled at start-up, what passed is escalated as "server down", each exactly once."""
     clock = FakeClock(tmp_path / "faketime")
-    server = callback_server(tmp_path, server_factory, make_clinic, clock)
-    invites = busy_staff_line(server.peer_port)
+    server = callback_server(server_factory, make_clinic, clock.env())
+    invites = staff_line(server.peer_port)
     server.start()
     now = clock.now()
     ids = {
@@ -207,3 +213,31 @@ def test_dispatcher_down_across_due_times_dials_or_escalates_each_at_restart(
     time.sleep(1.5)
     assert invites() == 1
     check_invariants(server, now=clock.now())
+
+
+def test_kill9_mid_dial_redials_once_after_the_lease_and_settles(
+    tmp_path: Path, server_factory, make_clinic: ClinicFactory, staff_line
+) -> None:
+    """The server dies while the staff line rings: after the restart the interrupted attempt is
+    recorded as failed ("node lost") once its lease runs out, and the callback is dialled once
+    more (its last attempt), never left claimed."""
+    server = callback_server(
+        server_factory, make_clinic,
+        {"CALLSERVER_CALLBACKS_LEASE_S": "5", "CALLSERVER_SIP_OUTBOUND_TIMEOUT_S": "3"},
+    )  # fmt: skip
+    calls = staff_line(server.peer_port, "dial_no_answer_uas.xml")
+    server.start()
+    cid = insert_due_callback(server, "0701000001", due_ago_s=0, max_attempts=2)
+    deadline = time.monotonic() + 20
+    while calls() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert calls() == 1, server.log()[-3000:]
+    server.kill9()  # the staff phone is ringing
+    [row] = server.callbacks()
+    assert row["state"] == "calling"
+    server.start()
+    rows = states_when_settled(server, {"cb": cid}, waiting=set(), timeout=30)
+    assert rows["cb"]["state"] == "missed" and rows["cb"]["attempts"] == 2, rows
+    assert calls() == 2
+    assert "ran out mid-call; recorded as failed" in server.log()  # reason node_lost
+    check_invariants(server)
