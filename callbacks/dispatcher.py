@@ -9,7 +9,7 @@ escalated) at start-up.
 The polls run on the event loop's monotonic clock, not as APScheduler interval jobs: those are
 timed by the wall clock, and when it is stepped back (NTP, an operator's `date -s`) they stop
 firing until the wall clock is back where it was, an hour of no dialling for a step of an hour
-(tests/faults/test_clock.py). The wall clock only says what is due.
+(tests/faults/test_callback_faults.py). The wall clock only says what is due.
 
 Claiming is a conditional UPDATE to `calling` with a lease (owner + expiry). On PostgreSQL the
 candidates are picked with FOR UPDATE SKIP LOCKED so two nodes take disjoint sets without
