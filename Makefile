@@ -10,7 +10,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_TOOLS  := espeak-ng:espeak-ng sox:sox
 TEST_TOOLS := $(RUN_TOOLS) sipp:sip-tester baresip:baresip-core chromium:chromium \
               kamailio:kamailio /usr/lib/postgresql/15/bin/initdb:postgresql \
-              linphonec:linphone-cli ip:iproute2 wrk:wrk
+              linphonec:linphone-cli ip:iproute2 wrk:wrk \
+              faketime:faketime
 
 .PHONY: run test soak lint bench-ui system-run system-test clean
 

@@ -1,9 +1,15 @@
 """Dials due callbacks: claims them atomically, runs the injected dialer, records every outcome.
 
-The database is the source of truth; the scheduler only decides *when* to look. APScheduler
-wakes `run_due()` on a short interval and at the upcoming due times (misfire_grace_time=None:
-a late wake-up still runs), and `start()` runs it once first, so callbacks that fell due while
-the server was down are dialled (or, if their window has closed, escalated) at start-up.
+The database is the source of truth; the scheduler only decides *when* to look. A poll wakes
+`run_due()` every poll_interval_s, APScheduler also at the upcoming due times
+(misfire_grace_time=None: a late wake-up still runs), and `start()` runs it once first, so
+callbacks that fell due while the server was down are dialled (or, if their window has closed,
+escalated) at start-up.
+
+The polls run on the event loop's monotonic clock, not as APScheduler interval jobs: those are
+timed by the wall clock, and when it is stepped back (NTP, an operator's `date -s`) they stop
+firing until the wall clock is back where it was, an hour of no dialling for a step of an hour
+(tests/faults/test_callback_faults.py). The wall clock only says what is due.
 
 Claiming is a conditional UPDATE to `calling` with a lease (owner + expiry). On PostgreSQL the
 candidates are picked with FOR UPDATE SKIP LOCKED so two nodes take disjoint sets without
@@ -123,6 +129,7 @@ class CallbackDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._claim_lock = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
+        self._polls: list[asyncio.Future[None]] = []
         self._wake_ups: set[dt.datetime] = set()
         self._wake_poll_s = wake_poll_s
         self._executor = executor
@@ -146,27 +153,22 @@ class CallbackDispatcher:
             # E.g. the database is not reachable yet: the poll below keeps trying.
             log.exception("callback catch-up at start-up failed; retrying every poll")
         self._scheduler = AsyncIOScheduler(timezone=dt.UTC)
-        self._scheduler.add_job(
-            self.run_due,
-            "interval",
-            seconds=self._poll_interval_s,
-            id="callbacks-poll",
-            misfire_grace_time=None,
-            coalesce=True,
-            max_instances=1,
-        )
-        if self._wake_poll_s is not None:
-            self._scheduler.add_job(
-                self._check_wake,
-                "interval",
-                seconds=self._wake_poll_s,
-                id="callbacks-wake",
-                misfire_grace_time=None,
-                coalesce=True,
-                max_instances=1,
-            )
         self._scheduler.start()
+        self._polls = [asyncio.ensure_future(self._every(self._poll_interval_s, self.run_due))]
+        if self._wake_poll_s is not None:
+            self._polls.append(
+                asyncio.ensure_future(self._every(self._wake_poll_s, self._check_wake))
+            )
         await self._schedule_upcoming()
+
+    async def _every(self, interval_s: float, step: Callable[[], Awaitable[object]]) -> None:
+        """Run `step` every `interval_s` seconds of monotonic time (see the module docstring)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await step()
+            except Exception:  # e.g. the database is unreachable: the next round tries again
+                log.exception("callback dispatcher round failed; next in %.1f s", interval_s)
 
     async def _db(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking database work in the dispatcher's own pool."""
@@ -198,6 +200,10 @@ class CallbackDispatcher:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        for poll in self._polls:
+            poll.cancel()
+        await asyncio.gather(*self._polls, return_exceptions=True)
+        self._polls = []
         for task in list(self._tasks):
             task.cancel()
         await self.wait_idle()

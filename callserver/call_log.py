@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from callserver import fault_points
 from callserver.recording import Sidecar
 from config.calendar import Calendar, NationalCalendar, answer_deadline
 from storage import transcription_queue as queue
@@ -300,6 +301,8 @@ def _store_recording(
             session, queueing, path=path, duration_s=duration_s, ticket_id=ticket.id,
             keypad_personnummer=pnr,
         )  # fmt: skip
+        session.flush()
+        fault_points.reached("ticket_commit")  # tests only (tests/faults/)
         return Filed(ticket.id, None, job)
 
 

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from callserver import fault_points
 from callserver.call_log import transcript_fields
 from storage import transcription_queue as queue
 from storage.models import utcnow
@@ -49,6 +50,7 @@ def transcribe_job(
 
 def finish_job(factory: SessionFactory, job: Job, node_id: str, transcript: Transcript) -> bool:
     """Extract and write a transcript for `job` if this node still holds it."""
+    fault_points.reached("transcript_write")  # tests only (tests/faults/)
     if job.callback_id is not None:
         return queue.complete(factory, job, node_id, message_text=transcript.text)
     extraction = extract(transcript.text, transcript.alternatives)

@@ -122,10 +122,14 @@ def callback_message_path(server: ServerProcess, callback_id: int) -> str | None
     return row[0] if row else None
 
 
-def insert_due_callback(server: ServerProcess, number: str, *, due_ago_s: float = 60) -> int:
+def insert_due_callback(
+    server: ServerProcess, number: str, *, due_ago_s: float = 60, max_attempts: int = 2,
+    now: dt.datetime | None = None,
+) -> int:  # fmt: skip
     """A callback booked earlier for clinic "vc" whose time has come by the server's clock
-    (negative `due_ago_s`: due that many seconds from now), written as booking would."""
-    now = server.now()
+    (negative `due_ago_s`: due that many seconds from now), written as booking would. `now`:
+    the server's clock when it is not `server.now()` (faketime)."""
+    now = now or server.now()
     start = now - dt.timedelta(seconds=due_ago_s)
     engine = make_engine(f"sqlite:///{server_db(server)}")
     try:
@@ -133,7 +137,7 @@ def insert_due_callback(server: ServerProcess, number: str, *, due_ago_s: float 
             cb = Callback(
                 clinic_id="vc", number=number, slot_start=start,
                 slot_end=start + dt.timedelta(minutes=15), state="booked", attempts=0,
-                max_attempts=2, next_attempt_at=start, source="ui", created_at=now,
+                max_attempts=max_attempts, next_attempt_at=start, source="ui", created_at=now,
                 updated_at=now,
             )  # fmt: skip
             session.add(cb)

@@ -24,6 +24,7 @@ import pytest
 from callserver.prompts import PromptLibrary
 from callserver.recording import CallFacts, Sidecar, _wav_header
 from ivr_flows.call_api import RecordingMeta, RecordingPurpose
+from tests.faults.invariants import check_invariants
 from tests.support.audio import decode_g711_wav, read_pcm16, speech_wav, xcorr_peak
 from tests.support.database import ended_call_rows
 from tests.support.server import ServerProcess
@@ -176,6 +177,7 @@ def test_a_disk_that_fills_mid_message_then_stays_full_then_is_freed(
             assert tickets[1]["partial"] is True and tickets[1]["clinic"] == "demo"
             assert not leftover.exists() and not stray.exists()
             assert server.proc is not None and server.proc.pid == pid, "no restart"
+            check_invariants(server, messages=2)  # the caller's message and the leftover
         finally:
             first.kill()
             server.stop()  # before the disk is unmounted

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.faults.invariants import check_invariants
 from tests.support.database import ended_call_rows
 from tests.support.server import ServerProcess
 from tests.support.sipp import KEY_INTERVAL_S, Sipp, keys_scenario, sipp_messages
@@ -31,6 +32,9 @@ SILENT_AT = {
     "callback offer": [(1.5, "2")],
 }
 """Where the caller goes quiet: the keys typed before (and silence from the answer on)."""
+MESSAGES = {"menu": 0, "personnummer": 1, "personnummer read-back": 1, "callback offer": 0}
+"""Messages each leaves: quiet after choosing cancellation, the questions time out and what the
+recorder hears (silence) is still filed, so that nothing said is lost."""
 
 
 def quiet_caller(tmp: Path, server_factory, where: str) -> tuple[Sipp, ServerProcess]:
@@ -77,3 +81,5 @@ def test_a_caller_who_goes_quiet_anywhere_is_hung_up_on_within_the_bound(
     for seconds, row, shown in results.values():
         assert seconds <= BOUND_S, shown
         assert row["ended_at"] is not None and row["outcome"] != "error", shown
+    for where, (_, server) in calls.items():
+        check_invariants(server, messages=MESSAGES[where])
