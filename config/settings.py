@@ -214,9 +214,9 @@ class RuntimeSettings:
     gc_freeze: bool = True
     """After start-up, move every object alive then out of reach of the cyclic garbage
     collector (gc.freeze), so collections during calls walk only per-call objects."""
-    gc_threshold: int = 700
+    gc_threshold: int = 100_000
     """Allocations (net) between young-generation collections (CPython's default 700)."""
-    switch_interval_ms: float = 5.0
+    switch_interval_ms: float = 1.0
     """How long another thread (database, recordings, transcripts) may hold the GIL while the
     event loop waits for it (CPython's default 5 ms)."""
 

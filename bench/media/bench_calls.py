@@ -185,7 +185,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         ).stdout.strip(),
         "dirty": bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "callserver"], cwd=ROOT, capture_output=True,
+                ["git", "status", "--porcelain", "callserver"],
+                cwd=ROOT,
+                capture_output=True,
                 text=True,
             ).stdout.strip()
         ),  # fmt: skip
