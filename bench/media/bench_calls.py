@@ -27,7 +27,7 @@ Run each under the shared CPU lock (one invocation = one or a few runs, <= ~6 mi
         --results bench/media/results.jsonl --label "baseline"
     .venv/bin/python bench/media/bench_calls.py --table bench/media/results.jsonl
 
-`--env KEY=VALUE` passes settings to the server (e.g. CALLSERVER_MEDIA_GC_FREEZE=false for
+`--env KEY=VALUE` passes settings to the server (e.g. CALLSERVER_RUNTIME_GC_FREEZE=false for
 the side-by-side "before"). Every process started here is stopped by its PID; the temporary
 directory is removed unless --keep.
 """
