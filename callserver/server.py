@@ -43,6 +43,7 @@ from callserver.metrics import CallServerCollector, DatabaseCollector, MetricsLi
 from callserver.prompts import PromptLibrary, PromptVoice
 from callserver.recording import CallFacts
 from callserver.retention import RetentionJob
+from callserver.runtime_tuning import tune_after_startup
 from callserver.sip.engine import Dialog, SipEngine
 from callserver.spool import SPOOL_DIR_NAME, Spool, SpoolReplayer
 from callserver.transcribe_workers import TranscribeWorkers
@@ -280,6 +281,11 @@ async def serve(settings: Settings) -> None:
     await asyncio.to_thread(migrate, settings.database_url)
     server = CallServer(settings)
     await server.start()
+    tuning = tune_after_startup(settings.runtime)
+    log.info(
+        "runtime: %d start-up objects frozen out of GC, GC thresholds %s, switch interval "
+        "%.2f ms", tuning.frozen_objects, tuning.gc_threshold, tuning.switch_interval_s * 1000,
+    )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

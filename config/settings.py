@@ -208,6 +208,20 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class RuntimeSettings:
+    """How the interpreter runs `callserver serve` (callserver/runtime_tuning.py)."""
+
+    gc_freeze: bool = True
+    """After start-up, move every object alive then out of reach of the cyclic garbage
+    collector (gc.freeze), so collections during calls walk only per-call objects."""
+    gc_threshold: int = 100_000
+    """Allocations (net) between young-generation collections (CPython's default 700)."""
+    switch_interval_ms: float = 1.0
+    """How long another thread (database, recordings, transcripts) may hold the GIL while the
+    event loop waits for it (CPython's default 5 ms)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -221,6 +235,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -401,6 +416,16 @@ def _validate(s: Settings, errors: list[str]) -> None:
         errors.append(f"log.format: {s.log.format!r} must be 'text' or 'json'")
     _validate_metrics(s.metrics, errors)
     _validate_retention(s.retention, errors)
+    if s.runtime.gc_threshold < 1:
+        errors.append(
+            f"runtime.gc_threshold: {s.runtime.gc_threshold} must be at least 1 (CPython's "
+            "default is 700)"
+        )
+    if not 0.05 <= s.runtime.switch_interval_ms <= 100:
+        errors.append(
+            f"runtime.switch_interval_ms: {s.runtime.switch_interval_ms} must be 0.05-100 ms "
+            "(CPython's default is 5)"
+        )
 
 
 def _validate_metrics(m: MetricsSettings, errors: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,9 @@ def test_sipp_call_with_keypad_personnummer_becomes_ticket(
     assert abs(ticket["duration_s"] - voice_s) < 0.6, (ticket["duration_s"], voice_s)
     assert xcorr_peak(reference, recorded) > 0.9
     assert "198506121238" not in server.log(), "full personnummer leaked into the log"
+    # runtime.gc_freeze (default on): what start-up made is out of the collector's reach
+    frozen = re.search(r"runtime: (\d+) start-up objects frozen out of GC", server.log())
+    assert frozen and int(frozen.group(1)) > 10_000, server.log()[:3000]
 
     # No speech model configured: one clear warning, and the ticket says why it has no text.
     ticket = wait_for(server, lambda t: t["transcript_status"] is not None)

@@ -106,3 +106,39 @@ async def test_an_unregistered_session_is_not_kept_alive_by_the_running_clock():
         assert gone() is None
     finally:
         await clock.stop()
+
+
+async def test_a_tick_due_during_a_burst_is_sent_from_poll_for_every_session_and_only_once():
+    # asyncio runs a due timer only after every receive callback of the same poll; the
+    # sessions' receive path calls clock.poll() so that the tick does not wait for the burst.
+    clock = MediaClock()
+    sessions = [FakeSession() for _ in range(3)]
+    for s in sessions:
+        clock.register(s)
+    clock.start()
+    try:
+        await asyncio.sleep(0.05)
+        before = [len(s.sends) for s in sessions]
+        time.sleep(0.03)  # a burst of receive callbacks: the next tick falls due meanwhile
+        clock.poll()
+        after = [len(s.sends) for s in sessions]
+        assert after == [n + 1 for n in before], "every session's due frame, sent from poll"
+        for _ in range(3):  # 30 ms can make two ticks due: the missed one is caught up next
+            clock.poll()
+        caught_up = [len(s.sends) for s in sessions]
+        assert caught_up[0] - after[0] <= 1 and len(set(caught_up)) == 1
+        clock.poll()  # nothing due any more: nothing sent
+        assert [len(s.sends) for s in sessions] == caught_up
+        await asyncio.sleep(0.1)
+    finally:
+        await clock.stop()
+    assert [len(s.sends) for s in sessions] == [clock.stats.ticks] * 3, "no tick sent twice"
+    assert clock.stats.ticks <= 10  # 0.18 s of 20 ms ticks (+ catch-up), not doubled
+
+
+async def test_poll_does_nothing_while_the_clock_is_stopped():
+    clock = MediaClock()
+    session = FakeSession()
+    clock.register(session)
+    clock.poll()
+    assert session.sends == []

@@ -388,3 +388,21 @@ async def test_silence_is_timed_from_the_last_packet(pool, peer) -> None:
         assert session.seconds_since_received() < 0.1
     finally:
         session.close()
+
+
+async def test_a_received_packet_sends_the_frames_due_on_the_clock(pool, peer, clock) -> None:
+    # The receive path runs a due tick at once instead of after a burst of datagrams
+    # (callserver/media/clock.py): the frame goes out inside datagram_received.
+    session = await MediaSession.open(pool, peer.address, clock=clock)
+    other = await MediaSession.open(pool, peer.address, clock=clock)
+    try:
+        await wait_for(lambda: session.stats.sent > 0)
+        sent = (session.stats.sent, other.stats.sent)
+        time.sleep(0.03)  # the loop is busy; the next tick is due
+        session.datagram_received(audio_packet(1, bytes(FRAME_SAMPLES)), peer.address)
+        assert (session.stats.sent, other.stats.sent) == (sent[0] + 1, sent[1] + 1)
+        first, *_ = (parse_rtp(data) for _, data in peer.received[-2:])
+        assert first.payload_type == PCMU and len(first.payload) == FRAME_SAMPLES
+    finally:
+        session.close()
+        other.close()

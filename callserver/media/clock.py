@@ -7,13 +7,21 @@ registered session send its next frame. Deadlines are absolute (``t0 + k * inter
 loop falls more than a few frames behind (a long GC pause, a blocked callback) the clock skips
 ahead instead of bursting the backlog onto the wire, and tells the sessions so that their RTP
 timestamps stay on the real-time timeline.
+
+A due tick does not wait for the end of a burst of receive callbacks. asyncio runs a timer only
+after every I/O callback of the same poll, and with hundreds of calls one poll can deliver
+hundreds of datagrams (several ms of work): that wait, varying from tick to tick, was most of
+the send jitter. So every session's receive callback calls ``poll()``, which runs a due tick at
+once; the timer task only covers the moments nothing arrives. Either way each tick runs once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,6 +71,11 @@ class MediaClock:
         self._sessions: dict[int, Clocked] = {}
         self._snapshot: tuple[Clocked, ...] = ()
         self._task: asyncio.Task[None] | None = None
+        self._time: Callable[[], float] = time.monotonic
+        self._start = 0.0
+        self._tick_no = 0
+        self._deadline: float | None = None
+        """The next tick's absolute time (loop clock); None while not running."""
         self.reset_stats()
 
     def register(self, session: Clocked) -> None:
@@ -120,35 +133,54 @@ class MediaClock:
             except asyncio.CancelledError:
                 pass
 
+    def poll(self) -> None:
+        """Run the tick now if its deadline has passed (called on every received datagram).
+
+        Costs one clock read when nothing is due; never raises.
+        """
+        if self._deadline is not None and self._time() >= self._deadline:
+            self._tick()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        self._time = loop.time
+        self._start = loop.time()
+        self._tick_no = 1
+        self._deadline = self._start + self.interval
+        try:
+            while True:
+                # Always yield, even when late: catch-up ticks must not starve the receive
+                # path, and a coroutine woken by a frame's send runs before the next tick.
+                await asyncio.sleep(max(self._deadline - loop.time(), 0.0))
+                if loop.time() >= self._deadline:  # poll() may have run it meanwhile
+                    self._tick()
+        finally:
+            self._deadline = None
+
+    def _tick(self) -> None:
+        """Send every session's frame for the due deadline, then set the next deadline."""
+        assert self._deadline is not None
         interval = self.interval
-        start = loop.time()
-        tick = 0
-        while True:
-            tick += 1
-            deadline = start + tick * interval
-            # Always yield, even when late: catch-up ticks must not starve the receive path,
-            # and a coroutine woken by a frame's send runs before the next tick.
-            await asyncio.sleep(max(deadline - loop.time(), 0.0))
-            now = loop.time()
-            lateness = now - deadline
-            self.lateness.append(lateness)
-            if lateness > self._max_lateness:
-                self._max_lateness = lateness
-            behind = int(lateness / interval)
-            if behind > self.max_behind_frames:
-                tick += behind
-                self._skipped += behind
-                self._skip_frames(behind)
-            self._ticks += 1
-            self._send_frames()
-            work = loop.time() - now
-            if work > self._max_work:
-                self._max_work = work
+        now = self._time()
+        lateness = now - self._deadline
+        self.lateness.append(lateness)
+        if lateness > self._max_lateness:
+            self._max_lateness = lateness
+        behind = int(lateness / interval)
+        if behind > self.max_behind_frames:
+            self._tick_no += behind
+            self._skipped += behind
+            self._skip_frames(behind)
+        self._ticks += 1
+        self._send_frames()
+        self._tick_no += 1
+        self._deadline = self._start + self._tick_no * interval
+        work = self._time() - now
+        if work > self._max_work:
+            self._max_work = work
 
     # The loops over the sessions live in methods of their own, not in _run: a loop variable
-    # outlives its loop, and in _run's never-ending frame it kept the last ticked session
+    # outlives its loop, and in the old _run's never-ending frame it kept the last ticked session
     # (and through it the ended call's dialog, flow and buffers) alive until another call
     # came (tests/robustness/test_half_open.py found it).
     def _skip_frames(self, behind: int) -> None:

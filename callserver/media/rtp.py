@@ -13,7 +13,8 @@ from dataclasses import dataclass
 RTP_VERSION = 2
 HEADER_SIZE = 12
 
-_HEADER = struct.Struct("!BBHII")
+RTP_HEADER = struct.Struct("!BBHII")
+"""The fixed 12-byte header: V/P/X/CC, M/PT, sequence, timestamp, SSRC."""
 
 
 class RtpParseError(ValueError):
@@ -39,7 +40,7 @@ def parse_rtp(data: bytes) -> RtpPacket:
     """Parse one datagram; raise ``RtpParseError`` (only) if it is not a valid RTP packet."""
     if len(data) < HEADER_SIZE:
         raise RtpParseError(f"RTP packet too short: {len(data)} bytes, header needs {HEADER_SIZE}")
-    first, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+    first, second, sequence, timestamp, ssrc = RTP_HEADER.unpack_from(data)
     version = first >> 6
     if version != RTP_VERSION:
         raise RtpParseError(f"RTP version {version}, expected {RTP_VERSION}")
@@ -87,7 +88,7 @@ def build_rtp(
     if not 0 <= payload_type <= 127:
         raise ValueError(f"RTP payload type must be 0-127, got {payload_type}")
     return (
-        _HEADER.pack(
+        RTP_HEADER.pack(
             RTP_VERSION << 6,
             (0x80 if marker else 0) | payload_type,
             sequence & 0xFFFF,

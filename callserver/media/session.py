@@ -36,7 +36,14 @@ from callserver.media.clock import MediaClock
 from callserver.media.dtmf import MAX_KEYS_PER_S, DtmfReceiver
 from callserver.media.jitterbuffer import JitterBuffer
 from callserver.media.ports import PortPool
-from callserver.media.rtp import RtpPacket, RtpParseError, build_rtp, parse_rtp
+from callserver.media.rtp import (
+    HEADER_SIZE,
+    RTP_HEADER,
+    RTP_VERSION,
+    RtpPacket,
+    RtpParseError,
+    parse_rtp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +145,7 @@ class MediaSession(asyncio.DatagramProtocol):
         self._idle = True  # the last frame sent was silence: the next audio starts a talkspurt
         self._queue: deque[tuple[bytes, asyncio.Future[bool] | None]] = deque()
         self._silence = g711.silence_payload(codec, FRAME_SAMPLES)
+        self._packet = bytearray(HEADER_SIZE + FRAME_SAMPLES)
         self.direction: Direction = "sendrecv"
         self._sending = True
         self._last_received = time.monotonic()  # the answer counts: silence is timed from it
@@ -351,12 +359,15 @@ class MediaSession(asyncio.DatagramProtocol):
             self._idle = True
         if self._sending:
             self._marker_next = False
-            transport.sendto(
-                build_rtp(
-                    self.payload_type, self._sequence, self._timestamp, self._ssrc, payload, marker
-                ),
-                self._remote,
-            )
+            # One buffer per session, rewritten in place: no new packet object per frame (the
+            # transport copies it if it ever has to queue it).
+            packet = self._packet
+            RTP_HEADER.pack_into(
+                packet, 0, RTP_VERSION << 6, (0x80 if marker else 0) | self.payload_type,
+                self._sequence, self._timestamp, self._ssrc,
+            )  # fmt: skip
+            packet[HEADER_SIZE:] = payload
+            transport.sendto(packet, self._remote)
             self._sequence = (self._sequence + 1) & 0xFFFF
             self._stats.sent += 1
         # On hold the timestamp runs on (RFC 3550: it follows the sampling clock), so the
@@ -424,6 +435,10 @@ class MediaSession(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Filter, parse and dispatch one datagram; never raise."""
+        if self._clock is not None:
+            # A tick that fell due during a burst of datagrams is sent now, not after the
+            # burst (callserver/media/clock.py).
+            self._clock.poll()
         # addr[:2]: IPv6 source addresses come as (host, port, flowinfo, scope_id).
         # Strict, no latching: only the exact address and port of the peer's SDP. Our one peer
         # is a PBX/SBC whose SDP names where its RTP comes from; latching on the first packet

@@ -1,0 +1,452 @@
+"""How many simultaneous recorded calls does one server carry cleanly, and how soon after a
+caller's BYE is the ticket there?
+
+One run: a real `callserver serve` (tests/support/server.py, log level INFO, no speech model)
+and one sipp process with N callers (`-m N -l N -r RATE`) from the server's trusted peer port,
+all on 127.0.0.1 of this machine. Each caller runs the cancellation flow
+(tests/support/sipp.py `cancellation_scenario`): menu 1, a 12-digit personnummer and #, 1 to
+confirm the read-back, a ~7.5 s message (espeak-ng, phone band). Then either (default) # and 1
+to save, and the server hangs up; or (`--hangup`) the caller hangs up (BYE) right after the
+message, which is the "caller's BYE -> ticket row" measurement.
+
+Clean, per run (the issue's criteria):
+- no DTMF lost: every ticket has the keyed personnummer (source "keypad");
+- every recording complete: its duration is within 0.1 s of the message sent (`voice_s`);
+- the server's RTP send gaps (tcpdump on `lo` of what the server sends to sipp's media port,
+  then rtp_gaps.py): pooled p99 <= 22 ms.
+
+Also: server CPU seconds during the calls per call-second (answered -> ended, from the database),
+and with `--hangup`, BYE -> ticket: the BYE's time from a capture of the SIP port (tcpdump, full
+packets) matched by Call-ID to `call.sip_call_id` and its ticket's `created_at`.
+
+Run each under the shared CPU lock (one invocation = one or a few runs, <= ~6 minutes):
+
+    flock /tmp/cpu.lock .venv/bin/python bench/media/bench_calls.py --calls 400 \
+        --results bench/media/results.jsonl --label "baseline"
+    flock /tmp/cpu.lock .venv/bin/python bench/media/bench_calls.py --calls 400 --hangup \
+        --results bench/media/results.jsonl --label "baseline"
+    .venv/bin/python bench/media/bench_calls.py --table bench/media/results.jsonl
+
+`--env KEY=VALUE` passes settings to the server (e.g. CALLSERVER_RUNTIME_GC_FREEZE=false for
+the side-by-side "before"). Every process started here is stopped by its PID; the temporary
+directory is removed unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench" / "transcription"))
+
+from bench_queue import (  # noqa: E402
+    VOICE_TEXT,
+    SippLoad,
+    db_rows,
+    loadavg,
+    pick_rtp_range,
+    proc_cpu_s,
+    sipp_counts,
+    stop_pid,
+    wait_for_text,
+)
+from rtp_gaps import gap_stats  # noqa: E402
+
+from callserver.prompts import PromptLibrary, generate_prompts  # noqa: E402
+from tests.support.audio import decode_g711_wav, speech_wav  # noqa: E402
+from tests.support.server import ServerProcess  # noqa: E402
+from tests.support.sipp import ONE_UTTERANCE_ENV, cancellation_scenario  # noqa: E402
+
+PNR = "198506121238"
+"""A valid personnummer; every caller keys it followed by #."""
+COMPLETE_WITHIN_S = 0.1
+GAP_P99_LIMIT_MS = 22.0
+
+CALLER_BYE = """  <pause milliseconds="300"/>
+  <send>
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: "Patient" <sip:0701234567@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:0701234567@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def hangup_scenario(path: Path) -> None:
+    """Rewrite a cancellation scenario so that the caller sends BYE right after the message
+    (instead of # and 1 to save and waiting for the server's BYE)."""
+    text = path.read_text()
+    cut = text.index('  <nop><action><exec play_dtmf="#"/>')
+    path.write_text(text[:cut] + CALLER_BYE)
+
+
+# -- the SIP capture ------------------------------------------------------------------------------
+
+
+def bye_times(pcap: Path) -> dict[str, float]:
+    """Call-ID -> capture time (epoch s) of the first BYE request in a loopback pcap."""
+    out: dict[str, float] = {}
+    with open(pcap, "rb") as f:
+        header = f.read(24)
+        nano = struct.unpack("<I", header[:4])[0] == 0xA1B23C4D
+        linktype = struct.unpack("<I", header[20:24])[0]
+        offset = 14 if linktype == 1 else (16 if linktype == 113 else 4)
+        while True:
+            record = f.read(16)
+            if len(record) < 16:
+                break
+            ts, frac, incl, _ = struct.unpack("<IIII", record)
+            ip = f.read(incl)[offset:]
+            if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+                continue
+            payload = ip[(ip[0] & 15) * 4 + 8 :]
+            if not payload.startswith(b"BYE "):
+                continue
+            found = re.search(rb"\r\nCall-ID:\s*([^\r\n]+)", payload, re.IGNORECASE)
+            if found:
+                call_id = found.group(1).decode(errors="replace").strip()
+                out.setdefault(call_id, ts + frac / (1e9 if nano else 1e6))
+    return out
+
+
+def machine_idle_s() -> float:
+    """Idle CPU seconds of the whole machine so far (all cores, /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
+def utc_epoch(value: str) -> float:
+    """A timestamp column as SQLite holds it (UTC, with or without an offset) -> epoch s."""
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    calls: int
+    hangup: bool
+    rate: int
+    rtp_low: int
+    label: str
+    keep: bool
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    started = time.time()
+    result: dict[str, Any] = {
+        "label": cfg.label,
+        "calls_offered": cfg.calls,
+        "hangup": cfg.hangup,
+        "rate": cfg.rate,
+        "env": cfg.env,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "dirty": bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "callserver"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        ),  # fmt: skip
+        "loadavg_before": loadavg(),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="bench-calls-"))
+    server: ServerProcess | None = None
+    dumps: list[subprocess.Popen[Any]] = []
+    sipp: SippLoad | None = None
+    try:
+        prompts = tmp / "prompts"
+        prompts.mkdir()
+        generate_prompts(prompts)
+        calltmp = tmp / "sipp"
+        calltmp.mkdir()
+        voice = speech_wav(calltmp, VOICE_TEXT, voice="ko", codec="PCMU")
+        voice_s = len(decode_g711_wav(voice)) / 8000
+        result["voice_s"] = round(voice_s, 2)
+        scenario = cancellation_scenario(
+            calltmp, PromptLibrary(prompts), voice, voice_s, pnr_keys=PNR + "#"
+        )
+        if cfg.hangup:
+            hangup_scenario(scenario)
+        rtp = pick_rtp_range(cfg.rtp_low, cfg.calls)
+        sipp = SippLoad(scenario, remote="", calls=cfg.calls, rate=cfg.rate)
+        env = {**ONE_UTTERANCE_ENV, "CALLSERVER_LOG_LEVEL": "INFO", **cfg.env}
+        server = ServerProcess(
+            data_dir=tmp / "data",
+            prompts_dir=prompts,
+            peer_port=sipp.local_port,
+            rtp_range=rtp,
+            extra_env=env,
+        )
+        server.start(timeout=180)
+        assert server.proc is not None
+        pid = server.proc.pid
+
+        captures = [
+            ("rtp", "-s", "64", f"udp and src portrange {rtp[0]}-{rtp[1]} "
+             f"and dst port {sipp.media_port}"),
+        ]  # fmt: skip
+        if cfg.hangup:
+            captures.append(("sip", "-s", "0", f"udp and dst port {server.sip_port}"))
+        for name, flag, snap, expr in captures:
+            err_path = tmp / f"tcpdump-{name}.err"
+            with open(err_path, "w") as err:
+                proc = subprocess.Popen(
+                    ["tcpdump", "-i", "lo", "-n", flag, snap, "-B", "32768",
+                     "-w", str(tmp / f"{name}.pcap"), expr],
+                    stdout=subprocess.DEVNULL, stderr=err,
+                )  # fmt: skip
+            dumps.append(proc)
+            wait_for_text(err_path, "listening on", proc, timeout=20)
+
+        result["loadavg_at_calls"] = loadavg()
+        cpu0 = proc_cpu_s(pid) or 0.0
+        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        idle0 = machine_idle_s()
+        sipp.remote = f"127.0.0.1:{server.sip_port}"
+        t0 = time.monotonic()
+        sipp.start()
+        code, output = sipp.wait(timeout=cfg.calls / cfg.rate + 240)
+        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.monotonic() - t0
+        result["sipp_exit"] = code
+        result["sipp_wall_s"] = round(wall, 1)
+        result["sipp_cores"] = round(
+            (children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime)
+            / wall, 2,
+        )  # fmt: skip
+        result["machine_idle_cores"] = round((machine_idle_s() - idle0) / wall, 2)
+        result.update(sipp_counts(output))
+        if code != 0:
+            result["sipp_tail"] = output[-1500:]
+        dropped = 0
+        for proc, (name, *_) in zip(dumps, captures, strict=True):
+            stop_pid(proc, signal.SIGINT)
+            found = re.search(
+                r"(\d+) packets? dropped by kernel", (tmp / f"tcpdump-{name}.err").read_text()
+            )
+            dropped += int(found.group(1)) if found else 0
+        result["tcpdump_dropped"] = dropped
+
+        # tickets are filed right after each call ends; give the last ones a moment
+        db = server.data_dir / "callserver.db"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if db_rows(db, "SELECT count(*) FROM ticket")[0][0] >= result.get("sipp_ok", 0):
+                break
+            time.sleep(0.3)
+        time.sleep(0.5)
+        cpu = (proc_cpu_s(pid) or 0.0) - cpu0
+        call_s = db_rows(
+            db,
+            "SELECT coalesce(sum((julianday(ended_at) - julianday(answered_at)) * 86400), 0) "
+            "FROM call WHERE answered_at IS NOT NULL AND ended_at IS NOT NULL",
+        )[0][0]
+        result["server_cpu_s"] = round(cpu, 1)
+        result["call_seconds"] = round(call_s, 1)
+        result["cpu_ms_per_call_s"] = round(1000 * cpu / call_s, 3) if call_s else None
+        result["server_cores_during_calls"] = round(cpu / result["sipp_wall_s"], 2)
+
+        rows = db_rows(
+            db,
+            "SELECT c.sip_call_id, t.created_at, t.personnummer, t.personnummer_source, "
+            "r.duration_s FROM ticket t JOIN call c ON c.id = t.call_id "
+            "LEFT JOIN recording r ON r.id = t.recording_id",
+        )
+        result["tickets"] = len(rows)
+        result["dtmf_ok"] = sum(1 for r in rows if r[2] == PNR and r[3] == "keypad")
+        durations = sorted(r[4] for r in rows if r[4] is not None)
+        result["recordings_complete"] = sum(
+            1 for d in durations if abs(d - voice_s) <= COMPLETE_WITHIN_S
+        )
+        if durations:
+            result["recording_s_min_median_max"] = [
+                round(durations[0], 2), round(statistics.median(durations), 2),
+                round(durations[-1], 2),
+            ]  # fmt: skip
+        errors = [line for line in server.log().splitlines() if " ERROR " in line]
+        result["server_error_lines"] = len(errors)
+        result["server_errors_sample"] = errors[:3]
+        server.stop()
+
+        if cfg.hangup:
+            byes = bye_times(tmp / "sip.pcap")
+            delays = [
+                utc_epoch(created) - byes[call_id]
+                for call_id, created, *_ in rows
+                if call_id in byes
+            ]
+            result["bye_matched"] = len(delays)
+            if delays:
+                result["bye_to_ticket_ms"] = {
+                    "p50": round(1000 * pct(delays, 50), 1),
+                    "p95": round(1000 * pct(delays, 95), 1),
+                    "max": round(1000 * max(delays), 1),
+                    "min": round(1000 * min(delays), 1),
+                }
+        result["media"] = gap_stats(str(tmp / "rtp.pcap"), rtp[0], rtp[1])
+        media = result["media"]
+        n = cfg.calls
+        result["clean"] = bool(
+            result.get("sipp_ok") == n
+            and result["tickets"] == n
+            and result["dtmf_ok"] == n
+            and result["recordings_complete"] == n
+            and media.get("gap_p99_ms") is not None
+            and media["gap_p99_ms"] <= GAP_P99_LIMIT_MS
+        )
+        result["wall_s"] = round(time.time() - started, 1)
+        result["loadavg_after"] = loadavg()
+        return result
+    finally:
+        with contextlib.suppress(Exception):
+            if sipp is not None:
+                sipp.kill()
+        for proc in dumps:
+            with contextlib.suppress(Exception):
+                stop_pid(proc, signal.SIGINT)
+        if server is not None:
+            server.stop()
+        if cfg.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def table(path: Path) -> str:
+    """Medians per (label, calls, hang-up mode) of a results file, as a markdown table."""
+    groups: dict[tuple[str, int, bool], list[dict[str, Any]]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            groups[(r["label"], r["calls_offered"], r["hangup"])].append(r)
+
+    def med(runs: list[dict[str, Any]], get: Any) -> Any:
+        values = [v for v in (get(r) for r in runs) if v is not None]
+        return round(statistics.median(values), 2) if values else "–"
+
+    lines = [
+        "| configuration | calls | runs | clean runs | DTMF ok (min) | recordings complete (min) "
+        "| rec. min s (min) | TX gap p99 ms | p99.9 ms | max ms | server cores | CPU ms per "
+        "call-s | BYE→ticket p50 / p95 ms | load 1 min before |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for (label, calls, hangup), runs in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
+        bye = (
+            f"{med(runs, lambda r: r.get('bye_to_ticket_ms', {}).get('p50'))} / "
+            f"{med(runs, lambda r: r.get('bye_to_ticket_ms', {}).get('p95'))}"
+            if hangup
+            else "–"
+        )
+        lines.append(
+            f"| {label}{' (caller BYE)' if hangup else ''} | {calls} | {len(runs)} | "
+            f"{sum(1 for r in runs if r.get('clean'))} | "
+            f"{min(r.get('dtmf_ok', 0) for r in runs)} | "
+            f"{min(r.get('recordings_complete', 0) for r in runs)} | "
+            f"{min((r.get('recording_s_min_median_max') or [0])[0] for r in runs)} | "
+            f"{med(runs, lambda r: r['media'].get('gap_p99_ms'))} | "
+            f"{med(runs, lambda r: r['media'].get('gap_p999_ms'))} | "
+            f"{med(runs, lambda r: r['media'].get('gap_max_ms'))} | "
+            f"{med(runs, lambda r: r.get('server_cores_during_calls'))} | "
+            f"{med(runs, lambda r: r.get('cpu_ms_per_call_s'))} | {bye} | "
+            f"{', '.join(str(r['loadavg_before'][0]) for r in runs)} |"
+        )
+    return "\n".join(lines)
+
+
+def _terminated(*_: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, nargs="+", default=[200])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per count")
+    parser.add_argument("--hangup", action="store_true", help="the caller hangs up (BYE)")
+    parser.add_argument("--rate", type=int, default=20, help="sipp -r: new calls per second")
+    parser.add_argument("--rtp-low", type=int, default=42000)
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--results", type=Path, default=None, help="append JSON lines here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--table", type=Path, default=None, help="print a results file and exit")
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return 0
+    signal.signal(signal.SIGTERM, _terminated)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    env = dict(item.split("=", 1) for item in args.env)
+    for calls in args.calls:
+        for _ in range(args.repeat):
+            result = run(
+                RunConfig(
+                    calls=calls, hangup=args.hangup, rate=args.rate, rtp_low=args.rtp_low,
+                    label=args.label, keep=args.keep, env=env,
+                )
+            )  # fmt: skip
+            if args.results:
+                with open(args.results, "a") as out:
+                    out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            brief = {k: result.get(k) for k in (
+                "label", "calls_offered", "clean", "sipp_ok", "tickets", "dtmf_ok",
+                "recordings_complete", "recording_s_min_median_max", "server_cores_during_calls",
+                "sipp_cores", "machine_idle_cores",
+                "cpu_ms_per_call_s", "bye_to_ticket_ms", "tcpdump_dropped", "loadavg_before",
+                "server_error_lines", "wall_s",
+            )}  # fmt: skip
+            brief["media"] = result.get("media")
+            print(json.dumps(brief, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
