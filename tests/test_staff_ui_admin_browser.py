@@ -100,3 +100,40 @@ async def test_admin_creates_a_two_role_user_who_must_change_password_and_sees_w
             await expect(eva.get_by_role("heading", name="Åtkomst nekad")).to_be_visible()
         finally:
             await browser.close()
+
+
+async def test_admin_creates_an_api_token_that_works_until_revoked(seeded: SeededUi) -> None:
+    async with running_ui(make_ui_app(seeded)) as base_url, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        api = await playwright.request.new_context(base_url=base_url)
+        try:
+            admin = await (await browser.new_context()).new_page()
+            await admin.goto(f"{base_url}/login")
+            await admin.get_by_label("Användarnamn").fill("admin")
+            await admin.get_by_label("Lösenord").fill(PASSWORD)
+            await admin.get_by_role("button", name="Logga in").click()
+            await admin.get_by_role("link", name="API-token").click()
+            await expect(admin.get_by_role("heading", name="API-token", exact=True)).to_be_visible()
+
+            form = admin.locator("form[action='/admin/tokens']")
+            await form.get_by_label("Namn").fill("bokning")
+            await form.get_by_label("Vårdcentralen Demo").check()
+            await form.get_by_role("button", name="Skapa token").click()
+            token = (await admin.locator("output.one-time-token").inner_text()).strip()
+            await admin.screenshot(path=str(artifact("admin", "token-created.png")), full_page=True)
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert (await api.get("/api/v1/tickets", headers=bearer)).status == 200
+
+            row = admin.locator("tr[data-token='bokning']")
+            await expect(row).to_contain_text("aktiv")
+            await row.get_by_role("button", name="Återkalla").click()
+            await expect(admin.get_by_role("status")).to_contain_text("bokning är återkallad")
+            await expect(admin.locator("tr[data-token='bokning']")).to_contain_text("återkallad")
+            await expect(admin.locator("output.one-time-token")).to_have_count(0)
+            await admin.screenshot(path=str(artifact("admin", "token-revoked.png")), full_page=True)
+            assert (await api.get("/api/v1/tickets", headers=bearer)).status == 401
+        finally:
+            await api.dispose()
+            await browser.close()
