@@ -31,11 +31,13 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from sqlalchemy import Integer, Row, Select, func, literal, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from staff_ui import keyset_pages
 from staff_ui.access_log import record_access
 from staff_ui.accounts import Viewer
 from staff_ui.ticket_queries import LIST_COLUMNS, STATUS_FILTERS, TicketRow, list_rows
@@ -198,34 +200,19 @@ def list_page(
     start_after = decode_cursor(after, status)
     start_before = decode_cursor(before, status) if start_after is None else None
     with factory.begin() as session:
-        found: list[tuple[Position, Row[Any]]] = []
-        if start_before is not None:
-            found = _walk(session, viewer, lanes, start_before, True, page_size + 1)
-            more_before = len(found) > page_size
-            found = found[:page_size][::-1]
-            more_after = bool(found)
-        elif start_after is not None:
-            found = _walk(session, viewer, lanes, start_after, False, page_size + 1)
-            more_after = len(found) > page_size
-            found = found[:page_size]
-            more_before = bool(found)
-        if not found:
-            # No cursor, or nothing is left past it (its tickets were handled meanwhile).
-            found = _walk(session, viewer, lanes, None, False, page_size + 1)
-            more_after = len(found) > page_size
-            found = found[:page_size]
-            more_before = False
-        # The link back (forwards: the one ahead) from a cursor is offered only when a ticket
-        # is still there: they may have been handled or forwarded since.
-        if more_before and start_before is None:
-            more_before = bool(_walk(session, viewer, lanes, found[0][0], True, 1))
-        if more_after and start_before is not None:
-            more_after = bool(_walk(session, viewer, lanes, found[-1][0], False, 1))
+        window = keyset_pages.page(
+            partial(_walk, session, viewer, lanes),
+            lambda item: item[0],
+            start_after,
+            start_before,
+            page_size,
+        )
+        found = window.items
         rows = list_rows(session, [row for _, row in found])
         record_access(session, viewer, "list_tickets", remote_addr, shown=[r.id for r in rows])
         return TicketPage(
             rows=rows,
             total=_count(session, viewer, lanes),
-            next_cursor=found[-1][0].encode() if more_after else None,
-            previous_cursor=found[0][0].encode() if more_before else None,
+            next_cursor=window.next_cursor,
+            previous_cursor=window.previous_cursor,
         )
