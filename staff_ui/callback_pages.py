@@ -285,3 +285,64 @@ def list_callbacks(
             counts=counts,
             clinic_counts=clinic_counts,
         )
+
+
+@dataclass(frozen=True)
+class CallbackFilter:
+    """Which callbacks the API's list holds (every condition must hold; empty: any)."""
+
+    states: tuple[str, ...] = ()
+    clinic_ids: tuple[str, ...] = ()
+    """Clinics the viewer works for (the caller refuses others)."""
+    slot_since: datetime | None = None
+    """Slots starting at or after this."""
+    slot_until: datetime | None = None
+    """Slots starting before this."""
+
+
+@dataclass(frozen=True)
+class FilteredPage:
+    rows: list[CallbackRow]
+    total: int
+    """Callbacks matching the filter that the viewer may see."""
+    next_position: Position | None
+    """Where the next page starts; None on the last page."""
+
+
+def page_callbacks(
+    factory: sessionmaker[Session],
+    viewer: Viewer,
+    where: CallbackFilter,
+    after: Position | None,
+    limit: int,
+    remote_addr: str | None,
+) -> FilteredPage:
+    """Up to `limit` callbacks past `after` in (slot_start, id) order, for /api/v1/callbacks:
+    one index range per clinic (and state, when filtered), the slot filter its bounds; scoped
+    and logged like the list page."""
+    clinics: list[str | None] = (
+        [c for c in sorted(set(where.clinic_ids)) if viewer.sees(c)]
+        if where.clinic_ids
+        else _clinics(viewer, None)
+    )
+    bounds = []
+    if where.slot_since is not None:
+        bounds.append(Callback.slot_start >= where.slot_since)
+    if where.slot_until is not None:
+        bounds.append(Callback.slot_start < where.slot_until)
+    ranges: Ranges = (
+        _states(where.states, clinics, *bounds)
+        if where.states
+        else [[*_on_clinic(c), *bounds] for c in clinics]
+    )
+    with factory.begin() as session:
+        found = _walk(session, ranges, after, False, limit + 1)
+        rows = _load(session, found[:limit])
+        record_access(
+            session, viewer, "list_callbacks", remote_addr, shown=[row.id for row in rows]
+        )
+        return FilteredPage(
+            rows=rows,
+            total=_count(session, ranges),
+            next_position=found[limit - 1] if len(found) > limit else None,
+        )

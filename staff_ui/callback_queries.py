@@ -292,50 +292,6 @@ def _fresh_row(session: Session, viewer: Viewer, callback_id: int) -> CallbackRo
     return callback_rows(session, [callback])[0]
 
 
-@dataclass(frozen=True)
-class CallbackFilter:
-    """Which callbacks a page of the API's list holds (every condition must hold; empty: any)."""
-
-    states: tuple[str, ...] = ()
-    clinic_ids: tuple[str, ...] = ()
-    slot_since: datetime | None = None
-    """Slots starting at or after this."""
-    slot_until: datetime | None = None
-    """Slots starting before this."""
-
-
-def page_callbacks(
-    factory: sessionmaker[Session], viewer: Viewer, where: CallbackFilter, after_id: int,
-    limit: int, remote_addr: str | None,
-) -> tuple[list[CallbackRow], bool]:  # fmt: skip
-    """Up to `limit` callbacks with ids above `after_id`, in id order, and whether there are
-    more (keyset pagination on the primary key); scoped and logged like the list page."""
-    conditions = [Callback.id > after_id, *clinic_scope(viewer, Callback.clinic_id)]
-    if where.states:
-        conditions.append(Callback.state.in_(where.states))
-    if where.clinic_ids:
-        conditions.append(Callback.clinic_id.in_(where.clinic_ids))
-    if where.slot_since is not None:
-        conditions.append(Callback.slot_start >= where.slot_since)
-    if where.slot_until is not None:
-        conditions.append(Callback.slot_start < where.slot_until)
-    query = (
-        select(Callback)
-        .where(*conditions)
-        .options(joinedload(Callback.clinic), selectinload(Callback.attempt_log))
-        .order_by(Callback.id)
-        .limit(limit + 1)
-    )
-    with factory.begin() as session:
-        callbacks = list(session.scalars(query).all())
-        more = len(callbacks) > limit
-        callbacks = callbacks[:limit]
-        record_access(
-            session, viewer, "list_callbacks", remote_addr, shown=[c.id for c in callbacks]
-        )
-        return callback_rows(session, callbacks), more
-
-
 def find_message(
     factory: sessionmaker[Session], viewer: Viewer, callback_id: int, remote_addr: str | None
 ) -> MessageAudio | None:
