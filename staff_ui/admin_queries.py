@@ -1,4 +1,4 @@
-"""What the admin pages read and change: users, clinics and the access log.
+"""What the admin pages read and change: users, clinics, API tokens and the access log.
 
 Every change is written to the access log in the same transaction as the change (who did it,
 to whom, what; never a password), and so are the log's own searches and a patient's extract.
@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from staff_ui.access_log import LIST_ACTIONS, record_access
 from staff_ui.accounts import Viewer
+from storage import api_tokens, users
 from storage import clinics as clinic_rows
-from storage import users
-from storage.models import ROLES, AccessLogEntry, Callback, Clinic, StaffUser, Ticket
+from storage.models import ROLES, AccessLogEntry, ApiToken, Callback, Clinic, StaffUser, Ticket
 from storage.personnummer import mask_personnummer
 
 LOG_LIMIT = 1000
@@ -283,6 +283,97 @@ def edit_clinic(
                     "follows_file": not clinic.name_edited},
         )  # fmt: skip
         return _clinic_row(clinic)
+
+
+# -- API tokens -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """An API token as the admin page lists it: never the token, nor its hash."""
+
+    id: int
+    name: str
+    username: str
+    """token:NAME, as the access log and "confirmed by" name it."""
+    clinics: tuple[ClinicRow, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    row: TokenRow
+    token: str
+    """The token itself: shown once, on the page answering the form, and stored nowhere."""
+
+
+TOKEN_REFUSED: dict[api_tokens.TokenRefusal, str] = {
+    "bad_name": "Namnet får bara innehålla a–z, siffror och . - _ (högst 64 tecken, börja "
+    "med en bokstav eller siffra), t.ex. bokningssystem.",
+    "name_taken": "Det finns redan en token med det namnet (även återkallade behåller sitt "
+    "namn, så att loggen alltid pekar ut en token). Välj ett annat namn.",
+    "no_clinic": "Välj minst en mottagning: token ser bara de valda mottagningarnas avbokningar.",
+    "unknown_clinic": "En vald mottagning finns inte längre. Ladda om sidan och välj igen.",
+}
+
+
+def _token_row(token: ApiToken) -> TokenRow:
+    return TokenRow(
+        id=token.id,
+        name=token.name,
+        username=api_tokens.token_username(token.name),
+        clinics=tuple(_clinic_row(c) for c in sorted(token.clinics, key=lambda c: c.name)),
+        created_at=token.created_at,
+        revoked_at=token.revoked_at,
+    )
+
+
+def list_tokens(factory: sessionmaker[Session]) -> list[TokenRow]:
+    """Every token, live ones first, by name (revoked ones stay: their names stay taken)."""
+    with factory() as session:
+        tokens = session.scalars(
+            select(ApiToken)
+            .options(selectinload(ApiToken.clinics))
+            .order_by(ApiToken.revoked_at.is_not(None), ApiToken.name)
+        ).all()
+        return [_token_row(token) for token in tokens]
+
+
+def create_token(
+    factory: sessionmaker[Session], viewer: Viewer, name: str, clinic_ids: Iterable[str],
+    remote_addr: str | None,
+) -> CreatedToken:  # fmt: skip
+    """A new token for the booking system, made as `callserver create-token` makes it
+    (storage/api_tokens.py: only its hash is stored); AdminError says what is wrong."""
+    with factory.begin() as session:
+        try:
+            token, secret = api_tokens.create_token(session, name, clinic_ids)
+        except api_tokens.TokenError as exc:
+            raise AdminError(TOKEN_REFUSED[exc.reason]) from None
+        row = _token_row(token)
+        record_access(
+            session, viewer, "admin_token_create", remote_addr,
+            detail={"token": row.name, "clinics": [c.id for c in row.clinics]},
+        )  # fmt: skip
+    return CreatedToken(row=row, token=secret)
+
+
+def revoke_token(
+    factory: sessionmaker[Session], viewer: Viewer, token_id: int, remote_addr: str | None
+) -> TokenRow | None:
+    """Revoke a token: the API refuses it (401) from the next request on. None: no such
+    token; an already revoked one stays as it is and is not logged again."""
+    with factory.begin() as session:
+        token = session.get(ApiToken, token_id, options=[selectinload(ApiToken.clinics)])
+        if token is None:
+            return None
+        if api_tokens.revoke_token(session, token.name):
+            record_access(
+                session, viewer, "admin_token_revoke", remote_addr, detail={"token": token.name}
+            )
+        session.flush()
+        return _token_row(token)
 
 
 # -- the access log ---------------------------------------------------------------------------

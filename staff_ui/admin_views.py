@@ -1,10 +1,10 @@
-"""The admin pages: users, clinics and the access log (admins only; auth_middleware keeps
-everyone else out of /admin with 403).
+"""The admin pages: users, clinics, API tokens and the access log (admins only;
+auth_middleware keeps everyone else out of /admin with 403).
 
 Handlers parse the form and render; every read and change is an admin_queries function run in
 a worker thread, which logs it. Forms carry the session's CSRF token like every other form; a
-stale one changes nothing (403). One-time passwords are shown once, on the page that answers
-the POST, and never stored in the session or a redirect.
+stale one changes nothing (403). One-time passwords and new API tokens are shown once, on the
+page that answers the POST, and never stored in the session or a redirect.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ ACTION_LABELS = {
     "admin_user_enable": "aktiverade användare",
     "admin_password_reset": "återställde lösenord",
     "admin_clinic_edit": "ändrade mottagning",
+    "admin_token_create": "skapade API-token",
+    "admin_token_revoke": "återkallade API-token",
     "admin_log_search": "sökte i åtkomstloggen",
     "admin_log_extract": "tog ut loggutdrag för patienten",
 }
@@ -261,6 +263,65 @@ async def clinic_edit(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/admin/clinics")
 
 
+# -- API tokens -------------------------------------------------------------------------------
+
+
+async def _tokens_page(
+    request: web.Request, *, created: admin_queries.CreatedToken | None = None,
+    error: str | None = None, form: dict[str, Any] | None = None, status: int = 200,
+) -> web.Response:  # fmt: skip
+    factory = request.app[SESSION_FACTORY]
+    tokens = await asyncio.to_thread(admin_queries.list_tokens, factory)
+    clinics = await asyncio.to_thread(admin_queries.list_clinics, factory)
+    return await render(
+        request,
+        "admin_tokens.html",
+        {
+            "nav": "admin",
+            "admin_nav": "tokens",
+            "tokens": tokens,
+            "clinics": clinics,
+            "created": created,
+            "error": error,
+            "form": form or {"name": "", "clinics": []},
+        },
+        status=status,
+    )
+
+
+async def token_list(request: web.Request) -> web.Response:
+    return await _tokens_page(request)
+
+
+async def token_create(request: web.Request) -> web.Response:
+    """The new token is on the page that answers (201), once: only its hash is kept."""
+    form = await _form(request)
+    name = str(form.get("name") or "")[:200]
+    clinic_ids = [str(c) for c in form.getall("clinic", [])]
+    try:
+        created = await asyncio.to_thread(
+            admin_queries.create_token, request.app[SESSION_FACTORY], viewer_of(request), name,
+            clinic_ids, request.remote,
+        )  # fmt: skip
+    except AdminError as exc:
+        return await _tokens_page(
+            request, error=str(exc), form={"name": name, "clinics": clinic_ids}, status=400
+        )
+    return await _tokens_page(request, created=created, status=201)
+
+
+async def token_revoke(request: web.Request) -> web.Response:
+    await _form(request)
+    token = await asyncio.to_thread(
+        admin_queries.revoke_token, request.app[SESSION_FACTORY], viewer_of(request),
+        path_id(request), request.remote,
+    )  # fmt: skip
+    if token is None:
+        raise web.HTTPNotFound()
+    await _flash(request, f"Token {token.name} är återkallad: API:t nekar den från och med nu.")
+    raise web.HTTPSeeOther("/admin/tokens")
+
+
 # -- access log -------------------------------------------------------------------------------
 
 
@@ -368,6 +429,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/users/{id}/password", user_reset_password)
     app.router.add_get("/admin/clinics", clinic_list)
     app.router.add_post("/admin/clinics/{id}", clinic_edit)
+    app.router.add_get("/admin/tokens", token_list)
+    app.router.add_post("/admin/tokens", token_create)
+    app.router.add_post("/admin/tokens/{id}/revoke", token_revoke)
     app.router.add_get("/admin/access-log", access_log)
     app.router.add_get("/admin/access-log/extract", access_log_extract)
     app.router.add_get("/admin/access-log/extract.csv", access_log_extract_csv)

@@ -21,7 +21,8 @@ from aiohttp import web
 
 from callbacks.reasons import Reason
 from config.calendar import deadline_day
-from staff_ui import callback_queries, ticket_queries, ticket_queue
+from staff_ui import callback_pages, ticket_queries, ticket_queue
+from staff_ui.callback_pages import Cursors
 from staff_ui.callback_queries import CallbackRow
 from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, path_id, viewer_of
 from staff_ui.reasons import LANGUAGES, Language, describe
@@ -211,8 +212,10 @@ def _callback_json(row: CallbackRow, zone: ZoneInfo, lang: Language) -> dict[str
 
 
 async def api_callback_list(request: web.Request) -> web.Response:
-    """A day's callbacks (?date=YYYY-MM-DD, default today) and the missed ones (?missed=all
-    for every missed one, not only the last days'), scoped and logged like the page."""
+    """A page of a day's callbacks (?date=YYYY-MM-DD, default today) and one of the missed
+    ones (?missed=all for every missed one, not only the last days'), scoped and logged like
+    the page; further pages with ?after=next / ?before=previous and ?missed_after= /
+    ?missed_before= (staff_ui/callback_pages.py)."""
     if request.app.get(CLINICS) is None:
         return web.json_response(
             {
@@ -232,23 +235,35 @@ async def api_callback_list(request: web.Request) -> web.Response:
             {"error": "bad_date", "message": "date måste vara ett datum som 2026-11-26"},
             status=400,
         )
+    query = request.query
     listing = await asyncio.to_thread(
-        callback_queries.list_callbacks,
+        partial(
+            callback_pages.list_callbacks,
+            clinic_id=query.get("clinic") or None,
+            all_missed=query.get("missed") == "all",
+            day_cursors=Cursors(query.get("after"), query.get("before")),
+            missed_cursors=Cursors(query.get("missed_after"), query.get("missed_before")),
+        ),
         request.app[SESSION_FACTORY],
         viewer_of(request),
         day,
         now,
         zone,
         request.remote,
-        clinic_id=request.query.get("clinic") or None,
-        all_missed=request.query.get("missed") == "all",
     )
+    day_page, missed_page = listing.day_page, listing.missed_page
     return web.json_response(
         {
             "date": listing.day,
             "today": listing.today,
             "callbacks": [_callback_json(row, zone, lang) for row in listing.rows],
+            "total": day_page.total,
+            "next": day_page.next_cursor,
+            "previous": day_page.previous_cursor,
             "missed": [_callback_json(row, zone, lang) for row in listing.missed],
+            "missed_total": missed_page.total,
+            "missed_next": missed_page.next_cursor,
+            "missed_previous": missed_page.previous_cursor,
             "older_missed": listing.older_missed,
         },
         dumps=partial(json.dumps, default=_iso, ensure_ascii=False),

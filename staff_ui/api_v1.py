@@ -8,9 +8,10 @@ Invariants, and why:
 - Who calls is a Viewer either way: a staff session (cookie, staff_ui/auth.py) or a bearer
   token (`callserver create-token`, storage/api_tokens.py). What a token may do is said by
   Viewer's properties (may_decide, may_export), never by comparing roles here.
-- Lists are keyset-paginated on the primary key (`limit` at most MAX_LIMIT, an opaque `next`
-  cursor), so no page sorts the whole table and a client walking the pages sees every row
-  once even while new ones arrive.
+- Lists are keyset-paginated (`limit` at most MAX_LIMIT, an opaque `next` cursor), so no page
+  sorts the whole table: tickets on the primary key, so a client walking the pages sees every
+  row once even while new ones arrive; callbacks by slot time (slot_start, id), each page a
+  few index ranges (staff_ui/callback_pages.py) with `total` counted from indexes.
 - Every error is `{"error": code, "detail": ...}` with its status: 400 names each bad
   parameter, 401 no or a revoked credential, 403 not allowed, 404 not found or not yours, 409
   someone else's claim or the ticket is no longer new.
@@ -37,9 +38,9 @@ from typing import Any
 
 from aiohttp import web
 
-from staff_ui import callback_queries, ticket_queries
+from staff_ui import callback_pages, ticket_queries
 from staff_ui.api import _callback_json, _deadline_json, _iso, _language
-from staff_ui.callback_queries import CallbackFilter
+from staff_ui.callback_pages import CallbackFilter, Position
 from staff_ui.context import (
     BY_TOKEN,
     CLAIM_EXPIRY,
@@ -437,22 +438,42 @@ async def callback_list(request: web.Request) -> web.Response:
         raise BadRequest(problems)
     states = _choices(request, "state", CALLBACK_STATES)
     limit = _limit(query, DEFAULT_LIMIT, MAX_LIMIT)
-    after = _after_id("callbacks", query.get("cursor"))
+    after = _callback_after(query.get("cursor"))
     where = CallbackFilter(
         states=states, clinic_ids=_clinics(request), slot_since=instants["slot_since"],
         slot_until=instants["slot_until"],
     )  # fmt: skip
-    rows, more = await asyncio.to_thread(
-        callback_queries.page_callbacks, request.app[SESSION_FACTORY], viewer_of(request), where,
+    found = await asyncio.to_thread(
+        callback_pages.page_callbacks, request.app[SESSION_FACTORY], viewer_of(request), where,
         after, limit, request.remote,
     )  # fmt: skip
     zone, lang = request.app[TIMEZONE], _language(request)
+    position = found.next_position
     return _json(
         {
-            "callbacks": [_callback_json(row, zone, lang) for row in rows],
-            "next": encode_cursor("callbacks", [rows[-1].id]) if more else None,
+            "callbacks": [_callback_json(row, zone, lang) for row in found.rows],
+            "total": found.total,
+            "next": (
+                encode_cursor("callbacks", [position.slot_start.isoformat(), position.id])
+                if position is not None
+                else None
+            ),
         },
     )
+
+
+def _callback_after(text: str | None) -> Position | None:
+    position = decode_cursor("callbacks", text)
+    if position is None:
+        return None
+    try:
+        slot_start, callback_id = position
+        after = Position(datetime.fromisoformat(slot_start), int(callback_id))
+    except (TypeError, ValueError):
+        raise BadRequest({"cursor": "not a cursor of this list: pass `next` as given"}) from None
+    if after.slot_start.utcoffset() is None:
+        raise BadRequest({"cursor": "not a cursor of this list: pass `next` as given"})
+    return after
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -662,7 +683,7 @@ ROUTES: tuple[Route, ...] = (
                       **_DECIDE_ERRORS, **_COMMON_ERRORS},
     }),
     Route("GET", f"{PREFIX}/callbacks", callback_list, {
-        "summary": "Callbacks, filtered, by id (keyset pages)",
+        "summary": "Callbacks, filtered, by slot time (keyset pages, with the total)",
         "parameters": [
             _param("state", "Callback states (repeatable; default any).",
                    {"type": "array", "items": {"type": "string", "enum": list(CALLBACK_STATES)}}),
@@ -674,9 +695,11 @@ ROUTES: tuple[Route, ...] = (
             _LIMIT, _CURSOR,
         ],
         "responses": {
-            "200": _json_response("A page of callbacks.", {
-                "type": "object", "required": ["callbacks", "next"],
+            "200": _json_response("A page of callbacks, by slot start (then id).", {
+                "type": "object", "required": ["callbacks", "total", "next"],
                 "properties": {"callbacks": {"type": "array", "items": _ref("Callback")},
+                               "total": {"type": "integer", "description":
+                                         "Callbacks matching the filter, on every page."},
                                "next": {"type": ["string", "null"]}}}),
             "400": _error_response("A bad filter; `detail` names each one."),
             "403": _error_response("A clinic filter names a clinic you do not work for."),

@@ -1,5 +1,6 @@
-"""Every read and change of a callback the staff UI makes: a day's list, the missed ones, the
-caller's message for the nurse, book, move, call now, mark done, cancel.
+"""Every read and change of a callback the staff UI makes: the rows the lists show (the list
+page itself is read page by page in staff_ui/callback_pages.py), the caller's message for the
+nurse, book, move, call now, mark done, cancel.
 
 Invariants, and why (as in ticket_queries):
 - Synchronous functions for worker threads, each with its own session.
@@ -20,12 +21,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from callbacks import booking
@@ -33,7 +34,7 @@ from callbacks.booking import BookingError
 from callbacks.phone_numbers import format_number
 from callbacks.reasons import Reason, reason_from_columns
 from callbacks.slots import Slot, free_slots
-from callbacks.states import NEEDS_STAFF, OPEN, CallbackState, accepts
+from callbacks.states import NEEDS_STAFF, CallbackState, accepts
 from callbacks.states import Action as StateAction
 from config.clinics import Clinic
 from staff_ui.access_log import record_access, record_play_once
@@ -50,10 +51,6 @@ LOG_ACTIONS: dict[Action, str] = {
     "done": "callback_done",
     "cancel": "callback_cancel",
 }
-MISSED_DAYS = 3
-"""The missed list covers today and this many days back; older ones are counted, not listed,
-unless asked for (they still wait for staff, so the page always says how many there are)."""
-LIST_LIMIT = 1000
 SLOT_LIMIT = 300
 """Free slots offered in the booking form: several days of a busy schedule."""
 
@@ -144,21 +141,6 @@ class CallbackRow:
 
 
 @dataclass(frozen=True)
-class CallbackDay:
-    """The list page: a day's callbacks and, whatever the day, the missed ones."""
-
-    day: date
-    today: date
-    rows: list[CallbackRow]
-    """Slots on `day`; on today's list also open callbacks left over from earlier days."""
-    missed: list[CallbackRow]
-    """Missed and escalated from the last MISSED_DAYS days (all of them if asked), of every
-    clinic the viewer works for, whatever the day or clinic filter."""
-    older_missed: int
-    """Missed and escalated older than that, not in `missed`."""
-
-
-@dataclass(frozen=True)
 class MessageAudio:
     """Where a caller's message is; `path` is None when the row names a file that is gone."""
 
@@ -237,10 +219,6 @@ def bookable_clinics(viewer: Viewer, clinics: Mapping[str, Clinic]) -> list[Clin
     )
 
 
-def _day_start(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-
-
 def _usernames(session: Session, callbacks: list[Callback]) -> dict[int, str]:
     ids = {i for c in callbacks for i in (c.booked_by_id, c.done_by_id) if i is not None}
     if not ids:
@@ -289,7 +267,8 @@ def _row(callback: Callback, usernames: Mapping[int, str]) -> CallbackRow:
     )
 
 
-def _rows(session: Session, callbacks: list[Callback]) -> list[CallbackRow]:
+def callback_rows(session: Session, callbacks: list[Callback]) -> list[CallbackRow]:
+    """List rows for `callbacks` (loaded with their clinic and attempts), in their order."""
     usernames = _usernames(session, callbacks)
     return [_row(callback, usernames) for callback in callbacks]
 
@@ -310,112 +289,7 @@ def _load(session: Session, viewer: Viewer, callback_id: int) -> Callback | None
 def _fresh_row(session: Session, viewer: Viewer, callback_id: int) -> CallbackRow:
     callback = _load(session, viewer, callback_id)
     assert callback is not None, "a callback is never deleted"
-    return _rows(session, [callback])[0]
-
-
-def list_callbacks(
-    factory: sessionmaker[Session],
-    viewer: Viewer,
-    day: date,
-    now: datetime,
-    zone: ZoneInfo,
-    remote_addr: str | None,
-    *,
-    clinic_id: str | None = None,
-    all_missed: bool = False,
-) -> CallbackDay:
-    """A day's callbacks (slot time order) and the missed ones; logs one list_callbacks row."""
-    today = now.astimezone(zone).date()
-    start, end = _day_start(day, zone), _day_start(day + timedelta(days=1), zone)
-    on_day = and_(Callback.slot_start >= start, Callback.slot_start < end)
-    if day == today:
-        # Still open from an earlier day (e.g. "call now" on yesterday's missed callback):
-        # it is today's work, so it must not drop out of every list.
-        on_day = or_(on_day, and_(Callback.state.in_(OPEN), Callback.slot_start < start))
-    missed_from = _day_start(today - timedelta(days=MISSED_DAYS), zone)
-    needs_staff = Callback.state.in_(NEEDS_STAFF)
-    scope = clinic_scope(viewer, Callback.clinic_id)
-    # The clinic filter narrows the day's list only: no filter may hide a missed callback.
-    on_clinic = [Callback.clinic_id == clinic_id] if clinic_id is not None else []
-    options = (joinedload(Callback.clinic), selectinload(Callback.attempt_log))
-    order = (Callback.slot_start, Callback.id)
-    with factory.begin() as session:
-        rows = session.scalars(
-            select(Callback)
-            .where(on_day, *scope, *on_clinic)
-            .options(*options)
-            .order_by(*order)
-            .limit(LIST_LIMIT)
-        ).all()
-        missed_query = select(Callback).where(needs_staff, *scope).options(*options)
-        if not all_missed:
-            missed_query = missed_query.where(Callback.slot_start >= missed_from)
-        missed = session.scalars(missed_query.order_by(*order).limit(LIST_LIMIT)).all()
-        older = 0
-        if not all_missed:
-            older = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Callback)
-                    .where(needs_staff, Callback.slot_start < missed_from, *scope)
-                )
-                or 0
-            )
-        record_access(
-            session, viewer, "list_callbacks", remote_addr, clinic_id=clinic_id,
-            shown=[row.id for row in (*rows, *missed)],
-        )  # fmt: skip
-        return CallbackDay(
-            day=day,
-            today=today,
-            rows=_rows(session, list(rows)),
-            missed=_rows(session, list(missed)),
-            older_missed=older,
-        )
-
-
-@dataclass(frozen=True)
-class CallbackFilter:
-    """Which callbacks a page of the API's list holds (every condition must hold; empty: any)."""
-
-    states: tuple[str, ...] = ()
-    clinic_ids: tuple[str, ...] = ()
-    slot_since: datetime | None = None
-    """Slots starting at or after this."""
-    slot_until: datetime | None = None
-    """Slots starting before this."""
-
-
-def page_callbacks(
-    factory: sessionmaker[Session], viewer: Viewer, where: CallbackFilter, after_id: int,
-    limit: int, remote_addr: str | None,
-) -> tuple[list[CallbackRow], bool]:  # fmt: skip
-    """Up to `limit` callbacks with ids above `after_id`, in id order, and whether there are
-    more (keyset pagination on the primary key); scoped and logged like the list page."""
-    conditions = [Callback.id > after_id, *clinic_scope(viewer, Callback.clinic_id)]
-    if where.states:
-        conditions.append(Callback.state.in_(where.states))
-    if where.clinic_ids:
-        conditions.append(Callback.clinic_id.in_(where.clinic_ids))
-    if where.slot_since is not None:
-        conditions.append(Callback.slot_start >= where.slot_since)
-    if where.slot_until is not None:
-        conditions.append(Callback.slot_start < where.slot_until)
-    query = (
-        select(Callback)
-        .where(*conditions)
-        .options(joinedload(Callback.clinic), selectinload(Callback.attempt_log))
-        .order_by(Callback.id)
-        .limit(limit + 1)
-    )
-    with factory.begin() as session:
-        callbacks = list(session.scalars(query).all())
-        more = len(callbacks) > limit
-        callbacks = callbacks[:limit]
-        record_access(
-            session, viewer, "list_callbacks", remote_addr, shown=[c.id for c in callbacks]
-        )
-        return _rows(session, callbacks), more
+    return callback_rows(session, [callback])[0]
 
 
 def find_message(
@@ -516,7 +390,7 @@ def _booking_failed(
         callback = _load(session, viewer, existing_id)
         if callback is not None:
             record_access(session, viewer, "view_callback", remote_addr, callback=callback)
-            existing = _rows(session, [callback])[0]
+            existing = callback_rows(session, [callback])[0]
             session.commit()
     return BookingResult(reason=exc.reason, number_reason=exc.number_reason, existing=existing)
 

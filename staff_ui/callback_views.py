@@ -27,7 +27,8 @@ from yarl import URL
 from callbacks.slots import Slot
 from callbacks.states import CallbackState
 from config.clinics import Clinic
-from staff_ui import callback_queries
+from staff_ui import callback_pages, callback_queries
+from staff_ui.callback_pages import CallbackDay, Cursors
 from staff_ui.callback_queries import Action, BookingResult, CallbackRow, FromTicket
 from staff_ui.context import (
     CALLBACK_OUTCOME_LABELS,
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 CALLBACK_STATES = tuple(state.value for state in CallbackState)
 """The state machine's states in its order (callbacks/states.py): the filter and the counts."""
 STATE_FILTERS = ("all", *CALLBACK_STATES)
+PAGE_KEYS = ("after", "before", "missed_after", "missed_before")
+"""The two lists' cursors in the query string (staff_ui/callback_pages.py)."""
 MAX_NUMBER_CHARS = 40
 STALE_FORM = "Sidan hade hunnit bli för gammal. Försök igen."
 NOT_FOUND = "Återuppringningen finns inte eller så saknar du behörighet."
@@ -164,7 +167,7 @@ def _labels(request: web.Request) -> dict[str, Any]:
         ),
         "short_time": lambda value: _short_time(value, zone, today),
         "reason_text": lambda reason: describe(reason, zone),
-        "missed_days": callback_queries.MISSED_DAYS,
+        "missed_days": callback_pages.MISSED_DAYS,
     }
 
 
@@ -181,21 +184,29 @@ async def _not_found(request: web.Request) -> web.Response:
 
 
 def _groups(
-    rows: list[CallbackRow], clinics: Mapping[str, Clinic], shown: list[tuple[str, str]]
+    listing: CallbackDay, clinics: Mapping[str, Clinic], shown: list[tuple[str, str]]
 ) -> list[dict[str, Any]]:
-    """Rows per clinic, by clinic name; every clinic the viewer works for that offers
-    callbacks gets a section, so "no callbacks today" is said rather than left out."""
+    """The page's rows per clinic, by clinic name. A clinic the viewer works for that offers
+    callbacks but has none this day (of the state asked for) gets a section saying so; one
+    whose callbacks are all on other pages gets none."""
     groups: dict[str, dict[str, Any]] = {
         clinic_id: {"clinic_id": clinic_id, "name": name, "rows": []}
         for clinic_id, name in shown
-        if clinics[clinic_id].callbacks is not None
+        if clinics[clinic_id].callbacks is not None and not listing.clinic_counts.get(clinic_id)
     }
-    for row in rows:
+    for row in listing.rows:
         group = groups.setdefault(
             row.clinic_id, {"clinic_id": row.clinic_id, "name": row.clinic_name, "rows": []}
         )
         group["rows"].append(row)
     return sorted(groups.values(), key=lambda group: group["name"])
+
+
+def _page_link(here: URL, cursor: str | None, key: str, other: str) -> str | None:
+    """`here` at the page `cursor` names (`key`: after or before, `other` dropped)."""
+    if cursor is None:
+        return None
+    return str(here.without_query_params(other).update_query({key: cursor}))
 
 
 async def _list_page(
@@ -228,21 +239,23 @@ async def _list_page(
     shown = [option for option in options if clinic_filter in ("", option[0])]
     all_missed = query.get("missed") == "all"
     listing = await asyncio.to_thread(
-        callback_queries.list_callbacks,
+        partial(
+            callback_pages.list_callbacks,
+            clinic_id=clinic_filter or None,
+            state=None if state == "all" else state,
+            all_missed=all_missed,
+            day_cursors=Cursors(query.get("after"), query.get("before")),
+            missed_cursors=Cursors(query.get("missed_after"), query.get("missed_before")),
+        ),
         request.app[SESSION_FACTORY],
         viewer,
         day,
         _now(request),
         request.app[TIMEZONE],
         request.remote,
-        clinic_id=clinic_filter or None,
-        all_missed=all_missed,
     )
-    counts = {value: 0 for value in CALLBACK_STATES}
-    for row in listing.rows:
-        counts[row.state] = counts.get(row.state, 0) + 1
-    rows = [row for row in listing.rows if state in ("all", row.state)]
-    here = URL("/callbacks").with_query(
+    counts = {value: listing.counts.get(value, 0) for value in CALLBACK_STATES}
+    filters = URL("/callbacks").with_query(
         {
             key: value
             for key, value in {
@@ -254,6 +267,9 @@ async def _list_page(
             if value
         }
     )
+    # Where a button brings the user back to: these filters, these pages.
+    here = filters.update_query({key: query[key] for key in PAGE_KEYS if query.get(key)})
+    day_page, missed_page = listing.day_page, listing.missed_page
     context.update(
         listing=listing,
         day=day,
@@ -261,14 +277,20 @@ async def _list_page(
         state_filters=STATE_FILTERS,
         clinic_filter=clinic_filter,
         clinic_options=options,
-        groups=_groups(rows, clinics, shown),
+        groups=_groups(listing, clinics, shown),
         counts=counts,
         error=error,
         can_book=bool(callback_queries.bookable_clinics(viewer, clinics)),
         return_to=str(here),
-        here=here,
+        here=filters,
         prev_day=_list_url(day - timedelta(days=1), today),
         next_day=_list_url(day + timedelta(days=1), today),
+        day_next=_page_link(here, day_page.next_cursor, "after", "before"),
+        day_previous=_page_link(here, day_page.previous_cursor, "before", "after"),
+        missed_next=_page_link(here, missed_page.next_cursor, "missed_after", "missed_before"),
+        missed_previous=_page_link(
+            here, missed_page.previous_cursor, "missed_before", "missed_after"
+        ),
     )
     return await render(request, "callbacks.html", context, status=status)
 

@@ -14,9 +14,10 @@ Every claim, release and takeover is written to the access log with the patient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, joinedload, sessionmaker
@@ -58,19 +59,33 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def stored_claim(ticket: Ticket, usernames: dict[int, str] | None = None) -> Claim | None:
-    """The ticket's claim as stored (live or lapsed); None when nobody claimed a new ticket."""
-    if ticket.claimed_by_id is None or ticket.claim_active_at is None or ticket.status != "new":
+class ClaimColumns(Protocol):
+    """What a claim is read from: a Ticket, or a row of the list's columns."""
+
+    status: str
+    claimed_by_id: int | None
+    claimed_at: datetime | None
+    claim_active_at: datetime | None
+
+
+def listed_claim(row: ClaimColumns, usernames: Mapping[int, str]) -> Claim | None:
+    """The claim as stored (live or lapsed), its holder named from `usernames`
+    (usernames_of); None when nobody claimed a new ticket."""
+    if row.claimed_by_id is None or row.claim_active_at is None or row.status != "new":
         return None
-    if usernames is not None:
-        name = usernames.get(ticket.claimed_by_id, "?")
-    else:
-        name = ticket.claimed_by.username if ticket.claimed_by else "?"
     return Claim(
-        by=name, by_id=ticket.claimed_by_id,
-        since=_aware(ticket.claimed_at or ticket.claim_active_at),
-        active_at=_aware(ticket.claim_active_at),
+        by=usernames.get(row.claimed_by_id, "?"), by_id=row.claimed_by_id,
+        since=_aware(row.claimed_at or row.claim_active_at),
+        active_at=_aware(row.claim_active_at),
     )  # fmt: skip
+
+
+def stored_claim(ticket: Ticket) -> Claim | None:
+    """The ticket's claim as stored (live or lapsed); None when nobody claimed a new ticket."""
+    held = listed_claim(ticket, {})
+    if held is None or ticket.claimed_by is None:
+        return held
+    return replace(held, by=ticket.claimed_by.username)
 
 
 def live_claim(ticket: Ticket, now: datetime, expiry: timedelta) -> Claim | None:
@@ -171,7 +186,8 @@ def touch(session: Session, viewer: Viewer, ticket: Ticket, now: datetime) -> No
         ticket.claim_active_at = now
 
 
-def usernames_of(session: Session, tickets: list[Ticket]) -> dict[int, str]:
+def usernames_of(session: Session, tickets: Iterable[ClaimColumns]) -> dict[int, str]:
+    """Claim holders' usernames by id, for listed_claim on many rows in one read."""
     ids = {t.claimed_by_id for t in tickets if t.claimed_by_id is not None}
     if not ids:
         return {}

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from config.calendar import DeadlineState, deadline_state
@@ -42,6 +42,7 @@ from staff_ui.corrections import Refused, normalize_personnummer
 from staff_ui.ticket_claims import (
     CLAIM_EXPIRY,
     Claim,
+    listed_claim,
     live_claim,
     stored_claim,
     touch,
@@ -462,33 +463,79 @@ def last_forwards(session: Session, ticket_ids: list[int]) -> dict[int, tuple[st
     return latest
 
 
-def _rows(session: Session, tickets: list[Ticket]) -> list[TicketRow]:
-    """List rows for `tickets` (loaded with their clinic and recording), in their order."""
-    waiting = [t.id for t in tickets if t.transcript_status is None and t.recording]
+LIST_COLUMNS: tuple[Any, ...] = (
+    Ticket.id,
+    Ticket.clinic_id,
+    Ticket.created_at,
+    Ticket.personnummer,
+    Ticket.personnummer_source,
+    Ticket.personnummer_disagreement,
+    Ticket.speech_personnummer_status,
+    Ticket.name,
+    Ticket.corrected_personnummer,
+    Ticket.corrected_name,
+    Ticket.status,
+    Ticket.partial,
+    Ticket.intent,
+    Ticket.due_at,
+    Ticket.recording_id,
+    Ticket.transcript_status,
+    Ticket.claimed_by_id,
+    Ticket.claimed_at,
+    Ticket.claim_active_at,
+)
+"""What a list row shows, and no more (no transcript, no free text): the lists read these
+columns only, and list_rows the rest for the rows read."""
+
+
+def list_rows(session: Session, rows: Sequence[Row[Any]]) -> list[TicketRow]:
+    """The list's rows (each a row of LIST_COLUMNS), in their order, with what they show from
+    other tables (clinic names, recording lengths, claim holders, forwarding notes) read for
+    these rows only. The queue's pages and the API's list both build their rows here."""
+    ids = [row.id for row in rows]
+    names = dict(
+        session.execute(
+            select(Clinic.id, Clinic.name).where(Clinic.id.in_({row.clinic_id for row in rows}))
+        )
+        .tuples()
+        .all()
+    )
+    recording_ids = [row.recording_id for row in rows if row.recording_id is not None]
+    durations = dict(
+        session.execute(
+            select(Recording.id, Recording.duration_s).where(Recording.id.in_(recording_ids))
+        )
+        .tuples()
+        .all()
+    )
+    usernames = usernames_of(session, rows)
+    waiting = [row.id for row in rows if row.transcript_status is None and row.recording_id]
     ahead = transcription_queue.ahead_of(session, waiting)
-    claim_names = usernames_of(session, tickets)
-    forwarded = last_forwards(session, [t.id for t in tickets])
+    forwarded = last_forwards(session, ids)
     return [
         TicketRow(
-            id=t.id,
-            clinic_id=t.clinic_id,
-            clinic_name=t.clinic.name,
-            created_at=t.created_at,
-            personnummer_masked=mask_personnummer(t.patient_personnummer),
-            name=t.patient_name,
-            status=t.status,
-            partial=t.partial,
-            duration_s=t.recording.duration_s if t.recording else None,
-            intent=t.intent,
-            needs_check=needs_personnummer_check(t),
-            due_at=t.due_at,
-            claim=stored_claim(t, claim_names),
-            transcript_ahead=ahead.get(t.id),
-            forwarded_from=forwarded[t.id][0] if t.id in forwarded else None,
-            forward_note=(redact_spoken_numbers(forwarded[t.id][1]) if t.id in forwarded else None),
-            corrected=t.corrected_name is not None or t.corrected_personnummer is not None,
+            id=row.id,
+            clinic_id=row.clinic_id,
+            clinic_name=names.get(row.clinic_id, row.clinic_id),
+            created_at=row.created_at,
+            # Staff's correction if any, as Ticket.patient_personnummer / patient_name.
+            personnummer_masked=mask_personnummer(row.corrected_personnummer or row.personnummer),
+            name=row.corrected_name or row.name,
+            status=row.status,
+            partial=row.partial,
+            duration_s=durations.get(row.recording_id),
+            intent=row.intent,
+            needs_check=needs_personnummer_check(row),
+            due_at=row.due_at,
+            claim=listed_claim(row, usernames),
+            transcript_ahead=ahead.get(row.id),
+            forwarded_from=forwarded[row.id][0] if row.id in forwarded else None,
+            forward_note=(
+                redact_spoken_numbers(forwarded[row.id][1]) if row.id in forwarded else None
+            ),
+            corrected=row.corrected_name is not None or row.corrected_personnummer is not None,
         )
-        for t in tickets
+        for row in rows
     ]
 
 
@@ -526,19 +573,13 @@ def page_tickets(
         conditions.append(Ticket.created_at < where.created_until)
     if where.due_before is not None:
         conditions.append(Ticket.due_at < where.due_before)
-    query = (
-        select(Ticket)
-        .options(joinedload(Ticket.clinic), joinedload(Ticket.recording))
-        .where(*conditions)
-        .order_by(Ticket.id)
-        .limit(limit + 1)
-    )
+    query = select(*LIST_COLUMNS).where(*conditions).order_by(Ticket.id).limit(limit + 1)
     with factory.begin() as session:
-        tickets = list(session.scalars(query).unique().all())
-        more = len(tickets) > limit
-        tickets = tickets[:limit]
-        record_access(session, viewer, "list_tickets", remote_addr, shown=[t.id for t in tickets])
-        return _rows(session, tickets), more
+        found = session.execute(query).all()
+        more = len(found) > limit
+        rows = list_rows(session, found[:limit])
+        record_access(session, viewer, "list_tickets", remote_addr, shown=[r.id for r in rows])
+        return rows, more
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ Invariants, and why:
   tests/test_staff_ui_pagination.py checks the plans on SQLite and PostgreSQL.
 - Counts are index-only counts on the same indexes, exact at the moment of reading: no cache
   to go stale when several web processes serve the UI.
-- Only the columns the list shows are read; clinic names, recording lengths, claim holders and
-  forwarding notes are then read for the page's rows only.
+- Only the columns the list shows are read (ticket_queries.LIST_COLUMNS); clinic names,
+  recording lengths, claim holders and forwarding notes are then read for the page's rows only
+  (ticket_queries.list_rows, which the API's list shares).
 - The cursor is opaque to the browser (base64url of lane, due_at, id) but grants nothing: the
   viewer's clinic scope applies to every read, and a malformed cursor means the first page.
 - One list_tickets access-log row per page shown, naming the tickets on it.
@@ -30,23 +31,17 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from sqlalchemy import Integer, Row, Select, func, literal, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from staff_ui import keyset_pages
 from staff_ui.access_log import record_access
 from staff_ui.accounts import Viewer
-from staff_ui.ticket_claims import Claim
-from staff_ui.ticket_queries import (
-    STATUS_FILTERS,
-    TicketRow,
-    last_forwards,
-    needs_personnummer_check,
-)
-from storage import transcription_queue
-from storage.models import TICKET_STATUSES, Clinic, Recording, StaffUser, Ticket
-from storage.personnummer import mask_personnummer, redact_spoken_numbers
+from staff_ui.ticket_queries import LIST_COLUMNS, STATUS_FILTERS, TicketRow, list_rows
+from storage.models import TICKET_STATUSES, Ticket
 
 PAGE_SIZE = 50
 """Rows per page: a screenful to work through, and a bounded read whatever the queue's size."""
@@ -111,30 +106,6 @@ class TicketPage:
     """The cursor of the page before this one; None on the first page."""
 
 
-COLUMNS: tuple[Any, ...] = (
-    Ticket.id,
-    Ticket.clinic_id,
-    Ticket.created_at,
-    Ticket.personnummer,
-    Ticket.personnummer_source,
-    Ticket.personnummer_disagreement,
-    Ticket.speech_personnummer_status,
-    Ticket.name,
-    Ticket.corrected_personnummer,
-    Ticket.corrected_name,
-    Ticket.status,
-    Ticket.partial,
-    Ticket.intent,
-    Ticket.due_at,
-    Ticket.recording_id,
-    Ticket.transcript_status,
-    Ticket.claimed_by_id,
-    Ticket.claimed_at,
-    Ticket.claim_active_at,
-)
-"""What a list row shows, and no more (no transcript, no free text)."""
-
-
 def _clinics(viewer: Viewer) -> list[str | None]:
     """One index range per clinic the viewer works for; None: every clinic in one range."""
     every: list[str | None] = [None]
@@ -150,7 +121,7 @@ def _range(
     databases turn into the start of the index range (an OR of the two conditions makes
     PostgreSQL merge bitmaps and sort).
     """
-    query = select(*COLUMNS).where(Ticket.status == status)
+    query = select(*LIST_COLUMNS).where(Ticket.status == status)
     if clinic_id is not None:
         query = query.where(Ticket.clinic_id == clinic_id)
     if start is not None:
@@ -211,72 +182,6 @@ def _count(session: Session, viewer: Viewer, lanes: Sequence[Lane]) -> int:
     return total
 
 
-def _claim(row: Row[Any], usernames: dict[int, str]) -> Claim | None:
-    """As ticket_claims.stored_claim, from the list's columns."""
-    if row.claimed_by_id is None or row.claim_active_at is None or row.status != "new":
-        return None
-    return Claim(
-        by=usernames.get(row.claimed_by_id, "?"),
-        by_id=row.claimed_by_id,
-        since=row.claimed_at or row.claim_active_at,
-        active_at=row.claim_active_at,
-    )
-
-
-def _rows(session: Session, rows: list[Row[Any]]) -> list[TicketRow]:
-    """The page's rows with what they show from other tables, read for these rows only."""
-    ids = [row.id for row in rows]
-    clinic_ids = {row.clinic_id for row in rows}
-    names = dict(
-        session.execute(select(Clinic.id, Clinic.name).where(Clinic.id.in_(clinic_ids)))
-        .tuples()
-        .all()
-    )
-    recording_ids = [row.recording_id for row in rows if row.recording_id is not None]
-    durations = dict(
-        session.execute(
-            select(Recording.id, Recording.duration_s).where(Recording.id.in_(recording_ids))
-        )
-        .tuples()
-        .all()
-    )
-    holders = {row.claimed_by_id for row in rows if row.claimed_by_id is not None}
-    usernames = dict(
-        session.execute(select(StaffUser.id, StaffUser.username).where(StaffUser.id.in_(holders)))
-        .tuples()
-        .all()
-    )
-    waiting = [row.id for row in rows if row.transcript_status is None and row.recording_id]
-    ahead = transcription_queue.ahead_of(session, waiting)
-    forwarded = last_forwards(session, ids)
-    return [
-        TicketRow(
-            id=row.id,
-            clinic_id=row.clinic_id,
-            clinic_name=names.get(row.clinic_id, row.clinic_id),
-            created_at=row.created_at,
-            personnummer_masked=mask_personnummer(
-                row.corrected_personnummer or row.personnummer
-            ),  # staff's correction if any (Ticket.patient_personnummer)
-            name=row.corrected_name or row.name,
-            status=row.status,
-            partial=row.partial,
-            duration_s=durations.get(row.recording_id),
-            intent=row.intent,
-            needs_check=needs_personnummer_check(row),
-            due_at=row.due_at,
-            claim=_claim(row, usernames),
-            transcript_ahead=ahead.get(row.id),
-            forwarded_from=forwarded[row.id][0] if row.id in forwarded else None,
-            forward_note=(
-                redact_spoken_numbers(forwarded[row.id][1]) if row.id in forwarded else None
-            ),
-            corrected=row.corrected_name is not None or row.corrected_personnummer is not None,
-        )
-        for row in rows
-    ]
-
-
 def list_page(
     factory: sessionmaker[Session],
     viewer: Viewer,
@@ -295,34 +200,19 @@ def list_page(
     start_after = decode_cursor(after, status)
     start_before = decode_cursor(before, status) if start_after is None else None
     with factory.begin() as session:
-        found: list[tuple[Position, Row[Any]]] = []
-        if start_before is not None:
-            found = _walk(session, viewer, lanes, start_before, True, page_size + 1)
-            more_before = len(found) > page_size
-            found = found[:page_size][::-1]
-            more_after = bool(found)
-        elif start_after is not None:
-            found = _walk(session, viewer, lanes, start_after, False, page_size + 1)
-            more_after = len(found) > page_size
-            found = found[:page_size]
-            more_before = bool(found)
-        if not found:
-            # No cursor, or nothing is left past it (its tickets were handled meanwhile).
-            found = _walk(session, viewer, lanes, None, False, page_size + 1)
-            more_after = len(found) > page_size
-            found = found[:page_size]
-            more_before = False
-        # The link back (forwards: the one ahead) from a cursor is offered only when a ticket
-        # is still there: they may have been handled or forwarded since.
-        if more_before and start_before is None:
-            more_before = bool(_walk(session, viewer, lanes, found[0][0], True, 1))
-        if more_after and start_before is not None:
-            more_after = bool(_walk(session, viewer, lanes, found[-1][0], False, 1))
-        rows = _rows(session, [row for _, row in found])
+        window = keyset_pages.page(
+            partial(_walk, session, viewer, lanes),
+            lambda item: item[0],
+            start_after,
+            start_before,
+            page_size,
+        )
+        found = window.items
+        rows = list_rows(session, [row for _, row in found])
         record_access(session, viewer, "list_tickets", remote_addr, shown=[r.id for r in rows])
         return TicketPage(
             rows=rows,
             total=_count(session, viewer, lanes),
-            next_cursor=found[-1][0].encode() if more_after else None,
-            previous_cursor=found[0][0].encode() if more_before else None,
+            next_cursor=window.next_cursor,
+            previous_cursor=window.previous_cursor,
         )

@@ -21,6 +21,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -43,6 +44,18 @@ def token_username(name: str) -> str:
     return f"{USERNAME_PREFIX}{name}"
 
 
+TokenRefusal = Literal["bad_name", "name_taken", "no_clinic", "unknown_clinic"]
+
+
+class TokenError(ValueError):
+    """Why create_token refused: the message is the command line's (English, naming its
+    options); `reason` lets the admin page say the same in Swedish."""
+
+    def __init__(self, reason: TokenRefusal, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class ActiveToken:
     """A token that may be used now, as the API needs it."""
@@ -55,29 +68,35 @@ class ActiveToken:
 def create_token(session: Session, name: str, clinic_ids: Iterable[str]) -> tuple[ApiToken, str]:
     """Add a token for `clinic_ids`; returns the row and the token itself (show it once).
 
-    Raises ValueError naming the problem (bad or used name, no or unknown clinic). Flushes but
-    does not commit: the caller owns the transaction.
+    Raises TokenError naming the problem (bad or used name, no or unknown clinic). Flushes but
+    does not commit: the caller owns the transaction. `callserver create-token` and the admin
+    page (/admin/tokens) both create tokens here.
     """
     name = name.strip().lower()
     if not NAME_PATTERN.fullmatch(name):
-        raise ValueError(
+        raise TokenError(
+            "bad_name",
             f"token name {name!r} must be 1-64 characters a-z, 0-9, '_', '.', '-' "
-            "(starting with a letter or digit)"
+            "(starting with a letter or digit)",
         )
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise ValueError(
+        raise TokenError(
+            "name_taken",
             f"a token named {name!r} exists (revoked ones too: names are never reused); "
-            "choose another name"
+            "choose another name",
         )
     wanted = sorted(set(clinic_ids))
     if not wanted:
-        raise ValueError("a token needs at least one --clinic: it sees only those clinics")
+        raise TokenError(
+            "no_clinic", "a token needs at least one --clinic: it sees only those clinics"
+        )
     clinics = session.scalars(select(Clinic).where(Clinic.id.in_(wanted))).all()
     missing = sorted(set(wanted) - {clinic.id for clinic in clinics})
     if missing:
-        raise ValueError(
+        raise TokenError(
+            "unknown_clinic",
             f"unknown clinic(s) {', '.join(missing)}: run `callserver migrate` to load the "
-            "clinic files, or check the id"
+            "clinic files, or check the id",
         )
     token = secrets.token_urlsafe(TOKEN_BYTES)
     row = ApiToken(name=name, token_hash=hash_token(token), clinics=list(clinics))

@@ -495,7 +495,12 @@ class Callback(Base):
     __tablename__ = "callback"
     __table_args__ = (
         Index("ix_callback_state_next_attempt", "state", "next_attempt_at"),
-        Index("ix_callback_clinic_slot", "clinic_id", "slot_start"),
+        # The callback list's pages (staff_ui/callback_pages.py): each a few index ranges in
+        # (slot_start, id) order, one clinic's or every clinic's; counts read indexes only.
+        Index("ix_callback_clinic_slot", "clinic_id", "slot_start", "id", "state"),
+        Index("ix_callback_slot", "slot_start", "id", "clinic_id", "state"),
+        Index("ix_callback_clinic_state_slot", "clinic_id", "state", "slot_start", "id"),
+        Index("ix_callback_state_slot", "state", "slot_start", "id", "clinic_id"),
         Index(
             "uq_callback_open_number",
             "clinic_id",

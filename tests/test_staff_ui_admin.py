@@ -48,6 +48,7 @@ ADMIN_PAGES = (
     "/admin/users",
     "/admin/users/{anna}",
     "/admin/clinics",
+    "/admin/tokens",
     "/admin/access-log",
     "/admin/access-log?user=anna",
     "/admin/access-log/extract",
@@ -61,6 +62,7 @@ ADMIN_FORMS = (
     ("/admin/users/{anna}/enable", {}),
     ("/admin/users/{anna}/password", {}),
     ("/admin/clinics/demo", {"name": "Ny Demo", "active": "1"}),
+    ("/admin/tokens", {"name": "ny", "clinic": "demo"}),
 )
 PATIENT_PAGES = ("/", "/tickets/{demo_keypad}", "/tickets/{demo_keypad}/audio", "/callbacks",
                  "/api/tickets", "/api/tickets/{demo_keypad}")  # fmt: skip

@@ -1,7 +1,8 @@
 """An admin creates a user with two roles in a real browser (Debian's chromium via Playwright);
 the new user logs in with the one-time password, must choose their own, and then sees what the
 roles allow: the switchboard's every-clinic queue, and the confirm button on their own clinic's
-ticket only. Screenshots in test-artifacts/admin/.
+ticket only. An admin creates an API token that works against /api/v1 until they revoke it.
+Screenshots in test-artifacts/admin/.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.support.ui import (
     BROWSER_MARKS,
@@ -34,6 +35,16 @@ def seeded(tmp_path: Path) -> Iterator[SeededUi]:
     seeded.close()
 
 
+async def admin_page(browser: Browser, base_url: str) -> Page:
+    """A page of its own, logged in as the seeded admin."""
+    admin = await (await browser.new_context()).new_page()
+    await admin.goto(f"{base_url}/login")
+    await admin.get_by_label("Användarnamn").fill("admin")
+    await admin.get_by_label("Lösenord").fill(PASSWORD)
+    await admin.get_by_role("button", name="Logga in").click()
+    return admin
+
+
 async def test_admin_creates_a_two_role_user_who_must_change_password_and_sees_what_roles_allow(
     seeded: SeededUi,
 ) -> None:
@@ -42,11 +53,7 @@ async def test_admin_creates_a_two_role_user_who_must_change_password_and_sees_w
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
         try:
-            admin = await (await browser.new_context()).new_page()
-            await admin.goto(f"{base_url}/login")
-            await admin.get_by_label("Användarnamn").fill("admin")
-            await admin.get_by_label("Lösenord").fill(PASSWORD)
-            await admin.get_by_role("button", name="Logga in").click()
+            admin = await admin_page(browser, base_url)
             await expect(admin.get_by_role("heading", name="Användare", exact=True)).to_be_visible()
             await expect(admin.get_by_role("link", name="Avbokningar")).to_have_count(0)
 
@@ -99,4 +106,37 @@ async def test_admin_creates_a_two_role_user_who_must_change_password_and_sees_w
             await eva.goto(f"{base_url}/admin/users")
             await expect(eva.get_by_role("heading", name="Åtkomst nekad")).to_be_visible()
         finally:
+            await browser.close()
+
+
+async def test_admin_creates_an_api_token_that_works_until_revoked(seeded: SeededUi) -> None:
+    async with running_ui(make_ui_app(seeded)) as base_url, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        api = await playwright.request.new_context(base_url=base_url)
+        try:
+            admin = await admin_page(browser, base_url)
+            await admin.get_by_role("link", name="API-token").click()
+            await expect(admin.get_by_role("heading", name="API-token", exact=True)).to_be_visible()
+
+            form = admin.locator("form[action='/admin/tokens']")
+            await form.get_by_label("Namn").fill("bokning")
+            await form.get_by_label("Vårdcentralen Demo").check()
+            await form.get_by_role("button", name="Skapa token").click()
+            token = (await admin.locator("output.one-time-token").inner_text()).strip()
+            await admin.screenshot(path=str(artifact("admin", "token-created.png")), full_page=True)
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert (await api.get("/api/v1/tickets", headers=bearer)).status == 200
+
+            row = admin.locator("tr[data-token='bokning']")
+            await expect(row).to_contain_text("aktiv")
+            await row.get_by_role("button", name="Återkalla").click()
+            await expect(admin.get_by_role("status")).to_contain_text("bokning är återkallad")
+            await expect(admin.locator("tr[data-token='bokning']")).to_contain_text("återkallad")
+            await expect(admin.locator("output.one-time-token")).to_have_count(0)
+            await admin.screenshot(path=str(artifact("admin", "token-revoked.png")), full_page=True)
+            assert (await api.get("/api/v1/tickets", headers=bearer)).status == 401
+        finally:
+            await api.dispose()
             await browser.close()

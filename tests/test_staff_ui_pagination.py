@@ -15,22 +15,27 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import Engine, event, insert, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from staff_ui.accounts import Viewer
 from staff_ui.app import create_app
 from staff_ui.ticket_queue import LANES, PAGE_SIZE, TicketPage, list_page
-from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
 from storage.models import AccessLogEntry, Ticket
-from storage.users import create_user
-from tests.support.ui import PASSWORD, SECRET_KEY, login
+from tests.support.keyset import (
+    CLINIC_IDS,
+    USERS,
+    postgresql_plan,
+    seed_people,
+    selects,
+    sqlite_plan,
+    viewer,
+)
+from tests.support.ui import SECRET_KEY, login
 
-CLINIC_IDS = ("a", "b", "c")
 START = datetime(2026, 11, 2, 16, 0, tzinfo=UTC)
 STATUSES = ("new", "new", "confirmed", "rejected")
-USERS = {"ada": ("staff", ["a"]), "bo": ("staff", ["a", "b"]), "vaxel": ("switchboard", [])}
 
 
 def seed(factory: sessionmaker[Session], tickets: int, deadlines: int, seed: int = 11) -> None:
@@ -38,10 +43,7 @@ def seed(factory: sessionmaker[Session], tickets: int, deadlines: int, seed: int
     most tickets share their deadline with others (ties broken by id)."""
     rng = random.Random(seed)
     with factory.begin() as session:
-        for clinic_id in CLINIC_IDS:
-            upsert_clinic(session, clinic_id, f"Mottagning {clinic_id.upper()}")
-        for username, (role, clinics) in USERS.items():
-            create_user(session, username, role, clinics, PASSWORD)
+        seed_people(session)
         rows = [
             {
                 "clinic_id": rng.choice(CLINIC_IDS),
@@ -55,15 +57,6 @@ def seed(factory: sessionmaker[Session], tickets: int, deadlines: int, seed: int
             for n in range(tickets)
         ]
         session.execute(insert(Ticket), rows)
-
-
-def viewer(factory: sessionmaker[Session], username: str) -> Viewer:
-    from storage.models import StaffUser
-
-    role, clinics = USERS[username]
-    with factory() as session:
-        user = session.query(StaffUser).filter_by(username=username).one()
-        return Viewer(user.id, username, role, frozenset(clinics), False)
 
 
 def expected(factory: sessionmaker[Session], who: Viewer, status: str) -> list[int]:
@@ -206,22 +199,12 @@ def list_statements(
     engine: Engine, factory: sessionmaker[Session], who: Viewer, status: str
 ) -> list[tuple[str, Any]]:
     """The SELECTs on ticket a first and a second page run (with their parameters)."""
-    seen: list[tuple[str, Any]] = []
 
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and re.search(
-            r"FROM ticket\b", statement
-        ):
-            seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    def two_pages() -> None:
         first = list_page(factory, who, status, None, page_size=20)
         list_page(factory, who, status, None, after=first.next_cursor, page_size=20)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    assert seen
-    return seen
+
+    return selects(engine, "ticket", two_pages)
 
 
 @pytest.mark.parametrize("username", list(USERS))
@@ -235,22 +218,12 @@ def test_sqlite_reads_every_list_page_and_count_from_an_index_without_sorting(
     for statement, parameters in list_statements(
         engine, factory, viewer(factory, username), status
     ):
-        with engine.connect() as conn:
-            plan = " | ".join(
-                row[-1]
-                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-            )
+        plan = sqlite_plan(engine, statement, parameters)
         assert "TEMP B-TREE" not in plan, (statement, plan)
         if "count(" in statement:
             assert "COVERING INDEX" in plan, plan  # index-only
         else:
             assert "ix_ticket_clinic_status_due" in plan or "ix_ticket_status_due" in plan, plan
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 @pytest.mark.parametrize("username", list(USERS))
@@ -265,11 +238,7 @@ def test_postgresql_reads_every_list_page_from_an_index_without_sorting(
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE ticket")
         for statement, parameters in list_statements(engine, made, viewer(made, username), status):
-            with engine.connect() as conn:
-                (plan,) = conn.exec_driver_sql(
-                    "EXPLAIN (FORMAT JSON) " + statement, parameters
-                ).scalar_one()
-            nodes = list(_nodes(plan["Plan"]))
+            nodes = postgresql_plan(engine, statement, parameters)
             kinds = [node["Node Type"] for node in nodes]
             assert "Sort" not in kinds, (statement, kinds)
             if "count(" in statement:

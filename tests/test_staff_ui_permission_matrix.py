@@ -107,6 +107,9 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/admin/users/{id}/password"): ADMINS,
     ("GET", "/admin/clinics"): ADMINS,
     ("POST", "/admin/clinics/{id}"): ADMINS,
+    ("GET", "/admin/tokens"): ADMINS,
+    ("POST", "/admin/tokens"): ADMINS,
+    ("POST", "/admin/tokens/{id}/revoke"): ADMINS,
     ("GET", "/admin/access-log"): ADMINS,
     ("GET", "/admin/access-log/extract"): ADMINS,
     ("GET", "/admin/access-log/extract.csv"): ADMINS,
@@ -188,6 +191,8 @@ async def test_every_route_lets_in_exactly_whom_its_rule_names(
     with seeded.session_factory.begin() as session:
         throwaway = create_user(session, "zeta", "staff", ["norr"], PASSWORD).id
         _, token = create_token(session, "booking", ["demo"])
+        # Revoked by the admin's request: another token than the one the matrix uses.
+        revocable = create_token(session, "spare", ["demo"])[0].id
     values = {
         "/tickets/": str(seeded.tickets["demo_keypad"]),
         "/api/tickets/": str(seeded.tickets["demo_keypad"]),
@@ -195,6 +200,7 @@ async def test_every_route_lets_in_exactly_whom_its_rule_names(
         "/callbacks/": str(callback_id),
         "/admin/users/": str(throwaway),
         "/admin/clinics/": "demo",
+        "/admin/tokens/": str(revocable),
     }
 
     def concrete(path: str) -> str:
