@@ -1,7 +1,7 @@
 """one row per recording file: a unique index on recording.path
 
 Revision ID: 0022
-Revises: 0018
+Revises: 0020
 
 Filing a recording is idempotent by its path (callserver/call_log.py): the start-up sweep, the
 periodic sweep and the replay of the local spool (callserver/spool.py, writes kept while the
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022"
-down_revision: str | Sequence[str] | None = "0018"
+down_revision: str | Sequence[str] | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
