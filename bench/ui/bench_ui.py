@@ -230,9 +230,10 @@ def main() -> int:
                 name = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
                 spies = [
                     subprocess.Popen(
-                        [os.environ.get("PY_SPY", "py-spy"), "record", "--subprocesses", "-p", str(web.pid),
-                         "--format", "raw", "--threads", "--nonblocking", "-r", "200",
-                         "-d", str(args.seconds), "-o", str(args.py_spy / f"{name}.txt")],
+                        [os.environ.get("PY_SPY", "py-spy"), "record", "--subprocesses",
+                         "-p", str(web.pid), "--format", "raw", "--threads", "--nonblocking",
+                         "-r", "200", "-d", str(args.seconds),
+                         "-o", str(args.py_spy / f"{name}.txt")],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )
                 ]  # fmt: skip
