@@ -60,9 +60,10 @@ def test_processes_share_the_port_and_stop_together(tmp_path: Path) -> None:
         os.kill(children[0], signal.SIGKILL)
         assert web.wait(timeout=20) == 1
         assert "stopping the other 1" in log_path.read_text()
-        assert not Path(f"/proc/{children[1]}").exists() or "Z" in Path(
-            f"/proc/{children[1]}/stat"
-        ).read_text().split()[2]
+        assert (
+            not Path(f"/proc/{children[1]}").exists()
+            or "Z" in Path(f"/proc/{children[1]}/stat").read_text().split()[2]
+        )
     finally:
         if web.poll() is None:
             web.send_signal(signal.SIGTERM)
