@@ -205,9 +205,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    from callserver.server import serve_web
+    from callserver.server import serve_web, serve_web_processes
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    processes = args.processes if args.processes is not None else settings.http.processes
+    if processes < 1:
+        print("error: --processes must be at least 1", file=sys.stderr)
+        return 2
+    if processes > 1:
+        return serve_web_processes(settings, processes)
     asyncio.run(serve_web(settings))
     return 0
 
@@ -429,9 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "serve", help="run the SIP server, media, callbacks and transcription (UI: `web`)"
     ).set_defaults(func=cmd_serve)
-    sub.add_parser(
-        "web", help="serve the staff UI and its JSON API (http.host:http.port)"
-    ).set_defaults(func=cmd_web)
+    web = sub.add_parser("web", help="serve the staff UI and its JSON API (http.host:http.port)")
+    web.add_argument(
+        "--processes", type=int, help="UI processes sharing the port (default http.processes)"
+    )
+    web.set_defaults(func=cmd_web)
     sub.add_parser("migrate", help="create/upgrade the database").set_defaults(func=cmd_migrate)
     sub.add_parser("generate-prompts", help="(re)generate prompt WAVs with espeak-ng").set_defaults(
         func=cmd_generate_prompts

@@ -20,8 +20,10 @@ are dialled (or escalated) before new calls are taken.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,6 +67,10 @@ DB_THREADS_CALLS = 4
 """Threads for the call path's database work (a call's row, filing a recording, bookings)."""
 DB_THREADS_CALLBACKS = 2
 """Threads for the callback dispatcher's rounds and leases."""
+WEB_DB_THREADS = 2
+"""Threads for a `callserver web` process's database work: one page's queries mostly hold the
+GIL, so more threads only queue for it (6 threads: 84 pages/s, 2: 104-116, 1: 111-126 in
+bench/README.md's Staff UI); two, so that one slow page (statistics) does not hold up all."""
 
 
 class CallServer:
@@ -301,6 +307,11 @@ async def serve_web(settings: Settings) -> None:
     if settings.clock_start is not None:
         clock.start_at(settings.clock_start)
     await asyncio.to_thread(migrate, settings.database_url)
+    # One page's queries take a few ms of CPU, mostly holding the GIL: more threads than
+    # cores only make them queue for the GIL (and the event loop with them).
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=WEB_DB_THREADS, thread_name_prefix="web-db")
+    )
     engine = make_engine(settings.database_url)
     runner = await start_site(
         build_app(settings, make_session_factory(engine), message_voice=PromptVoice()), settings
@@ -313,3 +324,56 @@ async def serve_web(settings: Settings) -> None:
     await stop.wait()
     await runner.cleanup()
     engine.dispose()
+
+
+def serve_web_processes(settings: Settings, processes: int) -> int:
+    """`callserver web` with http.processes > 1: that many `serve_web` processes (forked)
+    listening on one port with SO_REUSEPORT, so the UI uses more than one core.
+
+    The schema is migrated once here, before forking, so the children never race on it. A
+    SIGTERM/SIGINT is passed on to every child; a child that dies on its own stops the rest
+    and the exit status is 1, so that the service manager restarts the whole unit instead of
+    it running on silently with fewer processes. Returns the exit status."""
+    migrate(settings.database_url)
+    children: list[int] = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:  # the child: its own event loop, engine and connections
+            status = 0
+            try:
+                asyncio.run(serve_web(settings))
+            except BaseException:
+                log.exception("staff UI process failed")
+                status = 1
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        children.append(pid)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    while children:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in children:
+            continue
+        children.remove(pid)
+        if not stopping:
+            log.error(
+                "staff UI process %d ended (%s): stopping the other %d",
+                pid, os.waitstatus_to_exitcode(wait_status), len(children),
+            )  # fmt: skip
+            status = 1
+            stop(signal.SIGTERM, None)
+    return status

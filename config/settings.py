@@ -65,6 +65,9 @@ class HttpSettings:
     """The window failures are counted in, and how long a lock lasts."""
     ticket_claim_s: float = 1800.0
     """How long "Jag tar den" holds a ticket without activity by its holder."""
+    processes: int = 1
+    """`callserver web` starts this many UI processes sharing http.port (SO_REUSEPORT: the
+    kernel spreads connections over them); one process uses one core at most."""
     embedded: bool = False
     """`callserver serve` serves the staff UI itself too (one process: demos, some tests);
     otherwise the UI is `callserver web`, its own process(es) sharing only the database and
@@ -348,6 +351,8 @@ def _validate(s: Settings, errors: list[str]) -> None:
         )
     if s.http.login_max_failures < 1 or s.http.login_max_failures_per_address < 1:
         errors.append("http.login_max_failures and login_max_failures_per_address must be ≥ 1")
+    if not 1 <= s.http.processes <= 64:
+        errors.append(f"http.processes: {s.http.processes} must be from 1 to 64")
     if s.http.ticket_claim_s <= 0:
         errors.append(f"http.ticket_claim_s: {s.http.ticket_claim_s} must be more than 0 seconds")
     if s.http.login_lock_s <= 0:

@@ -65,6 +65,7 @@ LOADS = [
     ("staff /?status=all", "personal", "/?status=all"),
     ("switchboard /?status=all", "vaxel", "/?status=all"),
     ("staff /api/tickets", "personal", "/api/tickets"),
+    ("staff /api/v1/tickets", "personal", "/api/v1/tickets"),
 ]
 
 
@@ -181,9 +182,15 @@ def main() -> int:
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--processes", type=int, default=1, help="`callserver web --processes`")
     parser.add_argument("--only", action="append", help="run only the loads with these labels")
     parser.add_argument("--results", type=Path, help="append one JSON line per load")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--py-spy", type=Path, metavar="DIR",  # children too (--subprocesses)
+        help="sample the web process(es) with py-spy during each load: collapsed stacks "
+        "(all threads) in DIR/<load>.txt; needs py-spy (PATH or PY_SPY)",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("error: wrk not found: apt-get install wrk (or `make system-test`)", file=sys.stderr)
@@ -201,13 +208,14 @@ def main() -> int:
                PYTHONPATH=str(ROOT))  # fmt: skip
     log = open(tmp / "web.log", "w")  # noqa: SIM115 - handed to the child
     web = subprocess.Popen(
-        [sys.executable, "-m", "callserver.cli", "web"], env=env, cwd=ROOT, stdout=log,
+        [sys.executable, "-m", "callserver.cli", "web", "--processes", str(args.processes)],
+        env=env, cwd=ROOT, stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     results = []
     try:
         deadline = time.monotonic() + 60
-        while "staff UI ready" not in (tmp / "web.log").read_text():
+        while (tmp / "web.log").read_text().count("staff UI ready") < args.processes:
             if web.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((tmp / "web.log").read_text())
             time.sleep(0.2)
@@ -216,10 +224,26 @@ def main() -> int:
         for label, user, path in LOADS:
             if args.only and label not in args.only:
                 continue
+            spies = []
+            if args.py_spy:
+                args.py_spy.mkdir(parents=True, exist_ok=True)
+                name = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+                spies = [
+                    subprocess.Popen(
+                        [os.environ.get("PY_SPY", "py-spy"), "record", "--subprocesses",
+                         "-p", str(web.pid), "--format", "raw", "--threads", "--nonblocking",
+                         "-r", "200", "-d", str(args.seconds),
+                         "-o", str(args.py_spy / f"{name}.txt")],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )
+                ]  # fmt: skip
             measured = run_wrk(base + path, cookies[user], args.connections, args.seconds)
+            for spy in spies:
+                spy.wait()
             row = {
                 "load": label, "path": path, "user": user, "tickets": args.tickets,
                 "clinics": len(CLINICS), "connections": args.connections,
+                "processes": args.processes,
                 "seconds": args.seconds, **measured, "commit": git_commit(),
                 "date": dt.date.today().isoformat(), "machine": platform.processor()
                 or platform.machine(), "cores": os.cpu_count(),
