@@ -55,6 +55,7 @@ from config.clinics import Clinic, load_clinics
 from config.settings import Settings
 from ivr_flows.call_api import CallInfo
 from ivr_flows.cancellation import RecordingLimits
+from staff_ui.app import load_or_create_secret
 from staff_ui.process import build_app, start_site
 from storage.clinics import upsert_clinic
 from storage.db import make_engine, make_session_factory, migrate
@@ -330,11 +331,13 @@ def serve_web_processes(settings: Settings, processes: int) -> int:
     """`callserver web` with http.processes > 1: that many `serve_web` processes (forked)
     listening on one port with SO_REUSEPORT, so the UI uses more than one core.
 
-    The schema is migrated once here, before forking, so the children never race on it. A
+    The schema is migrated and the session key created once here, before forking, so the
+    children never race on them. A
     SIGTERM/SIGINT is passed on to every child; a child that dies on its own stops the rest
     and the exit status is 1, so that the service manager restarts the whole unit instead of
     it running on silently with fewer processes. Returns the exit status."""
     migrate(settings.database_url)
+    load_or_create_secret(settings.data_dir)  # one key for all, not N racing to create it
     children: list[int] = []
     for _ in range(processes):
         pid = os.fork()

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import tempfile
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -85,25 +86,32 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / SECRET_FILE_NAME
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
-        if len(key) != SECRET_BYTES:
-            raise ValueError(
-                f"{path} holds {len(key)} bytes, expected {SECRET_BYTES}: delete it and restart "
-                "to create a new key (every staff member will have to log in again)"
-            ) from None
-        if path.stat().st_mode & 0o077:
-            log.warning("%s was readable by others; restricting it to mode 0600", path)
-            path.chmod(0o600)
-        return key
-    key = secrets.token_bytes(SECRET_BYTES)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-        handle.flush()
-        os.fsync(handle.fileno())
-    log.info("created a new staff UI session key at %s", path)
+    if not path.exists():
+        # Written whole under a private name, then linked into place: link() fails if another
+        # process (a second `callserver web`) got there first, and nobody ever reads a key
+        # that is still being written. The loser uses the winner's key.
+        fd, temporary = tempfile.mkstemp(prefix=SECRET_FILE_NAME, dir=data_dir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(SECRET_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        else:
+            log.info("created a new staff UI session key at %s", path)
+        finally:
+            os.unlink(temporary)
+    key = path.read_bytes()
+    if len(key) != SECRET_BYTES:
+        raise ValueError(
+            f"{path} holds {len(key)} bytes, expected {SECRET_BYTES}: delete it and restart "
+            "to create a new key (every staff member will have to log in again)"
+        )
+    if path.stat().st_mode & 0o077:
+        log.warning("%s was readable by others; restricting it to mode 0600", path)
+        path.chmod(0o600)
     return key
 
 

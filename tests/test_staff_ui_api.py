@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -684,3 +685,36 @@ def test_secret_key_is_created_once_with_owner_only_permissions(tmp_path: Path) 
     (data_dir / "ui_secret.key").write_bytes(b"short")
     with pytest.raises(ValueError, match="delete it"):
         load_or_create_secret(data_dir)
+
+
+def _key_after_barrier(data_dir: Path, barrier: Any, keys: Any) -> None:
+    barrier.wait()
+    try:
+        keys.put(load_or_create_secret(data_dir))
+    except Exception as error:  # the parent asserts on what every process got
+        keys.put(repr(error))
+
+
+def test_processes_starting_together_share_one_whole_secret_key(tmp_path: Path) -> None:
+    """`callserver web --processes N` starts N processes on a fresh data directory at once: a
+    key file created empty and filled afterwards was read as 0 bytes by another one."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    for _ in range(5):
+        for entry in data_dir.iterdir():
+            entry.unlink()
+        barrier, keys = context.Barrier(8), context.Queue()
+        racers = [
+            context.Process(target=_key_after_barrier, args=(data_dir, barrier, keys))
+            for _ in range(8)
+        ]
+        for racer in racers:
+            racer.start()
+        got = [keys.get(timeout=30) for _ in racers]
+        for racer in racers:
+            racer.join(timeout=30)
+        assert len(set(got)) == 1 and len(got[0]) == 32, got
+        assert [p.name for p in data_dir.iterdir()] == ["ui_secret.key"]  # no temporary left
