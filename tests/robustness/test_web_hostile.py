@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+from storage.api_tokens import create_token
 from storage.models import Base, Ticket
 from storage.users import create_user
 from tests.support.clinics import ClinicFactory
@@ -81,12 +82,14 @@ async def test_every_state_changing_route_refuses_a_missing_or_wrong_csrf_token(
     add_callback_message(seeded, callback_id, "Ring mig om tiden")
     with seeded.session_factory.begin() as session:
         throwaway = create_user(session, "zeta", "staff", ["norr"], PASSWORD).id
+        token_id = create_token(session, "bokning", ["demo"])[0].id
     ids = {
         "/tickets/": str(seeded.tickets["demo_keypad"]),
         "/api/v1/tickets/": str(seeded.tickets["demo_keypad"]),
         "/callbacks/": str(callback_id),
         "/admin/users/": str(throwaway),
         "/admin/clinics/": "demo",
+        "/admin/tokens/": str(token_id),
     }
 
     def concrete(path: str) -> str:
