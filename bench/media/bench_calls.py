@@ -59,8 +59,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "transcription"))
 
 from bench_queue import (  # noqa: E402
-    VOICE_TEXT,
     SippLoad,
+    cancellation_call,
     db_rows,
     loadavg,
     pick_rtp_range,
@@ -71,10 +71,8 @@ from bench_queue import (  # noqa: E402
 )
 from rtp_gaps import gap_stats  # noqa: E402
 
-from callserver.prompts import PromptLibrary, generate_prompts  # noqa: E402
-from tests.support.audio import decode_g711_wav, speech_wav  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
-from tests.support.sipp import ONE_UTTERANCE_ENV, cancellation_scenario  # noqa: E402
+from tests.support.sipp import ONE_UTTERANCE_ENV  # noqa: E402
 
 PNR = "198506121238"
 """A valid personnummer; every caller keys it followed by #."""
@@ -198,17 +196,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     dumps: list[subprocess.Popen[Any]] = []
     sipp: SippLoad | None = None
     try:
-        prompts = tmp / "prompts"
-        prompts.mkdir()
-        generate_prompts(prompts)
-        calltmp = tmp / "sipp"
-        calltmp.mkdir()
-        voice = speech_wav(calltmp, VOICE_TEXT, voice="ko", codec="PCMU")
-        voice_s = len(decode_g711_wav(voice)) / 8000
+        calltmp, scenario, voice_s = cancellation_call(tmp, pnr_keys=PNR + "#")
         result["voice_s"] = round(voice_s, 2)
-        scenario = cancellation_scenario(
-            calltmp, PromptLibrary(prompts), voice, voice_s, pnr_keys=PNR + "#"
-        )
         if cfg.hangup:
             hangup_scenario(scenario)
         rtp = pick_rtp_range(cfg.rtp_low, cfg.calls)
@@ -216,7 +205,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         env = {**ONE_UTTERANCE_ENV, "CALLSERVER_LOG_LEVEL": "INFO", **cfg.env}
         server = ServerProcess(
             data_dir=tmp / "data",
-            prompts_dir=prompts,
+            prompts_dir=tmp / "prompts",
             peer_port=sipp.local_port,
             rtp_range=rtp,
             extra_env=env,

@@ -306,6 +306,23 @@ def pick_rtp_range(low: int, calls: int) -> tuple[int, int]:
     raise RuntimeError("no free RTP port range found")
 
 
+def cancellation_call(tmp: Path, pnr_keys: str) -> tuple[Path, Path, float]:
+    """Prompts (tmp/prompts), the caller's spoken message (VOICE_TEXT, Korean voice, PCMU)
+    and the sipp cancellation scenario under `tmp`: (sipp's directory, the scenario, the
+    message's seconds). Shared with bench/media/bench_calls.py: both place the same call."""
+    prompts = tmp / "prompts"
+    prompts.mkdir()
+    generate_prompts(prompts)
+    calltmp = tmp / "sipp"
+    calltmp.mkdir()
+    voice = speech_wav(calltmp, VOICE_TEXT, voice="ko", codec="PCMU")
+    voice_s = len(decode_g711_wav(voice)) / 8000
+    scenario = cancellation_scenario(
+        calltmp, PromptLibrary(prompts), voice, voice_s, pnr_keys=pnr_keys
+    )
+    return calltmp, scenario, voice_s
+
+
 def run(cfg: RunConfig) -> dict[str, Any]:
     started = time.time()
     result: dict[str, Any] = {
@@ -330,17 +347,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     sipp: SippLoad | None = None
     poller = RssPoller()
     try:
-        prompts = tmp / "prompts"
-        prompts.mkdir()
-        generate_prompts(prompts)
-        calltmp = tmp / "sipp"
-        calltmp.mkdir()
-        voice = speech_wav(calltmp, VOICE_TEXT, voice="ko", codec="PCMU")
-        voice_s = len(decode_g711_wav(voice)) / 8000
+        calltmp, scenario, voice_s = cancellation_call(tmp, pnr_keys="#")
         result["voice_s"] = round(voice_s, 2)
-        scenario = cancellation_scenario(
-            calltmp, PromptLibrary(prompts), voice, voice_s, pnr_keys="#"
-        )
         rtp = pick_rtp_range(cfg.rtp_low, cfg.calls)
         result["rtp_range"] = list(rtp)
         sipp = SippLoad(scenario, remote="", calls=cfg.calls, rate=cfg.rate)
@@ -357,7 +365,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             env["CALLSERVER_STT_WORKERS"] = str(cfg.workers)
         server = ServerProcess(
             data_dir=tmp / "data",
-            prompts_dir=prompts,
+            prompts_dir=tmp / "prompts",
             peer_port=sipp.local_port,
             rtp_range=rtp,
             extra_env=env,
