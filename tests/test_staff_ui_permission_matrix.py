@@ -181,6 +181,16 @@ def refused(status: int, location: str) -> bool:
     return status in (401, 403, 404) or (status in (302, 303) and location.startswith("/login"))
 
 
+def concrete_path(template: str, ids: dict[str, str]) -> str:
+    """A route template with the demo clinic and, by path prefix, a real id filled in."""
+    path = template.replace("{clinic}", "demo")
+    for prefix, value in ids.items():
+        if path.startswith(prefix):
+            path = path.replace("{id}", value)
+    assert "{" not in path, f"no value for {path}"
+    return path
+
+
 async def test_every_route_lets_in_exactly_whom_its_rule_names(
     seeded: SeededUi, make_clinic: ClinicFactory
 ) -> None:
@@ -204,12 +214,7 @@ async def test_every_route_lets_in_exactly_whom_its_rule_names(
     }
 
     def concrete(path: str) -> str:
-        path = path.replace("{clinic}", "demo")
-        for prefix, value in values.items():
-            if path.startswith(prefix):
-                return path.replace("{id}", value)
-        assert "{" not in path, f"no value for {path}"
-        return path
+        return concrete_path(path, values)
 
     seen: dict[tuple[str, str], frozenset[str]] = {}
     async with TestClient(TestServer(make_ui_app(seeded, **options))) as anon:

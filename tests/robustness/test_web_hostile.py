@@ -39,6 +39,7 @@ from tests.test_staff_ui_permission_matrix import (
     RULES,
     SWITCHBOARD,
     app_options,
+    concrete_path,
     route_table,
 )
 
@@ -93,12 +94,7 @@ async def test_every_state_changing_route_refuses_a_missing_or_wrong_csrf_token(
     }
 
     def concrete(path: str) -> str:
-        path = path.replace("{clinic}", "demo")
-        for prefix, value in ids.items():
-            if path.startswith(prefix):
-                path = path.replace("{id}", value)
-        assert "{" not in path, f"no value for {path}"
-        return path
+        return concrete_path(path, ids)
 
     routes = [(m, t) for m, t in route_table(seeded) if m in STATE_CHANGING]
     assert len(routes) > 20, routes  # the walk walks something
