@@ -83,7 +83,7 @@ class CallServer:
         self.prompts = PromptLibrary(settings.prompts_dir)
         for clinic in self.clinics.values():
             self.prompts.add_clinic_overrides(clinic.id, clinic.prompt_overrides)
-        self.db_engine = make_engine(settings.database_url)
+        self.db_engine = make_engine(settings.database_url, timeout_s=settings.database.timeout_s)
         self.db = make_session_factory(self.db_engine)
         self.db_calls = ThreadPoolExecutor(DB_THREADS_CALLS, thread_name_prefix="db-calls")
         self.db_callbacks = ThreadPoolExecutor(

@@ -92,6 +92,10 @@ class StorageSettings:
 class DatabaseSettings:
     url: str = ""
     """SQLAlchemy URL; empty means SQLite at <data_dir>/callserver.db."""
+    timeout_s: float = 5.0
+    """How long one statement of `callserver serve` may wait for a lock or run (PostgreSQL
+    lock_timeout and statement_timeout, SQLite busy timeout) before it fails; a call's write
+    that fails so goes to the local spool, so a hung database never holds up a call."""
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,11 @@ def _validate(s: Settings, errors: list[str]) -> None:
         errors.append(f"http.ticket_claim_s: {s.http.ticket_claim_s} must be more than 0 seconds")
     if s.http.login_lock_s <= 0:
         errors.append(f"http.login_lock_s: {s.http.login_lock_s} must be more than 0 seconds")
+    if not 0 < s.database.timeout_s <= 600:
+        errors.append(
+            f"database.timeout_s: {s.database.timeout_s} must be more than 0 and at most 600 "
+            "seconds"
+        )
     if s.callbacks.wake_poll_s <= 0:
         errors.append(
             f"callbacks.wake_poll_s: {s.callbacks.wake_poll_s} must be more than 0 seconds"

@@ -373,6 +373,81 @@ async def test_expired_lease_is_reclaimed_and_the_lost_attempt_recorded(
     assert (redial.node, redial.outcome) == ("node-b", "done")
 
 
+async def test_a_restarted_node_redials_its_own_interrupted_callback_at_once_and_once(
+    session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
+) -> None:
+    """Node A was killed mid-call (kill -9: its lease still has two minutes to run). Started
+    again under the same name, its first round records the interrupted attempt as failed
+    ("node lost") and dials the callback at once, not when the lease runs out; a second node
+    and later rounds leave it alone."""
+    clinic = make_clinic()
+    callback_id = insert_callback(
+        session_factory,
+        slot_start=SLOT,
+        slot_end=SLOT_END,
+        state="calling",
+        lease_owner="node-a",
+        lease_until=SLOT + dt.timedelta(minutes=2),
+    )
+    with session_factory() as session:
+        session.add(CallbackAttempt(callback_id=callback_id, started_at=SLOT, node="node-a"))
+        session.commit()
+    clock = FakeClock(SLOT + dt.timedelta(seconds=5))
+    other = FakeDialer()
+    node_b = CallbackDispatcher(
+        session_factory, {"vc": clinic}, other, node_id="node-b", clock=clock
+    )
+    assert await run(node_b) == []  # not node B's lease, and it has not run out
+    dialer = FakeDialer()
+    restarted = CallbackDispatcher(
+        session_factory, {"vc": clinic}, dialer, node_id="node-a", clock=clock
+    )
+    [job] = await run(restarted)
+    assert job.attempt == 2
+    for _ in range(3):
+        assert await run(restarted) == [] and await run(node_b) == []
+    assert [j.callback_id for j in dialer.jobs] == [callback_id] and other.jobs == []
+    callback = load(session_factory, callback_id)
+    assert (callback.state, callback.attempts, callback.lease_owner) == ("done", 2, None)
+    lost, redial = attempts(session_factory, callback_id)
+    assert (lost.node, lost.outcome, lost.detail_code, lost.ended_at) == (
+        "node-a", "failed", "node_lost", clock.now,
+    )  # fmt: skip
+    assert (redial.node, redial.outcome) == ("node-a", "done")
+
+
+async def test_a_restarted_node_hands_its_interrupted_last_attempt_to_staff(
+    session_factory: sessionmaker[Session],
+    make_clinic: ClinicFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The interrupted call may have reached the patient, so it counts: a callback that was on
+    its last attempt is not dialled again but waits for staff (missed, attempts used)."""
+    clinic = make_clinic()
+    callback_id = insert_callback(
+        session_factory,
+        slot_start=SLOT,
+        slot_end=SLOT_END,
+        state="calling",
+        attempts=2,
+        max_attempts=3,
+        lease_owner="node-a",
+        lease_until=SLOT + dt.timedelta(minutes=2),
+    )
+    dialer = FakeDialer()
+    restarted = CallbackDispatcher(
+        session_factory, {"vc": clinic}, dialer, node_id="node-a", clock=FakeClock(SLOT)
+    )
+    assert await run(restarted) == []
+    callback = load(session_factory, callback_id)
+    assert (callback.state, callback.attempts, callback.escalation_code) == (
+        "missed", 3, "attempts_used",
+    )  # fmt: skip
+    assert dialer.jobs == []
+    assert "1 callbacks this node (node-a) was dialling when it stopped" in caplog.text
+
+
 async def test_long_calls_keep_their_lease_so_no_other_node_dials_them(
     session_factory: sessionmaker[Session],
     make_clinic: ClinicFactory,

@@ -1,6 +1,7 @@
-"""The database down during calls: `callserver serve` on a real PostgreSQL keeps answering and
-recording while PostgreSQL is stopped; the call rows and ticket filings go to the local spool
-(callserver/spool.py) and are replayed, once each, when PostgreSQL is back.
+"""The database down or hung during calls: `callserver serve` on a real PostgreSQL keeps
+answering and recording while PostgreSQL is stopped, or while another session holds a lock on
+the ticket table; the call rows and ticket filings go to the local spool (callserver/spool.py)
+and are replayed, once each, when PostgreSQL is back (the lock released).
 
 PostgreSQL is stopped with `pg_ctl stop -m immediate`: the postmaster and every backend die at
 once without a checkpoint, as in a crash or a failover, so the server's pooled connections are
@@ -11,6 +12,7 @@ storage/db.py covers the connect, not a query on a connection that was already o
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,13 @@ from tests.support.postgres import (
     create_database,
     running_postgres,
 )
-from tests.support.sipp import ONE_UTTERANCE_ENV, Sipp, cancellation_scenario
+from tests.support.sipp import (
+    ONE_UTTERANCE_ENV,
+    PromptTimes,
+    Sipp,
+    cancellation_scenario,
+    sipp_messages,
+)
 from tests.support.tools import require, unavailable
 
 pytestmark = [pytest.mark.peer, pytest.mark.postgres, require("sipp", package="sip-tester")]
@@ -109,3 +117,74 @@ def test_calls_during_a_postgres_outage_are_answered_recorded_and_ticketed_once(
         " (SELECT count(*) FROM recording), (SELECT count(*) FROM ticket)",
     )
     assert answered == recordings == ticketed == len(wavs) == CALLS
+
+
+TIMEOUT_S = 1.0
+"""database.timeout_s of the server whose ticket table is locked."""
+
+
+def test_a_locked_ticket_table_times_out_the_filing_which_is_spooled_and_ticketed_once(
+    tmp_path: Path, server_factory, prompt_library: PromptLibrary, postgres: PostgresServer
+) -> None:
+    """A hung database, not a down one: another session holds ACCESS EXCLUSIVE on the ticket
+    table (its connections still work, so no connect timeout helps). The message's filing
+    gives up after database.timeout_s, the caller hears "saved" and is hung up on as usual,
+    and the filing waits in the spool until the lock is released; then one ticket."""
+    url = create_database(postgres.url, "hung")
+    voice = speech_wav(tmp_path, MESSAGE, codec="PCMU")
+    voice_s = len(decode_g711_wav(voice)) / 8000
+    scenario = cancellation_scenario(
+        tmp_path, prompt_library, voice, voice_s, pnr_keys="198506121238#"
+    )
+    sipp = Sipp(scenario, remote="")
+    server = server_factory(
+        peer_port=sipp.local_port,
+        extra_env={
+            **ONE_UTTERANCE_ENV,
+            "CALLSERVER_DATABASE_URL": url,
+            "CALLSERVER_DATABASE_TIMEOUT_S": str(TIMEOUT_S),
+        },
+    ).start()
+
+    locker = make_engine(url)
+    try:
+        with locker.connect() as conn:
+            conn.execute(text("LOCK TABLE ticket IN ACCESS EXCLUSIVE MODE"))  # held until exit
+            sipp.remote = f"127.0.0.1:{server.sip_port}"
+            code, output = sipp.start().wait(timeout=90)
+            assert code == 0, f"call held up ({code}):\n{output[-3000:]}\n{server.log()[-5000:]}"
+            kinds = [p.name.split("-")[0] for p in spooled(server.data_dir)]
+            assert kinds == ["recording"], server.log()[-5000:]
+            assert "could not be filed: the database is unavailable" in server.log()
+            conn.rollback()  # the lock goes with the transaction
+    finally:
+        locker.dispose()
+
+    # Held up by at most the timeout: from the caller's last key (the end of its timetable) to
+    # our BYE there is the filing, "message saved" and the last frames, nothing else.
+    messages = sipp_messages(scenario.parent, scenario)
+    ack = next(m for m in messages if m.direction == "sent" and m.first_line.startswith("ACK"))
+    bye = next(m for m in messages if m.direction == "received" and m.first_line.startswith("BYE"))
+    timetable_s = (
+        sum(int(ms) for ms in re.findall(r'pause milliseconds="(\d+)"', scenario.read_text()))
+        / 1000
+    )
+    after_last_key = bye.at - ack.at - timetable_s
+    allowed = TIMEOUT_S + PromptTimes(prompt_library).of("message_saved") + 2.0
+    assert after_last_key <= allowed, (after_last_key, allowed, server.log()[-3000:])
+
+    deadline = time.monotonic() + 30
+    while spooled(server.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not spooled(server.data_dir), f"spool not replayed:\n{server.log()[-5000:]}"
+    wavs = sorted((server.data_dir / "recordings").rglob("*.wav"))
+    tickets = server.tickets()
+    assert [t["recording_path"] for t in tickets] == [str(w) for w in wavs] and len(wavs) == 1
+    assert tickets[0]["personnummer"] == "198506121238"
+    [(answered, recordings, ticketed, outcome)] = rows(
+        url,
+        "SELECT (SELECT count(*) FROM call WHERE answered_at IS NOT NULL),"
+        " (SELECT count(*) FROM recording), (SELECT count(*) FROM ticket),"
+        " (SELECT outcome FROM call)",
+    )
+    assert (answered, recordings, ticketed, outcome) == (1, 1, 1, "ticket")

@@ -185,6 +185,24 @@ async def test_dtmf_unknown_events_foreign_payload_types_and_junk_do_not_break_t
     assert stats.concealed_samples == 8 * FRAME_SAMPLES
 
 
+async def test_keys_pressed_before_the_call_listens_are_handed_over_in_order(pool, peer):
+    """The caller types at once after the answer while the call's row is still being written
+    (a slow database) and the flow's Call has not attached its handler: the keys wait for it
+    instead of being dropped (which once sent a silent-caller test's caller down the wrong
+    path)."""
+    session = await MediaSession.open(pool, peer.address, dtmf_payload_type=DTMF_PT)
+    for seq, key in enumerate((1, 9, 8)):
+        peer.send(event_packet(seq, key, 1000 + 800 * seq, end=True), session)
+    await wait_for(lambda: session.stats.dtmf_digits == 3)
+    digits: list[str] = []
+    session.on_dtmf = digits.append
+    assert digits == ["1", "9", "8"]
+    peer.send(event_packet(3, 11, 1000 + 800 * 3, end=True), session)  # '#', now listened to
+    await wait_for(lambda: len(digits) == 4)
+    session.close()
+    assert digits == ["1", "9", "8", "#"]
+
+
 async def test_failing_sink_does_not_stop_other_sinks(pool, peer):
     session = await MediaSession.open(pool, peer.address)
     chunks: list[bytes] = []

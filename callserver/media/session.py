@@ -7,6 +7,11 @@ Receiving is driven by datagrams: packets from anywhere but the address in the p
 dropped (pyVoIP mixed injected audio into recordings, docs/pyvoip-defects.md, DEFECT 10), audio goes
 through the jitter buffer to the attached sinks, telephone-events become digits. Whatever a
 datagram contains, it costs at most a counter: the session never dies of its input.
+Digits that arrive before anyone listens (the caller types as soon as the call is answered,
+while the call's row is still being written and before the flow's Call attaches its
+``on_dtmf``) are kept, up to EARLY_DIGITS, and handed over when a handler is attached: the IVR
+is built for typing ahead, and a key dropped there sent a caller down another path
+(tests/faults/test_silent_caller.py).
 
 Sending is driven by the shared ``MediaClock``: every tick the session sends the next queued
 frame of played audio, or silence when nothing plays so that the peer's jitter buffer and any
@@ -53,6 +58,8 @@ FRAME_SAMPLES = 160
 AudioSink = Callable[[bytes], None]
 """Receives the caller's audio as 16-bit little-endian PCM chunks; must not block."""
 DtmfHandler = Callable[[str], None]
+EARLY_DIGITS = 32
+"""Digits kept for a handler not attached yet (a personnummer with # is 13); more are dropped."""
 """Receives one key ('0'-'9', '*', '#', 'A'-'D') per press; must not block."""
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 """The peer's SDP direction attribute, from the peer's point of view (RFC 3264 6.1)."""
@@ -119,7 +126,8 @@ class MediaSession(asyncio.DatagramProtocol):
                 f"telephone-event and {codec} cannot share payload type {self.payload_type}"
             )
         self.dtmf_payload_type = dtmf_payload_type
-        self.on_dtmf = on_dtmf
+        self._early_digits: list[str] = []
+        self._on_dtmf = on_dtmf
         self.local_host, self.local_port = sock.getsockname()[:2]
         self._sock = sock
         self._pool = pool
@@ -494,12 +502,35 @@ class MediaSession(asyncio.DatagramProtocol):
                 "telephone-events from %s:%s faster than %.1f keys/s: the excess is ignored",
                 *self._remote, MAX_KEYS_PER_S,
             )  # fmt: skip
-        if digit is not None and self.on_dtmf is not None:
-            try:
-                self.on_dtmf(digit)
-            except Exception:
-                self._stats.callback_errors += 1
-                log.exception("DTMF handler failed on digit %r", digit)
+        if digit is None:
+            return
+        if self._on_dtmf is None:
+            if len(self._early_digits) < EARLY_DIGITS:
+                self._early_digits.append(digit)
+            return
+        self._hand_over(digit)
+
+    @property
+    def on_dtmf(self) -> DtmfHandler | None:
+        """Called with each key the peer presses; the keys pressed while it was None come
+        first, as soon as it is set."""
+        return self._on_dtmf
+
+    @on_dtmf.setter
+    def on_dtmf(self, handler: DtmfHandler | None) -> None:
+        self._on_dtmf = handler
+        if handler is not None:
+            early, self._early_digits = self._early_digits, []
+            for digit in early:
+                self._hand_over(digit)
+
+    def _hand_over(self, digit: str) -> None:
+        assert self._on_dtmf is not None
+        try:
+            self._on_dtmf(digit)
+        except Exception:
+            self._stats.callback_errors += 1
+            log.exception("DTMF handler failed on digit %r", digit)
 
     def _deliver(self, chunks: list[bytes]) -> None:
         if not chunks:
