@@ -58,9 +58,9 @@ FRAME_SAMPLES = 160
 AudioSink = Callable[[bytes], None]
 """Receives the caller's audio as 16-bit little-endian PCM chunks; must not block."""
 DtmfHandler = Callable[[str], None]
+"""Receives one key ('0'-'9', '*', '#', 'A'-'D') per press; must not block."""
 EARLY_DIGITS = 32
 """Digits kept for a handler not attached yet (a personnummer with # is 13); more are dropped."""
-"""Receives one key ('0'-'9', '*', '#', 'A'-'D') per press; must not block."""
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 """The peer's SDP direction attribute, from the peer's point of view (RFC 3264 6.1)."""
 
