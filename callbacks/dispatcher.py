@@ -23,6 +23,17 @@ the dispatcher's own bounded thread pool (`executor`), so a burst of other block
 process cannot delay a round.
 The lease is renewed while the call lasts; a lease that runs out means the node died, and the
 callback is re-claimable with the interrupted attempt recorded as failed ("node lost").
+
+A node's name (`node_id`, config: callbacks.node_id or hostname:sip.port) is stable across
+restarts, so a node that starts again after a crash (kill -9, power loss) knows the leases it
+held: nothing of this process dials yet, so they are all from the dead process. Its first
+round settles them at once, by the same rule as an expired lease (the interrupted attempt is
+counted as failed, "node lost", and retried at once if attempts and the window allow, else
+handed to staff), instead of leaving them to wait up to lease_s. Whether the interrupted call
+reached the patient is not recorded (the row says `calling` from the claim on), so the retry
+may ring a patient who was already spoken to: exactly as after an expired lease, and bounded
+by max_attempts; the staff line is always dialled first, so a nurse decides before the patient
+is rung again.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -136,6 +147,8 @@ class CallbackDispatcher:
         self._wake_seen: int | None = None
         self._wake_unreadable = False
         """The last look at the wake counter failed (the database is down): said once."""
+        self._own_leases_settled = False
+        """The leases a previous process of this node left have been settled (first round)."""
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -319,6 +332,9 @@ class CallbackDispatcher:
 
     def _claim_round(self, now: dt.datetime, free: dict[str, int]) -> list[CallbackJob]:
         with self._session_factory() as session:
+            if not self._own_leases_settled:
+                self._settle_own_leases(session, now)
+                self._own_leases_settled = True
             self._reap_lost_leases(session, now)
             self._expire_closed_windows(session, now)
             jobs: list[CallbackJob] = []
@@ -327,15 +343,42 @@ class CallbackDispatcher:
                     jobs += self._claim(session, clinic_id, count, now)
             return jobs
 
+    def _settle_own_leases(self, session: Session, now: dt.datetime) -> None:
+        """At this process's first round: the leases this node's name holds are a previous
+        process's (this one has claimed nothing yet), which died mid-call. Settle them now as
+        lost rather than wait for them to run out (see the module docstring)."""
+        settled = len(self._settle_lost(session, now, Callback.lease_owner == self.node_id))
+        if settled:
+            log.warning(
+                "%d callbacks this node (%s) was dialling when it stopped: released at start, "
+                "the interrupted attempts recorded as failed (node lost)",
+                settled,
+                self.node_id,
+            )
+
     def _reap_lost_leases(self, session: Session, now: dt.datetime) -> None:
         """A `calling` callback whose lease ran out: its node died mid-call (or stalled)."""
+        for callback_id, owner in self._settle_lost(session, now, Callback.lease_until < now):
+            log.warning(
+                "callback %s: lease of node %s ran out mid-call; recorded as failed",
+                callback_id,
+                owner,
+            )
+
+    def _settle_lost(
+        self, session: Session, now: dt.datetime, which: ColumnElement[bool]
+    ) -> list[tuple[int, str | None]]:
+        """`calling` callbacks matching `which` whose node is gone: the interrupted attempt is
+        closed as failed ("node lost") and the callback retried at once or handed to staff.
+        Returns (callback id, lease owner) of each one this call settled."""
         lost = session.execute(
             select(Callback.id, Callback.lease_owner, Callback.lease_until).where(
                 Callback.state == CallbackState.CALLING,
-                Callback.lease_until < now,
+                which,
                 Callback.clinic_id.in_(list(self._clinics)),
             )
         ).all()
+        settled: list[tuple[int, str | None]] = []
         for callback_id, owner, until in lost:
             callback = session.get(Callback, callback_id, populate_existing=True)
             if callback is None:
@@ -357,12 +400,9 @@ class CallbackDispatcher:
             )
             if changed == 1:
                 self._close_attempts(session, callback_id, owner, result, now)
-                log.warning(
-                    "callback %s: lease of node %s ran out mid-call; recorded as failed",
-                    callback_id,
-                    owner,
-                )
+                settled.append((callback_id, owner))
             session.commit()
+        return settled
 
     def _expire_closed_windows(self, session: Session, now: dt.datetime) -> None:
         """Waiting callbacks whose window closed before anyone could dial them: never dropped."""
