@@ -77,6 +77,7 @@ class LiveCall:
         transcriber_factory: Callable[[], Transcriber] = NullTranscriber,
         dialer: Dialer | None = None,
         timezone: str = "Europe/Stockholm",
+        key_timeout_factor: float = 1.0,
     ) -> None:
         self.info = info
         self.dialog = dialog
@@ -90,6 +91,8 @@ class LiveCall:
         self.transcriber_factory = transcriber_factory
         self.dialer = dialer
         self.timezone = ZoneInfo(timezone)
+        self.key_timeout_factor = key_timeout_factor
+        """ivr.key_timeout_factor: scales every gather's timeout."""
         self._digits: list[str] = []
         self._digit_event = asyncio.Event()
         self._interruptible = False
@@ -183,8 +186,9 @@ class LiveCall:
                 return "".join(got)
             self._digit_event.clear()
             done = await self._wait_any(
-                self._digit_event.wait(), self.dialog.ended.wait(), timeout=timeout
-            )
+                self._digit_event.wait(), self.dialog.ended.wait(),
+                timeout=timeout * self.key_timeout_factor,
+            )  # fmt: skip
             self._check()
             if not done:  # no key for `timeout` seconds
                 got = self._digits[:]
@@ -419,6 +423,7 @@ class LiveCalls:
     transcriber_factory: Callable[[], Transcriber]
     dialer: Dialer
     timezone: str
+    key_timeout_factor: float = 1.0
 
     def make(
         self, dialog: Dialog, media: MediaSession, info: CallInfo, facts: CallFacts
@@ -436,4 +441,5 @@ class LiveCalls:
             transcriber_factory=self.transcriber_factory,
             dialer=self.dialer,
             timezone=self.timezone,
+            key_timeout_factor=self.key_timeout_factor,
         )

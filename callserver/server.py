@@ -143,6 +143,7 @@ class CallServer:
             transcriber_factory=self.voicemail.transcriber,
             dialer=self.dialer,
             timezone=settings.clinics.timezone,
+            key_timeout_factor=settings.ivr.key_timeout_factor,
         )
         self.mailbox_dir = settings.data_dir / MAILBOX_DIR_NAME
         self.mailboxes = ClinicMailboxes(self.db, self.mailbox_dir)

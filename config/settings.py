@@ -117,6 +117,13 @@ class RecordingSettings:
 
 
 @dataclass(frozen=True)
+class IvrSettings:
+    key_timeout_factor: float = 1.0
+    """Multiplies how long every question waits for a key before it counts as unanswered (the
+    flows ask for 6-15 s). End-to-end tests whose callers wait out questions shorten it."""
+
+
+@dataclass(frozen=True)
 class SttSettings:
     model_path: str = ""
     max_live: int = -1
@@ -235,6 +242,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    ivr: IvrSettings = field(default_factory=IvrSettings)
     stt: SttSettings = field(default_factory=SttSettings)
     clinics: ClinicsSettings = field(default_factory=ClinicsSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
@@ -397,6 +405,8 @@ def _validate(s: Settings, errors: list[str]) -> None:
         errors.append("recording.min_seconds must be > 0 and below recording.max_seconds")
     if s.recording.silence_seconds <= 0:
         errors.append("recording.silence_seconds must be > 0")
+    if s.ivr.key_timeout_factor <= 0:
+        errors.append(f"ivr.key_timeout_factor: {s.ivr.key_timeout_factor} must be more than 0")
     if s.recording.min_free_mb < 0:
         errors.append("recording.min_free_mb must be >= 0 (megabytes kept free)")
     if s.recording.sweep_interval_s < 0:

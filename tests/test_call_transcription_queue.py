@@ -9,6 +9,7 @@ is restarted with one.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import time
@@ -25,6 +26,7 @@ from tests.support.server import ServerProcess
 from tests.support.sipp import ONE_UTTERANCE_ENV, Sipp, cancellation_scenario
 from tests.support.speech_model import KO_MODEL
 from tests.support.tools import require
+from transcription.transcribe_cli import run_transcribe
 
 pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
@@ -67,9 +69,12 @@ def call_in(server: ServerProcess, sipp: Sipp) -> None:
 
 
 def direct_transcript(server: ServerProcess, wav: str) -> str:
-    result = server.cli("transcribe", wav)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.splitlines()[-1])["text"]
+    """What `callserver transcribe WAV` prints as the text, from its implementation run in this
+    process: the model is loaded once per process (load_model), not once per WAV as a new
+    `callserver transcribe` process would (~4 s each)."""
+    out = io.StringIO()
+    assert run_transcribe(Path(wav), KO_MODEL, out) == 0, server.log()[-3000:]
+    return json.loads(out.getvalue().splitlines()[-1])["text"]
 
 
 def test_two_live_recognizers_and_three_queued_messages_all_transcribed(

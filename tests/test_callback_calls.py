@@ -156,21 +156,23 @@ def first_free_slots(server: ServerProcess, clinics: Path, count: int = 3) -> li
 def call_with_keys(
     tmp: Path, server: ServerProcess, caller: str, steps: list[tuple[float, str]], name: str
 ) -> None:
-    sipp = Sipp(keys_scenario(tmp, caller, steps, name=name), remote="")
-    server.peer_port = sipp.local_port  # trusted peer: the server answers only this port
-    server.stop()
-    server.start()
-    sipp.remote = f"127.0.0.1:{server.sip_port}"
+    """One caller after another from the running server's trusted peer port (it answers only
+    that port), so the server keeps running between them."""
+    sipp = Sipp(
+        keys_scenario(tmp, caller, steps, name=name),
+        remote=f"127.0.0.1:{server.sip_port}", local_port=server.peer_port,
+    )  # fmt: skip
     sipp.start()
     code, output = sipp.wait(timeout=90)
     assert code == 0, f"sipp {name}: {output[-3000:]}\n--- server\n{server.log()[-4000:]}"
 
 
 # Timetables (tests/support/sipp.py, "A caller's timetable"): every answer is typed ahead.
-BOOK = [(1.5, "2"), (2.0, "1"), (1.0, "1#")]
-"""Menu 2, take the offered (first free) slot, confirm the presented number."""
-MOVE = [(1.5, "2"), (1.5, "2"), (2.0, "1")]
-"""Menu 2, 2 = move the existing callback, take the offered slot."""
+BOOK = [(1.5, "2"), (2.0, "1"), (1.0, "1#2")]
+"""Menu 2, take the offered (first free) slot, confirm the presented number, and 2 (not 1)
+at the offer of a message for the nurse: no message (without it the offer waits 6 s)."""
+MOVE = [(1.5, "2"), (1.5, "2"), (2.0, "1"), (1.0, "2")]
+"""Menu 2, 2 = move the existing callback, take the offered slot, 2 = no message."""
 MESSAGE_S = 4.0
 """How much of a looped voice a message for the nurse should hold at least."""
 
@@ -203,10 +205,10 @@ def test_booking_by_keypad_full_slots_and_keep_or_move(
 ) -> None:
     clinics = make_clinic.directory(capacity=1)
     server = server_factory(
-        peer_port=9, clock_start=WEDNESDAY_MORNING,
+        peer_port=free_port(), clock_start=WEDNESDAY_MORNING,
         extra_env={"CALLSERVER_CLINICS_DIR": str(clinics)},
     )  # fmt: skip
-    assert server.cli("migrate").returncode == 0
+    server.start()
     before = first_free_slots(server, clinics)
     assert len(before) >= 3, before
 

@@ -133,6 +133,20 @@ async def test_gather_stops_at_terminator_and_swallows_late_hash(tmp_path: Path)
     assert await call.gather(max_digits=12, timeout=0.2) == "1"
 
 
+async def test_key_timeout_factor_scales_how_long_a_question_waits(tmp_path: Path) -> None:
+    """ivr.key_timeout_factor: a 6 s question waits 6 x factor for a key, then is unanswered;
+    a key within that time still answers it."""
+    media = FakeMedia()
+    call, _ = make_call(tmp_path, media, [])
+    call.key_timeout_factor = 0.05
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await call.gather(max_digits=1, timeout=6.0) == ""
+    assert 0.25 <= loop.time() - started < 1.0
+    loop.call_later(0.1, media.press, "2")
+    assert await call.gather(max_digits=1, timeout=6.0) == "2"
+
+
 async def test_hangup_raises_call_ended(tmp_path: Path) -> None:
     media = FakeMedia(play_s=5.0)
     call, dialog = make_call(tmp_path, media, [])
