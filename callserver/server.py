@@ -35,6 +35,7 @@ from callbacks.dispatcher import CallbackDispatcher, CallbackJob
 from callserver import call_log
 from callserver.callback_calls import CallbackCaller
 from callserver.clinic_mailboxes import ClinicMailboxes
+from callserver.cpu_priority import set_process_priority
 from callserver.db_threads import in_db_thread
 from callserver.dialer import Dialer, OutboundLeg
 from callserver.inbound import CALL_SPOOL_KIND, InboundCalls
@@ -278,6 +279,12 @@ class CallServer:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; migrations must have run (`callserver migrate`)."""
+    # First, before any thread exists: the threads started below inherit it.
+    priority = set_process_priority(
+        realtime_priority=settings.runtime.realtime_priority,
+        nice=settings.runtime.nice,
+        what="callserver serve",
+    )
     if settings.clock_start is not None:
         clock.start_at(settings.clock_start)
         log.warning(
@@ -291,7 +298,8 @@ async def serve(settings: Settings) -> None:
     tuning = tune_after_startup(settings.runtime)
     log.info(
         "runtime: %d start-up objects frozen out of GC, GC thresholds %s, switch interval "
-        "%.2f ms", tuning.frozen_objects, tuning.gc_threshold, tuning.switch_interval_s * 1000,
+        "%.2f ms, CPU priority: %s", tuning.frozen_objects, tuning.gc_threshold,
+        tuning.switch_interval_s * 1000, priority,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -305,6 +313,8 @@ async def serve(settings: Settings) -> None:
 
 async def serve_web(settings: Settings) -> None:
     """`callserver web`: the staff UI and its API until SIGTERM/SIGINT (staff_ui/process.py)."""
+    # Below the call server: a page's CPU must not delay an RTP send (bench/README.md).
+    priority = set_process_priority(nice=settings.http.nice, what="callserver web")
     if settings.clock_start is not None:
         clock.start_at(settings.clock_start)
     await asyncio.to_thread(migrate, settings.database_url)
@@ -321,6 +331,7 @@ async def serve_web(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    log.info("staff UI: CPU priority: %s", priority)
     print(f"staff UI ready: http://{settings.http.host}:{settings.http.port}/", flush=True)
     await stop.wait()
     await runner.cleanup()
