@@ -43,6 +43,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import struct
 import subprocess
@@ -71,6 +72,7 @@ from bench_queue import (  # noqa: E402
 )
 from rtp_gaps import gap_stats  # noqa: E402
 
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 from tests.support.sipp import ONE_UTTERANCE_ENV  # noqa: E402
 
@@ -133,6 +135,24 @@ def bye_times(pcap: Path) -> dict[str, float]:
             if found:
                 call_id = found.group(1).decode(errors="replace").strip()
                 out.setdefault(call_id, ts + frac / (1e9 if nano else 1e6))
+    return out
+
+
+def clock_metrics(port: int) -> dict[str, float]:
+    """The server's own view of its send clock (/metrics): how late its ticks woke (quantiles
+    over the recent ticks, in ms), the longest tick, skipped frames. Separates a late tick
+    (the loop woke late) from sends spread out within a tick."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        found = re.match(r'callserver_media_clock_(\w+?)(?:\{quantile="([\d.]+)"\})? (\S+)$', line)
+        if found:
+            name, q, value = found.groups()
+            scale = 1000 if name.endswith("seconds") else 1
+            key = name.removesuffix("_seconds") + (f"_q{q}" if q else "")
+            out[key] = round(float(value) * scale, 3)
     return out
 
 
@@ -202,7 +222,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             hangup_scenario(scenario)
         rtp = pick_rtp_range(cfg.rtp_low, cfg.calls)
         sipp = SippLoad(scenario, remote="", calls=cfg.calls, rate=cfg.rate)
-        env = {**ONE_UTTERANCE_ENV, "CALLSERVER_LOG_LEVEL": "INFO", **cfg.env}
+        metrics_port = free_port(socket.SOCK_STREAM)
+        env = {
+            **ONE_UTTERANCE_ENV, "CALLSERVER_LOG_LEVEL": "INFO",
+            "CALLSERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_port}", **cfg.env,
+        }  # fmt: skip
         server = ServerProcess(
             data_dir=tmp / "data",
             prompts_dir=tmp / "prompts",
@@ -249,6 +273,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         )  # fmt: skip
         result["machine_idle_cores"] = round((machine_idle_s() - idle0) / wall, 2)
         result.update(sipp_counts(output))
+        with contextlib.suppress(Exception):
+            result["clock"] = clock_metrics(metrics_port)
         if code != 0:
             result["sipp_tail"] = output[-1500:]
         dropped = 0
@@ -433,6 +459,7 @@ def main() -> int:
                 "server_error_lines", "wall_s",
             )}  # fmt: skip
             brief["media"] = result.get("media")
+            brief["clock"] = result.get("clock")
             print(json.dumps(brief, ensure_ascii=False))
     return 0
 
