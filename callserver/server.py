@@ -121,7 +121,7 @@ class CallServer:
             if settings.sip.media_host_ipv6
             else None
         )
-        self.media_clock = MediaClock()
+        self.media_clock = MediaClock(early_wake=settings.runtime.clock_early_wake_ms / 1000)
         self.engine = SipEngine(
             host=settings.sip.host,
             port=settings.sip.port,
@@ -298,8 +298,9 @@ async def serve(settings: Settings) -> None:
     tuning = tune_after_startup(settings.runtime)
     log.info(
         "runtime: %d start-up objects frozen out of GC, GC thresholds %s, switch interval "
-        "%.2f ms, CPU priority: %s", tuning.frozen_objects, tuning.gc_threshold,
+        "%.2f ms, CPU priority: %s, event loop: %s", tuning.frozen_objects, tuning.gc_threshold,
         tuning.switch_interval_s * 1000, priority,
+        type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -225,6 +225,12 @@ class RuntimeSettings:
     switch_interval_ms: float = 1.0
     """How long another thread (database, recordings, transcripts) may hold the GIL while the
     event loop waits for it (CPython's default 5 ms)."""
+    event_loop: str = "asyncio"
+    """The event loop of `callserver serve`: "asyncio" (CPython's) or "uvloop" (libuv's,
+    `pip install uvloop`)."""
+    clock_early_wake_ms: float = 0.0
+    """The media clock wakes this long before each 20 ms deadline and sleeps the rest
+    precisely (the event loop's timers are good to 1 ms); 0: the loop's timer alone."""
     realtime_priority: int = 0
     """1-99: run `callserver serve` at SCHED_RR with this priority (callserver/cpu_priority.py),
     above every normal process on the machine; 0: the normal policy."""
@@ -438,6 +444,13 @@ def _validate(s: Settings, errors: list[str]) -> None:
         errors.append(
             f"runtime.switch_interval_ms: {s.runtime.switch_interval_ms} must be 0.05-100 ms "
             "(CPython's default is 5)"
+        )
+    if s.runtime.event_loop not in {"asyncio", "uvloop"}:
+        errors.append(f"runtime.event_loop: {s.runtime.event_loop!r} must be 'asyncio' or 'uvloop'")
+    if not 0 <= s.runtime.clock_early_wake_ms <= 5:
+        errors.append(
+            f"runtime.clock_early_wake_ms: {s.runtime.clock_early_wake_ms} must be 0-5 ms (the "
+            "event loop is blocked that long at most per 20 ms tick)"
         )
     if not 0 <= s.runtime.realtime_priority <= 99:
         errors.append(

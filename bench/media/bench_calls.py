@@ -35,6 +35,7 @@ directory is removed unless --keep.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -49,6 +50,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "transcription"))
+sys.path.insert(0, str(ROOT / "bench" / "ui"))
 
 from bench_queue import (  # noqa: E402
     SippLoad,
@@ -70,6 +73,8 @@ from bench_queue import (  # noqa: E402
     stop_pid,
     wait_for_text,
 )
+from bench_ui import cookie_of, run_wrk  # noqa: E402
+from bench_ui import seed as seed_ui  # noqa: E402
 from rtp_gaps import gap_stats  # noqa: E402
 
 from tests.support.ports import free_port  # noqa: E402
@@ -80,6 +85,10 @@ PNR = "198506121238"
 """A valid personnummer; every caller keys it followed by #."""
 COMPLETE_WITHIN_S = 0.1
 GAP_P99_LIMIT_MS = 22.0
+UI_USER = "personal"
+"""bench/ui's staff member of one clinic: wrk loads her queue (`/`) with --with-ui."""
+NOT_SEEDED = "c.sip_call_id NOT LIKE 'bench-%'"
+"""The calls sipp placed, not the ones bench/ui's seed inserted (sip_call_id bench-N)."""
 
 CALLER_BYE = """  <pause milliseconds="300"/>
   <send>
@@ -187,6 +196,10 @@ class RunConfig:
     label: str
     keep: bool
     env: dict[str, str] = field(default_factory=dict)
+    ui_tickets: int = 0
+    """> 0: seed this many tickets, run `callserver web` on the same database and keep wrk's
+    connections on the staff queue busy for the duration of the calls."""
+    ui_connections: int = 50
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
@@ -210,6 +223,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             ).stdout.strip()
         ),  # fmt: skip
         "loadavg_before": loadavg(),
+        "ui_tickets": cfg.ui_tickets,
     }
     tmp = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     server: ServerProcess | None = None
@@ -234,9 +248,19 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             rtp_range=rtp,
             extra_env=env,
         )
+        if cfg.ui_tickets:
+            server.data_dir.mkdir(parents=True)
+            result["ui_seed_s"] = round(
+                seed_ui(f"sqlite:///{server.data_dir / 'callserver.db'}", cfg.ui_tickets), 1
+            )
         server.start(timeout=180)
         assert server.proc is not None
         pid = server.proc.pid
+        ui_base = f"http://127.0.0.1:{server.http_port}"
+        if cfg.ui_tickets:
+            server.start_web(server.env(), timeout=60)
+            assert server.web_proc is not None
+            cookie = asyncio.run(cookie_of(ui_base, UI_USER))
 
         captures = [
             ("rtp", "-s", "64", f"udp and src portrange {rtp[0]}-{rtp[1]} "
@@ -260,9 +284,30 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         idle0 = machine_idle_s()
         sipp.remote = f"127.0.0.1:{server.sip_port}"
+        ui_load: dict[str, Any] = {}
+        wrk: threading.Thread | None = None
+        if cfg.ui_tickets:
+            assert server.web_proc is not None
+            web_pid = server.web_proc.pid
+            web_cpu0 = proc_cpu_s(web_pid) or 0.0
+            # as long as the calls take: ramp-up plus one call (~30 s)
+            seconds = int(cfg.calls / cfg.rate + 30)
+            wrk = threading.Thread(
+                target=lambda: ui_load.update(
+                    run_wrk(ui_base + "/", cookie, cfg.ui_connections, seconds)
+                )
+            )
+            wrk.start()
         t0 = time.monotonic()
         sipp.start()
         code, output = sipp.wait(timeout=cfg.calls / cfg.rate + 240)
+        if wrk is not None:
+            wrk.join()
+            ui_load["web_cpu_s"] = round((proc_cpu_s(web_pid) or 0.0) - web_cpu0, 1)
+            ui_load["connections"] = cfg.ui_connections
+            result["ui"] = {
+                k: round(v, 2) if isinstance(v, float) else v for k, v in ui_load.items()
+            }
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall = time.monotonic() - t0
         result["sipp_exit"] = code
@@ -290,7 +335,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         db = server.data_dir / "callserver.db"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if db_rows(db, "SELECT count(*) FROM ticket")[0][0] >= result.get("sipp_ok", 0):
+            if db_rows(
+                db,
+                f"SELECT count(*) FROM ticket t JOIN call c ON c.id = t.call_id WHERE {NOT_SEEDED}",
+            )[0][0] >= result.get("sipp_ok", 0):
                 break
             time.sleep(0.3)
         time.sleep(0.5)
@@ -309,7 +357,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             db,
             "SELECT c.sip_call_id, t.created_at, t.personnummer, t.personnummer_source, "
             "r.duration_s FROM ticket t JOIN call c ON c.id = t.call_id "
-            "LEFT JOIN recording r ON r.id = t.recording_id",
+            f"LEFT JOIN recording r ON r.id = t.recording_id WHERE {NOT_SEEDED}",
         )
         result["tickets"] = len(rows)
         result["dtmf_ok"] = sum(1 for r in rows if r[2] == PNR and r[3] == "keypad")
@@ -428,6 +476,12 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=20, help="sipp -r: new calls per second")
     parser.add_argument("--rtp-low", type=int, default=42000)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    parser.add_argument(
+        "--with-ui", type=int, default=0, metavar="TICKETS",
+        help="seed TICKETS tickets (bench/ui's seed), run `callserver web` on the same database "
+        "and wrk (--ui-connections) on the staff queue `/` while the calls run",
+    )  # fmt: skip
+    parser.add_argument("--ui-connections", type=int, default=50)
     parser.add_argument("--label", default="")
     parser.add_argument("--results", type=Path, default=None, help="append JSON lines here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -445,7 +499,8 @@ def main() -> int:
             result = run(
                 RunConfig(
                     calls=calls, hangup=args.hangup, rate=args.rate, rtp_low=args.rtp_low,
-                    label=args.label, keep=args.keep, env=env,
+                    label=args.label, keep=args.keep, env=env, ui_tickets=args.with_ui,
+                    ui_connections=args.ui_connections,
                 )
             )  # fmt: skip
             if args.results:
@@ -460,6 +515,7 @@ def main() -> int:
             )}  # fmt: skip
             brief["media"] = result.get("media")
             brief["clock"] = result.get("clock")
+            brief["ui"] = result.get("ui")
             print(json.dumps(brief, ensure_ascii=False))
     return 0
 
