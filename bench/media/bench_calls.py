@@ -27,6 +27,13 @@ Run each under the shared CPU lock (one invocation = one or a few runs, <= ~6 mi
         --results bench/media/results.jsonl --label "baseline"
     .venv/bin/python bench/media/bench_calls.py --table bench/media/results.jsonl
 
+With `--with-ui TICKETS` (issue 11's "also run it while 200 sipp calls are in progress"): bench/ui's
+seed (20 clinics, TICKETS tickets) goes into the server's database first, `callserver web` runs
+beside `callserver serve` on that database (same settings, so `--env CALLSERVER_HTTP_NICE=10`
+reaches it), and wrk (bench/ui's run_wrk, --ui-connections, default 50) loads bench/ui's
+one-clinic staff member's queue `/` for the calls' duration (ramp-up + ~30 s); the result's
+"ui" has wrk's figures and the web process's CPU seconds.
+
 `--env KEY=VALUE` passes settings to the server (e.g. CALLSERVER_RUNTIME_GC_FREEZE=false for
 the side-by-side "before"). Every process started here is stopped by its PID; the temporary
 directory is removed unless --keep.
