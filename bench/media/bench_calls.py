@@ -444,14 +444,21 @@ def table(path: Path) -> str:
     lines = [
         "| configuration | calls | runs | clean runs | DTMF ok (min) | recordings complete (min) "
         "| rec. min s (min) | TX gap p99 ms | p99.9 ms | max ms | server cores | CPU ms per "
-        "call-s | BYE→ticket p50 / p95 ms | load 1 min before |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "call-s | BYE→ticket p50 / p95 ms | tick late p99 ms | UI `/` p99 ms, req/s "
+        "| load 1 min before |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for (label, calls, hangup), runs in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
         bye = (
             f"{med(runs, lambda r: r.get('bye_to_ticket_ms', {}).get('p50'))} / "
             f"{med(runs, lambda r: r.get('bye_to_ticket_ms', {}).get('p95'))}"
             if hangup
+            else "–"
+        )
+        ui = (
+            f"{med(runs, lambda r: (r.get('ui') or {}).get('p99_ms'))}, "
+            f"{med(runs, lambda r: (r.get('ui') or {}).get('requests_per_s'))}"
+            if any(r.get("ui") for r in runs)
             else "–"
         )
         lines.append(
@@ -465,6 +472,8 @@ def table(path: Path) -> str:
             f"{med(runs, lambda r: r['media'].get('gap_max_ms'))} | "
             f"{med(runs, lambda r: r.get('server_cores_during_calls'))} | "
             f"{med(runs, lambda r: r.get('cpu_ms_per_call_s'))} | {bye} | "
+            f"{med(runs, lambda r: (r.get('clock') or {}).get('lateness_q0.99'))} | "
+            f"{ui} | "
             f"{', '.join(str(r['loadavg_before'][0]) for r in runs)} |"
         )
     return "\n".join(lines)
