@@ -200,7 +200,20 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from callserver.server import serve
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(settings))
+    loop_factory = None
+    if settings.runtime.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            print(
+                "error: runtime.event_loop = 'uvloop' but uvloop is not installed: "
+                "pip install uvloop (or set runtime.event_loop = 'asyncio')",
+                file=sys.stderr,
+            )
+            return 2
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(settings))
     return 0
 
 

@@ -35,6 +35,7 @@ from callbacks.dispatcher import CallbackDispatcher, CallbackJob
 from callserver import call_log
 from callserver.callback_calls import CallbackCaller
 from callserver.clinic_mailboxes import ClinicMailboxes
+from callserver.cpu_priority import set_process_priority
 from callserver.db_threads import in_db_thread
 from callserver.dialer import Dialer, OutboundLeg
 from callserver.inbound import CALL_SPOOL_KIND, InboundCalls
@@ -120,7 +121,7 @@ class CallServer:
             if settings.sip.media_host_ipv6
             else None
         )
-        self.media_clock = MediaClock()
+        self.media_clock = MediaClock(early_wake=settings.runtime.clock_early_wake_ms / 1000)
         self.engine = SipEngine(
             host=settings.sip.host,
             port=settings.sip.port,
@@ -279,6 +280,12 @@ class CallServer:
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; migrations must have run (`callserver migrate`)."""
+    # First, before any thread exists: the threads started below inherit it.
+    priority = set_process_priority(
+        realtime_priority=settings.runtime.realtime_priority,
+        nice=settings.runtime.nice,
+        what="callserver serve",
+    )
     if settings.clock_start is not None:
         clock.start_at(settings.clock_start)
         log.warning(
@@ -292,7 +299,9 @@ async def serve(settings: Settings) -> None:
     tuning = tune_after_startup(settings.runtime)
     log.info(
         "runtime: %d start-up objects frozen out of GC, GC thresholds %s, switch interval "
-        "%.2f ms", tuning.frozen_objects, tuning.gc_threshold, tuning.switch_interval_s * 1000,
+        "%.2f ms, CPU priority: %s, event loop: %s", tuning.frozen_objects, tuning.gc_threshold,
+        tuning.switch_interval_s * 1000, priority,
+        type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -306,6 +315,8 @@ async def serve(settings: Settings) -> None:
 
 async def serve_web(settings: Settings) -> None:
     """`callserver web`: the staff UI and its API until SIGTERM/SIGINT (staff_ui/process.py)."""
+    # Below the call server: a page's CPU must not delay an RTP send (bench/README.md).
+    priority = set_process_priority(nice=settings.http.nice, what="callserver web")
     if settings.clock_start is not None:
         clock.start_at(settings.clock_start)
     await asyncio.to_thread(migrate, settings.database_url)
@@ -322,6 +333,7 @@ async def serve_web(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    log.info("staff UI: CPU priority: %s", priority)
     print(f"staff UI ready: http://{settings.http.host}:{settings.http.port}/", flush=True)
     await stop.wait()
     await runner.cleanup()

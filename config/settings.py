@@ -72,6 +72,9 @@ class HttpSettings:
     """`callserver serve` serves the staff UI itself too (one process: demos, some tests);
     otherwise the UI is `callserver web`, its own process(es) sharing only the database and
     the recordings directory."""
+    nice: int = 0
+    """0..19: `callserver web` lowers its own CPU priority by this much (no privilege needed),
+    so UI load yields the cores to the call server's RTP."""
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -233,6 +236,17 @@ class RuntimeSettings:
     switch_interval_ms: float = 1.0
     """How long another thread (database, recordings, transcripts) may hold the GIL while the
     event loop waits for it (CPython's default 5 ms)."""
+    event_loop: str = "asyncio"
+    """The event loop of `callserver serve`: "asyncio" (CPython's) or "uvloop" (libuv's,
+    `pip install uvloop`)."""
+    clock_early_wake_ms: float = 0.0
+    """The media clock wakes this long before each 20 ms deadline and sleeps the rest
+    precisely (the event loop's timers are good to 1 ms); 0: the loop's timer alone."""
+    realtime_priority: int = 0
+    """1-99: run `callserver serve` at SCHED_RR with this priority (callserver/cpu_priority.py),
+    above every normal process on the machine; 0: the normal policy."""
+    nice: int = 0
+    """-20..19: the nice value of `callserver serve` (negative: before normal processes)."""
 
 
 @dataclass(frozen=True)
@@ -449,6 +463,24 @@ def _validate(s: Settings, errors: list[str]) -> None:
         errors.append(
             f"runtime.switch_interval_ms: {s.runtime.switch_interval_ms} must be 0.05-100 ms "
             "(CPython's default is 5)"
+        )
+    if s.runtime.event_loop not in {"asyncio", "uvloop"}:
+        errors.append(f"runtime.event_loop: {s.runtime.event_loop!r} must be 'asyncio' or 'uvloop'")
+    if not 0 <= s.runtime.clock_early_wake_ms <= 5:
+        errors.append(
+            f"runtime.clock_early_wake_ms: {s.runtime.clock_early_wake_ms} must be 0-5 ms (the "
+            "event loop is blocked that long at most per 20 ms tick)"
+        )
+    if not 0 <= s.runtime.realtime_priority <= 99:
+        errors.append(
+            f"runtime.realtime_priority: {s.runtime.realtime_priority} must be 0 (normal "
+            "scheduling) or 1-99 (SCHED_RR)"
+        )
+    if not -20 <= s.runtime.nice <= 19:
+        errors.append(f"runtime.nice: {s.runtime.nice} must be -20..19 (0: unchanged)")
+    if not 0 <= s.http.nice <= 19:
+        errors.append(
+            f"http.nice: {s.http.nice} must be 0..19 (the UI may only lower its priority)"
         )
 
 

@@ -142,3 +142,15 @@ async def test_poll_does_nothing_while_the_clock_is_stopped():
     clock.register(session)
     clock.poll()
     assert session.sends == []
+
+
+async def test_early_wake_sends_ticks_on_their_deadline_not_up_to_a_millisecond_after():
+    # The loop's timer fires 0-1 ms late (epoll's whole-millisecond timeout, rounded up): a
+    # median of ~0.5 ms. Waking 1 ms early and sleeping the rest precisely removes that.
+    clock = MediaClock(early_wake=0.001)
+    clock.register(FakeSession())
+    await run_clock(clock, 0.6)
+    lateness = sorted(clock.lateness)
+    assert len(lateness) >= 20
+    assert lateness[len(lateness) // 2] < 0.00025, lateness
+    assert lateness[0] >= 0, "never early: a frame goes out at its deadline or after"

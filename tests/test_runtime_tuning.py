@@ -7,6 +7,7 @@ import pytest
 
 from callserver.runtime_tuning import tune_after_startup
 from config.settings import RuntimeSettings, SettingsError, load_settings
+from tests.support.ports import free_port
 
 
 @pytest.fixture
@@ -44,3 +45,17 @@ def test_bad_runtime_settings_name_the_key():
         load_settings(environ={"CALLSERVER_RUNTIME_SWITCH_INTERVAL_MS": "0"})
     with pytest.raises(SettingsError, match="runtime.gc_threshold"):
         load_settings(environ={"CALLSERVER_RUNTIME_GC_THRESHOLD": "0"})
+
+
+def test_serve_runs_on_uvloop_when_asked(server_factory):
+    uvloop = pytest.importorskip("uvloop")
+    server = server_factory(
+        free_port(),
+        extra_env={
+            "CALLSERVER_RUNTIME_EVENT_LOOP": "uvloop",
+            "CALLSERVER_RUNTIME_CLOCK_EARLY_WAKE_MS": "1",
+        },
+    ).start(timeout=60)
+    assert "event loop: uvloop" in server.log(), uvloop.__version__
+    with pytest.raises(SettingsError, match="runtime.event_loop"):
+        load_settings(environ={"CALLSERVER_RUNTIME_EVENT_LOOP": "trio"})

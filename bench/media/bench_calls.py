@@ -27,6 +27,13 @@ Run each under the shared CPU lock (one invocation = one or a few runs, <= ~6 mi
         --results bench/media/results.jsonl --label "baseline"
     .venv/bin/python bench/media/bench_calls.py --table bench/media/results.jsonl
 
+With `--with-ui TICKETS` (issue 11's "also run it while 200 sipp calls are in progress"): bench/ui's
+seed (20 clinics, TICKETS tickets) goes into the server's database first, `callserver web` runs
+beside `callserver serve` on that database (same settings, so `--env CALLSERVER_HTTP_NICE=10`
+reaches it), and wrk (bench/ui's run_wrk, --ui-connections, default 50) loads bench/ui's
+one-clinic staff member's queue `/` for the calls' duration (ramp-up + ~30 s); the result's
+"ui" has wrk's figures and the web process's CPU seconds.
+
 `--env KEY=VALUE` passes settings to the server (e.g. CALLSERVER_RUNTIME_GC_FREEZE=false for
 the side-by-side "before"). Every process started here is stopped by its PID; the temporary
 directory is removed unless --keep.
@@ -35,6 +42,7 @@ directory is removed unless --keep.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -43,11 +51,13 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -57,6 +67,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "transcription"))
+sys.path.insert(0, str(ROOT / "bench" / "ui"))
 
 from bench_queue import (  # noqa: E402
     SippLoad,
@@ -69,8 +80,11 @@ from bench_queue import (  # noqa: E402
     stop_pid,
     wait_for_text,
 )
+from bench_ui import cookie_of, run_wrk  # noqa: E402
+from bench_ui import seed as seed_ui  # noqa: E402
 from rtp_gaps import gap_stats  # noqa: E402
 
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 from tests.support.sipp import ONE_UTTERANCE_ENV  # noqa: E402
 
@@ -78,6 +92,10 @@ PNR = "198506121238"
 """A valid personnummer; every caller keys it followed by #."""
 COMPLETE_WITHIN_S = 0.1
 GAP_P99_LIMIT_MS = 22.0
+UI_USER = "personal"
+"""bench/ui's staff member of one clinic: wrk loads her queue (`/`) with --with-ui."""
+NOT_SEEDED = "c.sip_call_id NOT LIKE 'bench-%'"
+"""The calls sipp placed, not the ones bench/ui's seed inserted (sip_call_id bench-N)."""
 
 CALLER_BYE = """  <pause milliseconds="300"/>
   <send>
@@ -136,6 +154,24 @@ def bye_times(pcap: Path) -> dict[str, float]:
     return out
 
 
+def clock_metrics(port: int) -> dict[str, float]:
+    """The server's own view of its send clock (/metrics): how late its ticks woke (quantiles
+    over the recent ticks, in ms), the longest tick, skipped frames. Separates a late tick
+    (the loop woke late) from sends spread out within a tick."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        found = re.match(r'callserver_media_clock_(\w+?)(?:\{quantile="([\d.]+)"\})? (\S+)$', line)
+        if found:
+            name, q, value = found.groups()
+            scale = 1000 if name.endswith("seconds") else 1
+            key = name.removesuffix("_seconds") + (f"_q{q}" if q else "")
+            out[key] = round(float(value) * scale, 3)
+    return out
+
+
 def machine_idle_s() -> float:
     """Idle CPU seconds of the whole machine so far (all cores, /proc/stat)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()
@@ -167,6 +203,10 @@ class RunConfig:
     label: str
     keep: bool
     env: dict[str, str] = field(default_factory=dict)
+    ui_tickets: int = 0
+    """> 0: seed this many tickets, run `callserver web` on the same database and keep wrk's
+    connections on the staff queue busy for the duration of the calls."""
+    ui_connections: int = 50
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
@@ -190,6 +230,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             ).stdout.strip()
         ),  # fmt: skip
         "loadavg_before": loadavg(),
+        "ui_tickets": cfg.ui_tickets,
     }
     tmp = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     server: ServerProcess | None = None
@@ -202,7 +243,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             hangup_scenario(scenario)
         rtp = pick_rtp_range(cfg.rtp_low, cfg.calls)
         sipp = SippLoad(scenario, remote="", calls=cfg.calls, rate=cfg.rate)
-        env = {**ONE_UTTERANCE_ENV, "CALLSERVER_LOG_LEVEL": "INFO", **cfg.env}
+        metrics_port = free_port(socket.SOCK_STREAM)
+        env = {
+            **ONE_UTTERANCE_ENV, "CALLSERVER_LOG_LEVEL": "INFO",
+            "CALLSERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_port}", **cfg.env,
+        }  # fmt: skip
         server = ServerProcess(
             data_dir=tmp / "data",
             prompts_dir=tmp / "prompts",
@@ -210,9 +255,19 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             rtp_range=rtp,
             extra_env=env,
         )
+        if cfg.ui_tickets:
+            server.data_dir.mkdir(parents=True)
+            result["ui_seed_s"] = round(
+                seed_ui(f"sqlite:///{server.data_dir / 'callserver.db'}", cfg.ui_tickets), 1
+            )
         server.start(timeout=180)
         assert server.proc is not None
         pid = server.proc.pid
+        ui_base = f"http://127.0.0.1:{server.http_port}"
+        if cfg.ui_tickets:
+            server.start_web(server.env(), timeout=60)
+            assert server.web_proc is not None
+            cookie = asyncio.run(cookie_of(ui_base, UI_USER))
 
         captures = [
             ("rtp", "-s", "64", f"udp and src portrange {rtp[0]}-{rtp[1]} "
@@ -236,9 +291,30 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         idle0 = machine_idle_s()
         sipp.remote = f"127.0.0.1:{server.sip_port}"
+        ui_load: dict[str, Any] = {}
+        wrk: threading.Thread | None = None
+        if cfg.ui_tickets:
+            assert server.web_proc is not None
+            web_pid = server.web_proc.pid
+            web_cpu0 = proc_cpu_s(web_pid) or 0.0
+            # as long as the calls take: ramp-up plus one call (~30 s)
+            seconds = int(cfg.calls / cfg.rate + 30)
+            wrk = threading.Thread(
+                target=lambda: ui_load.update(
+                    run_wrk(ui_base + "/", cookie, cfg.ui_connections, seconds)
+                )
+            )
+            wrk.start()
         t0 = time.monotonic()
         sipp.start()
         code, output = sipp.wait(timeout=cfg.calls / cfg.rate + 240)
+        if wrk is not None:
+            wrk.join()
+            ui_load["web_cpu_s"] = round((proc_cpu_s(web_pid) or 0.0) - web_cpu0, 1)
+            ui_load["connections"] = cfg.ui_connections
+            result["ui"] = {
+                k: round(v, 2) if isinstance(v, float) else v for k, v in ui_load.items()
+            }
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall = time.monotonic() - t0
         result["sipp_exit"] = code
@@ -249,6 +325,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         )  # fmt: skip
         result["machine_idle_cores"] = round((machine_idle_s() - idle0) / wall, 2)
         result.update(sipp_counts(output))
+        with contextlib.suppress(Exception):
+            result["clock"] = clock_metrics(metrics_port)
         if code != 0:
             result["sipp_tail"] = output[-1500:]
         dropped = 0
@@ -264,7 +342,10 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         db = server.data_dir / "callserver.db"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if db_rows(db, "SELECT count(*) FROM ticket")[0][0] >= result.get("sipp_ok", 0):
+            if db_rows(
+                db,
+                f"SELECT count(*) FROM ticket t JOIN call c ON c.id = t.call_id WHERE {NOT_SEEDED}",
+            )[0][0] >= result.get("sipp_ok", 0):
                 break
             time.sleep(0.3)
         time.sleep(0.5)
@@ -283,7 +364,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             db,
             "SELECT c.sip_call_id, t.created_at, t.personnummer, t.personnummer_source, "
             "r.duration_s FROM ticket t JOIN call c ON c.id = t.call_id "
-            "LEFT JOIN recording r ON r.id = t.recording_id",
+            f"LEFT JOIN recording r ON r.id = t.recording_id WHERE {NOT_SEEDED}",
         )
         result["tickets"] = len(rows)
         result["dtmf_ok"] = sum(1 for r in rows if r[2] == PNR and r[3] == "keypad")
@@ -363,14 +444,21 @@ def table(path: Path) -> str:
     lines = [
         "| configuration | calls | runs | clean runs | DTMF ok (min) | recordings complete (min) "
         "| rec. min s (min) | TX gap p99 ms | p99.9 ms | max ms | server cores | CPU ms per "
-        "call-s | BYE→ticket p50 / p95 ms | load 1 min before |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "call-s | BYE→ticket p50 / p95 ms | tick late p99 ms | UI `/` p99 ms, req/s "
+        "| load 1 min before |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for (label, calls, hangup), runs in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
         bye = (
             f"{med(runs, lambda r: r.get('bye_to_ticket_ms', {}).get('p50'))} / "
             f"{med(runs, lambda r: r.get('bye_to_ticket_ms', {}).get('p95'))}"
             if hangup
+            else "–"
+        )
+        ui = (
+            f"{med(runs, lambda r: (r.get('ui') or {}).get('p99_ms'))}, "
+            f"{med(runs, lambda r: (r.get('ui') or {}).get('requests_per_s'))}"
+            if any(r.get("ui") for r in runs)
             else "–"
         )
         lines.append(
@@ -384,6 +472,8 @@ def table(path: Path) -> str:
             f"{med(runs, lambda r: r['media'].get('gap_max_ms'))} | "
             f"{med(runs, lambda r: r.get('server_cores_during_calls'))} | "
             f"{med(runs, lambda r: r.get('cpu_ms_per_call_s'))} | {bye} | "
+            f"{med(runs, lambda r: (r.get('clock') or {}).get('lateness_q0.99'))} | "
+            f"{ui} | "
             f"{', '.join(str(r['loadavg_before'][0]) for r in runs)} |"
         )
     return "\n".join(lines)
@@ -402,6 +492,12 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=20, help="sipp -r: new calls per second")
     parser.add_argument("--rtp-low", type=int, default=42000)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    parser.add_argument(
+        "--with-ui", type=int, default=0, metavar="TICKETS",
+        help="seed TICKETS tickets (bench/ui's seed), run `callserver web` on the same database "
+        "and wrk (--ui-connections) on the staff queue `/` while the calls run",
+    )  # fmt: skip
+    parser.add_argument("--ui-connections", type=int, default=50)
     parser.add_argument("--label", default="")
     parser.add_argument("--results", type=Path, default=None, help="append JSON lines here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -419,7 +515,8 @@ def main() -> int:
             result = run(
                 RunConfig(
                     calls=calls, hangup=args.hangup, rate=args.rate, rtp_low=args.rtp_low,
-                    label=args.label, keep=args.keep, env=env,
+                    label=args.label, keep=args.keep, env=env, ui_tickets=args.with_ui,
+                    ui_connections=args.ui_connections,
                 )
             )  # fmt: skip
             if args.results:
@@ -433,6 +530,8 @@ def main() -> int:
                 "server_error_lines", "wall_s",
             )}  # fmt: skip
             brief["media"] = result.get("media")
+            brief["clock"] = result.get("clock")
+            brief["ui"] = result.get("ui")
             print(json.dumps(brief, ensure_ascii=False))
     return 0
 
