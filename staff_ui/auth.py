@@ -24,10 +24,12 @@ from staff_ui import accounts
 from staff_ui.context import (
     BY_TOKEN,
     IDLE_TIMEOUT_S,
+    LIST_VERSION,
     LOGIN_LIMITS,
     PASSWORD_EXECUTOR,
     SESSION_FACTORY,
     VIEWER,
+    VIEWER_CACHE,
     csrf_ok,
     render,
     viewer_of,
@@ -130,9 +132,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             expired = True
         else:
             factory = request.app[SESSION_FACTORY]
-            viewer = await asyncio.to_thread(accounts.load_viewer, factory, user_id)
-            if viewer is not None and session.get("gen") != viewer.session_generation:
-                viewer = None  # logged out, password changed or account disabled since
+            current = await asyncio.to_thread(
+                accounts.load_current, factory, user_id, request.app[VIEWER_CACHE]
+            )
+            if current is not None and session.get("gen") == current.viewer.session_generation:
+                viewer = current.viewer
+                request[LIST_VERSION] = current.list_version
+            # else: logged out, password changed or account disabled since
     if viewer is None:
         session.pop("uid", None)
         if expired:
