@@ -43,8 +43,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from staff_ui import keyset_pages
 from staff_ui.access_log import record_access
 from staff_ui.accounts import Viewer
-from staff_ui.ticket_queries import LIST_COLUMNS, STATUS_FILTERS, TicketRow, list_rows
-from storage.models import TICKET_STATUSES, DataVersion, Ticket
+from staff_ui.ticket_queries import (
+    LIST_COLUMNS,
+    LIST_VERSION,
+    STATUS_FILTERS,
+    TicketRow,
+    list_rows,
+)
+from storage.models import TICKET_STATUSES, Ticket
 
 PAGE_SIZE = 50
 """Rows per page: a screenful to work through, and a bounded read whatever the queue's size."""
@@ -224,10 +230,6 @@ def _count(
                 counts.put((status, clinic_id), version, count)
                 total += count
     return total
-
-
-LIST_VERSION = select(DataVersion.version).where(DataVersion.name == "ticket_list")
-"""The version of everything a list row shows (bumped by triggers, migration 0023)."""
 
 
 def list_version(session: Session) -> int:
