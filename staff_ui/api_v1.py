@@ -289,10 +289,6 @@ async def _ticket_rows(
     scope = None if viewer.sees_all_clinics else tuple(sorted(viewer.staff_clinic_ids))
     key = ("api_v1_tickets", scope, where, after, limit)
     version = request.get(LIST_VERSION)
-    if version is not None:
-        found = cache.get(key, version)
-        if found is not None:
-            return found
 
     def read() -> tuple[list[ticket_queries.TicketRow], bool]:
         with request.app[SESSION_FACTORY]() as session:
@@ -306,7 +302,9 @@ async def _ticket_rows(
         cache.put(key, read_version, (rows, more))
         return rows, more
 
-    return await asyncio.to_thread(read)
+    if version is None:
+        return await asyncio.to_thread(read)
+    return await cache.get_or_read(key, version, partial(asyncio.to_thread, read))
 
 
 async def ticket_list(request: web.Request) -> web.Response:

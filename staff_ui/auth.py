@@ -42,6 +42,11 @@ PASSWORD_CHANGE_PATHS = frozenset({"/password", "/logout"})
 MAX_SESSION_S = 12 * 3600
 """A working day; after that a new login is needed even if the page was in constant use."""
 
+SEEN_STEP_S = 60.0
+"""The idle clock in the cookie moves in steps of at most this (or a 30th of the idle timeout):
+an unchanged session is not re-encrypted and re-sent on every page load, and a forgotten
+session still ends within a minute of its idle timeout (create_app idle_timeout_s)."""
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -148,7 +153,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         target = request.path_qs if request.method == "GET" else "/"
         location = "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
         raise web.HTTPSeeOther(location)
-    session["seen"] = now
+    if now - float(session.get("seen", 0)) >= min(SEEN_STEP_S, request.app[IDLE_TIMEOUT_S] / 30):
+        session["seen"] = now
     request[VIEWER] = viewer
     if viewer.must_change_password and request.path not in PASSWORD_CHANGE_PATHS:
         if _is_api(request):

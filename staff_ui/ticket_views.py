@@ -136,10 +136,6 @@ async def queue_page(
     cache: VersionedCache[QueueEntry] = request.app[PAGE_CACHE]
     key = ticket_queue.cache_key(viewer, status, after, before)
     version = request.get(LIST_VERSION)
-    if version is not None:
-        found = cache.get(key, version)
-        if found is not None:
-            return found
 
     def read() -> QueueEntry:
         with request.app[SESSION_FACTORY]() as session:
@@ -154,7 +150,9 @@ async def queue_page(
         cache.put(key, read_version, entry)
         return entry
 
-    return await asyncio.to_thread(read)
+    if version is None:
+        return await asyncio.to_thread(read)
+    return await cache.get_or_read(key, version, partial(asyncio.to_thread, read))
 
 
 async def log_list(request: web.Request, shown: list[int]) -> None:
