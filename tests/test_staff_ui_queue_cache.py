@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
 from staff_ui.access_log import access_values
@@ -215,3 +215,30 @@ async def test_the_writer_raises_the_commit_error_to_every_waiting_request(
     assert all(isinstance(result, OperationalError) for result in results), results
     assert "after" in names and not {f"u{i}" for i in range(5)} & set(names)
     assert count == len(names)
+
+
+async def test_clients_reloading_a_changed_page_share_one_read_of_it(seeded: SeededUi) -> None:
+    """After a change, twenty concurrent reloads of the same page read it once, not twenty
+    times (and all of them show the change)."""
+    page_reads: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "FROM ticket" in statement and "ORDER BY ticket.due_at" in statement:
+            page_reads.append(statement)
+
+    event.listen(seeded.engine, "before_cursor_execute", count)
+    keypad = seeded.tickets["demo_keypad"]
+    async with ui_client(seeded) as client:
+        await login(client, "anna")
+        await client.get("/")
+        in_another_process(seeded, f"UPDATE ticket SET name = 'Första' WHERE id = {keypad}")
+        page_reads.clear()
+        await client.get("/")
+        one_reload = len(page_reads)
+        in_another_process(seeded, f"UPDATE ticket SET name = 'Andra' WHERE id = {keypad}")
+        page_reads.clear()
+        pages = await asyncio.gather(*(client.get("/") for _ in range(20)))
+        texts = [await page.text() for page in pages]
+    assert one_reload >= 1
+    assert len(page_reads) == one_reload, (one_reload, len(page_reads))
+    assert all("Andra" in text for text in texts)
