@@ -7,6 +7,10 @@ change: it is committed with it and rolled back with it, so the log never claims
 did not happen nor misses one that did. The row is only added here; the caller's transaction
 decides.
 
+List views (the queue, /api/tickets, /api/v1/tickets) are the exception to "the same session":
+they only read, so there is nothing to roll back with, and their row (access_values) is
+committed by the group-commit writer (staff_ui/access_log_writer.py) before the list is sent.
+
 Recordings are the exception to "one row per request": a browser fetches one file in several
 Range requests (play, seek), so record_play_once logs one play per user, item and
 AUDIO_LOG_WINDOW instead of one row per chunk. Tickets and callbacks share the rule.
