@@ -7,6 +7,10 @@ change: it is committed with it and rolled back with it, so the log never claims
 did not happen nor misses one that did. The row is only added here; the caller's transaction
 decides.
 
+List views (the queue, /api/tickets, /api/v1/tickets) are the exception to "the same session":
+they only read, so there is nothing to roll back with, and their row (access_values) is
+committed by the group-commit writer (staff_ui/access_log_writer.py) before the list is sent.
+
 Recordings are the exception to "one row per request": a browser fetches one file in several
 Range requests (play, seek), so record_play_once logs one play per user, item and
 AUDIO_LOG_WINDOW instead of one row per chunk. Tickets and callbacks share the rule.
@@ -62,27 +66,60 @@ def record_access(
     subject = ticket if ticket is not None else callback
     session.add(
         AccessLogEntry(
-            at=utcnow(),
-            user_id=viewer.staff_user_id if viewer else user_id,
-            username=(viewer.username if viewer else username or "")[:150],
-            action=action,
-            ticket_id=ticket.id if ticket is not None else None,
-            callback_id=callback.id if callback is not None else None,
-            clinic_id=subject.clinic_id if subject is not None else clinic_id,
-            personnummer=(
-                ticket.patient_personnummer
-                if ticket is not None
-                else callback.personnummer
-                if callback is not None
-                else personnummer
-            ),
-            remote_addr=remote_addr,
-            shown=json.dumps(sorted(set(shown))) if shown is not None else None,
-            detail=json.dumps(dict(detail), ensure_ascii=False, sort_keys=True)
-            if detail is not None
-            else None,
+            **access_values(
+                viewer,
+                action,
+                remote_addr,
+                ticket_id=ticket.id if ticket is not None else None,
+                callback_id=callback.id if callback is not None else None,
+                clinic_id=subject.clinic_id if subject is not None else clinic_id,
+                username=username,
+                user_id=user_id,
+                shown=shown,
+                personnummer=(
+                    ticket.patient_personnummer
+                    if ticket is not None
+                    else callback.personnummer
+                    if callback is not None
+                    else personnummer
+                ),
+                detail=detail,
+            )
         )
     )
+
+
+def access_values(
+    viewer: Viewer | None,
+    action: str,
+    remote_addr: str | None,
+    *,
+    ticket_id: int | None = None,
+    callback_id: int | None = None,
+    clinic_id: str | None = None,
+    username: str | None = None,
+    user_id: int | None = None,
+    shown: Sequence[int] | None = None,
+    personnummer: str | None = None,
+    detail: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """The columns of one access-log row (record_access's, or a row for the group-commit
+    writer, staff_ui/access_log_writer.py), stamped now."""
+    return {
+        "at": utcnow(),
+        "user_id": viewer.staff_user_id if viewer else user_id,
+        "username": (viewer.username if viewer else username or "")[:150],
+        "action": action,
+        "ticket_id": ticket_id,
+        "callback_id": callback_id,
+        "clinic_id": clinic_id,
+        "personnummer": personnummer,
+        "remote_addr": remote_addr,
+        "shown": json.dumps(sorted(set(shown))) if shown is not None else None,
+        "detail": json.dumps(dict(detail), ensure_ascii=False, sort_keys=True)
+        if detail is not None
+        else None,
+    }
 
 
 def record_play_once(

@@ -1,9 +1,10 @@
 """Who is using the staff UI and which clinics' patients they may see.
 
-`Viewer` is the logged-in staff member as every query needs them: re-read from the database on
-each request (load_viewer), so that a deactivated account, a changed role or a removed clinic
-takes effect at once, not at the next login. A user holds one or more roles; what they may do
-is the union, and the rules live here and only here:
+`Viewer` is the logged-in staff member as every query needs them: checked against the database
+on each request (load_current: the user's row and the "viewers" data version in one query, the
+roles and clinics re-read whenever that version moved), so that a deactivated account, a
+changed role or a removed clinic takes effect at once, not at the next login. A user holds one
+or more roles; what they may do is the union, and the rules live here and only here:
 - `staff` see their own clinics' tickets and callbacks and decide them;
 - `switchboard` sees every clinic's queue and routes (opens, listens, forwards, books
   callbacks), never decides;
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
@@ -34,6 +37,7 @@ from storage.api_tokens import ActiveToken, find_token, token_username
 from storage.models import (
     ROLES,
     AccessLogEntry,
+    DataVersion,
     StaffUser,
     StaffUserRole,
     staff_user_clinic,
@@ -352,26 +356,26 @@ def load_token_viewer(factory: sessionmaker[Session], token: str) -> Viewer | No
 
 
 def load_viewer(factory: sessionmaker[Session], user_id: int) -> Viewer | None:
-    """The active user with this id, or None (account removed or deactivated).
-
-    Runs on every request (auth.py: revocation and permission changes take effect at once),
-    so it reads plain columns, not ORM objects: the same answer at a third of the CPU."""
+    """The active user with this id, or None (account removed or deactivated)."""
     with factory() as session:
-        user = session.execute(
-            select(
-                StaffUser.username, StaffUser.must_change_password, StaffUser.session_generation
-            ).where(StaffUser.id == user_id, StaffUser.active.is_(True))
-        ).first()
-        if user is None:
-            return None
-        roles = session.scalars(
-            select(StaffUserRole.role).where(StaffUserRole.staff_user_id == user_id)
-        ).all()
-        clinic_ids = session.scalars(
-            select(staff_user_clinic.c.clinic_id).where(
-                staff_user_clinic.c.staff_user_id == user_id
-            )
-        ).all()
+        return _read_viewer(session, user_id)
+
+
+def _read_viewer(session: Session, user_id: int) -> Viewer | None:
+    """Plain columns, not ORM objects: the same answer at a third of the CPU."""
+    user = session.execute(
+        select(
+            StaffUser.username, StaffUser.must_change_password, StaffUser.session_generation
+        ).where(StaffUser.id == user_id, StaffUser.active.is_(True))
+    ).first()
+    if user is None:
+        return None
+    roles = session.scalars(
+        select(StaffUserRole.role).where(StaffUserRole.staff_user_id == user_id)
+    ).all()
+    clinic_ids = session.scalars(
+        select(staff_user_clinic.c.clinic_id).where(staff_user_clinic.c.staff_user_id == user_id)
+    ).all()
     return Viewer(
         id=user_id,
         username=user.username,
@@ -380,6 +384,83 @@ def load_viewer(factory: sessionmaker[Session], user_id: int) -> Viewer | None:
         must_change_password=user.must_change_password,
         session_generation=user.session_generation,
     )
+
+
+def _version(name: str) -> Any:
+    return select(DataVersion.version).where(DataVersion.name == name).scalar_subquery().label(name)
+
+
+_PROBE = select(
+    StaffUser.session_generation,
+    StaffUser.must_change_password,
+    _version("viewers"),
+    _version("ticket_list"),
+)
+
+
+@dataclass(frozen=True)
+class Current:
+    """The viewer of a request, and the version of the work queue's data it was read with
+    (data_version "ticket_list"), so a page read under that version may be reused."""
+
+    viewer: Viewer
+    list_version: int
+
+
+class ViewerCache:
+    """The viewers this process has read, each with the data_version "viewers" it was read
+    under (any change to users, their roles or their clinics bumps it, by trigger).
+
+    load_current still reads the user's row on every request (one query, which also reads the
+    versions): the session generation, the account being active and the forced password change
+    are always fresh, and the roles and clinics are re-read as soon as anything about any user
+    changed. Nothing here expires by time."""
+
+    def __init__(self) -> None:
+        self._viewers: dict[int, tuple[int, Viewer]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user_id: int, version: int) -> Viewer | None:
+        with self._lock:
+            found = self._viewers.get(user_id)
+        return found[1] if found is not None and found[0] == version else None
+
+    def put(self, user_id: int, version: int, viewer: Viewer) -> None:
+        with self._lock:
+            if len(self._viewers) > 10_000:
+                self._viewers.clear()
+            self._viewers[user_id] = (version, viewer)
+
+
+def load_current(
+    factory: sessionmaker[Session], user_id: int, cache: ViewerCache
+) -> Current | None:
+    """The active user with this id as a Viewer, with the queue's data version; None when the
+    account is removed or deactivated. One query when the cached viewer is still current."""
+    with factory() as session:
+        probe = session.execute(
+            _PROBE.where(StaffUser.id == user_id, StaffUser.active.is_(True))
+        ).first()
+        if probe is None:
+            return None
+        cached = cache.get(user_id, probe.viewers)
+        if cached is None:
+            viewer = _read_viewer(session, user_id)
+            if viewer is None:
+                return None
+            cache.put(user_id, probe.viewers, viewer)
+        else:
+            viewer = cached
+    if (
+        viewer.session_generation != probe.session_generation
+        or viewer.must_change_password != probe.must_change_password
+    ):
+        viewer = replace(
+            viewer,
+            session_generation=probe.session_generation,
+            must_change_password=probe.must_change_password,
+        )
+    return Current(viewer, probe.ticket_list)
 
 
 def logout(factory: sessionmaker[Session], viewer: Viewer, remote_addr: str | None) -> None:

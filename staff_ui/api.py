@@ -21,13 +21,14 @@ from aiohttp import web
 
 from callbacks.reasons import Reason
 from config.calendar import deadline_day
-from staff_ui import callback_pages, ticket_queries, ticket_queue
+from staff_ui import callback_pages, ticket_queries
 from staff_ui.callback_pages import Cursors
 from staff_ui.callback_queries import CallbackRow
 from staff_ui.context import CLINICS, CLOCK, SESSION_FACTORY, TIMEZONE, path_id, viewer_of
 from staff_ui.reasons import LANGUAGES, Language, describe
 from staff_ui.ticket_claims import Claim
 from staff_ui.ticket_queries import TicketDetail, TicketRow
+from staff_ui.ticket_views import log_list, queue_page
 
 
 def _deadline_json(status: str, due_at: datetime, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
@@ -112,17 +113,10 @@ async def api_ticket_list(request: web.Request) -> web.Response:
             },
             status=400,
         )
-    page = await asyncio.to_thread(
-        partial(
-            ticket_queue.list_page,
-            after=request.query.get("after"),
-            before=request.query.get("before"),
-        ),
-        request.app[SESSION_FACTORY],
-        viewer_of(request),
-        status,
-        request.remote,
-    )
+    page = (
+        await queue_page(request, status, request.query.get("after"), request.query.get("before"))
+    ).page
+    await log_list(request, [row.id for row in page.rows])
     now, zone = request.app[CLOCK](), request.app[TIMEZONE]
     return web.json_response(
         {

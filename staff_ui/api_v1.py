@@ -45,14 +45,17 @@ from staff_ui.context import (
     BY_TOKEN,
     CLAIM_EXPIRY,
     CLOCK,
+    LIST_VERSION,
+    PAGE_CACHE,
     SESSION_FACTORY,
     TIMEZONE,
     csrf_ok,
     viewer_of,
 )
+from staff_ui.page_cache import VersionedCache
 from staff_ui.ticket_claims import Claim
 from staff_ui.ticket_queries import Decided, Decision, ExportRow, TicketDetail, TicketFilter
-from staff_ui.ticket_views import MAX_REASON_CHARS
+from staff_ui.ticket_views import MAX_REASON_CHARS, log_list
 from storage.models import CALLBACK_STATES, TICKET_STATUSES
 
 PREFIX = "/api/v1"
@@ -276,6 +279,34 @@ TICKET_LIST_PARAMS = {"status", "clinic", "created_since", "created_until", "due
                       "limit", "cursor"}  # fmt: skip
 
 
+async def _ticket_rows(
+    request: web.Request, where: TicketFilter, after: int, limit: int
+) -> tuple[list[ticket_queries.TicketRow], bool]:
+    """A page of the list from the page cache while nothing changed since it was read (see
+    ticket_views.queue_page), else read afresh; nothing logged here."""
+    viewer = viewer_of(request)
+    cache: VersionedCache[tuple[list[ticket_queries.TicketRow], bool]] = request.app[PAGE_CACHE]
+    scope = None if viewer.sees_all_clinics else tuple(sorted(viewer.staff_clinic_ids))
+    key = ("api_v1_tickets", scope, where, after, limit)
+    version = request.get(LIST_VERSION)
+
+    def read() -> tuple[list[ticket_queries.TicketRow], bool]:
+        with request.app[SESSION_FACTORY]() as session:
+            if version is None:
+                hit = cache.get(key, session.scalar(ticket_queries.LIST_VERSION) or 0)
+                if hit is not None:
+                    return hit
+            read_version, rows, more = ticket_queries.read_tickets(
+                session, viewer, where, after, limit
+            )
+        cache.put(key, read_version, (rows, more))
+        return rows, more
+
+    if version is None:
+        return await asyncio.to_thread(read)
+    return await cache.get_or_read(key, version, partial(asyncio.to_thread, read))
+
+
 async def ticket_list(request: web.Request) -> web.Response:
     query = _query(request, TICKET_LIST_PARAMS)
     problems: dict[str, str] = {}
@@ -294,10 +325,8 @@ async def ticket_list(request: web.Request) -> web.Response:
         statuses=statuses, clinic_ids=_clinics(request), created_since=instants["created_since"],
         created_until=instants["created_until"], due_before=instants["due_before"],
     )  # fmt: skip
-    rows, more = await asyncio.to_thread(
-        ticket_queries.page_tickets, request.app[SESSION_FACTORY], viewer_of(request), where,
-        after, limit, request.remote,
-    )  # fmt: skip
+    rows, more = await _ticket_rows(request, where, after, limit)
+    await log_list(request, [row.id for row in rows])
     return _json(
         {
             "tickets": [ticket_row_json(row, request) for row in rows],

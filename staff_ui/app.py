@@ -36,8 +36,10 @@ from staff_ui import (
     statistics_views,
     ticket_views,
 )
-from staff_ui.accounts import LoginLimits
+from staff_ui.access_log_writer import AccessLogWriter
+from staff_ui.accounts import LoginLimits, ViewerCache
 from staff_ui.context import (
+    ACCESS_LOG,
     CALLBACKS_CHANGED,
     CLAIM_EXPIRY,
     CLINICS,
@@ -46,13 +48,16 @@ from staff_ui.context import (
     LOGIN_LIMITS,
     MAILBOX_DIR,
     MESSAGE_VOICE,
+    PAGE_CACHE,
     PASSWORD_EXECUTOR,
     SESSION_FACTORY,
     TIMEZONE,
+    VIEWER_CACHE,
     MessageVoice,
     render,
 )
 from staff_ui.metrics import metrics_middleware
+from staff_ui.page_cache import VersionedCache
 from staff_ui.ticket_claims import CLAIM_EXPIRY as CLAIM_EXPIRY_DEFAULT
 from storage.models import utcnow
 from storage.personnummer import redact_personnummer
@@ -276,11 +281,18 @@ def create_app(
     app[LOGIN_LIMITS] = login_limits or LoginLimits()
     app[CLAIM_EXPIRY] = claim_expiry
     app[PASSWORD_EXECUTOR] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+    app[VIEWER_CACHE] = ViewerCache()
+    app[PAGE_CACHE] = VersionedCache()
+    app[ACCESS_LOG] = AccessLogWriter(session_factory)
 
     async def _stop_password_threads(app: web.Application) -> None:
         app[PASSWORD_EXECUTOR].shutdown(wait=False, cancel_futures=True)
 
+    async def _flush_access_log(app: web.Application) -> None:
+        await app[ACCESS_LOG].close()
+
     app.on_cleanup.append(_stop_password_threads)
+    app.on_cleanup.append(_flush_access_log)
     if clinics is not None:
         app[CLINICS] = clinics
     if on_callbacks_changed is not None:

@@ -24,10 +24,12 @@ from staff_ui import accounts
 from staff_ui.context import (
     BY_TOKEN,
     IDLE_TIMEOUT_S,
+    LIST_VERSION,
     LOGIN_LIMITS,
     PASSWORD_EXECUTOR,
     SESSION_FACTORY,
     VIEWER,
+    VIEWER_CACHE,
     csrf_ok,
     render,
     viewer_of,
@@ -39,6 +41,11 @@ PUBLIC_PREFIXES = ("/static/",)
 PASSWORD_CHANGE_PATHS = frozenset({"/password", "/logout"})
 MAX_SESSION_S = 12 * 3600
 """A working day; after that a new login is needed even if the page was in constant use."""
+
+SEEN_STEP_S = 60.0
+"""The idle clock in the cookie moves in steps of at most this (or a 30th of the idle timeout):
+an unchanged session is not re-encrypted and re-sent on every page load, and a forgotten
+session still ends within a minute of its idle timeout (create_app idle_timeout_s)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -130,9 +137,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             expired = True
         else:
             factory = request.app[SESSION_FACTORY]
-            viewer = await asyncio.to_thread(accounts.load_viewer, factory, user_id)
-            if viewer is not None and session.get("gen") != viewer.session_generation:
-                viewer = None  # logged out, password changed or account disabled since
+            current = await asyncio.to_thread(
+                accounts.load_current, factory, user_id, request.app[VIEWER_CACHE]
+            )
+            if current is not None and session.get("gen") == current.viewer.session_generation:
+                viewer = current.viewer
+                request[LIST_VERSION] = current.list_version
+            # else: logged out, password changed or account disabled since
     if viewer is None:
         session.pop("uid", None)
         if expired:
@@ -142,7 +153,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         target = request.path_qs if request.method == "GET" else "/"
         location = "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
         raise web.HTTPSeeOther(location)
-    session["seen"] = now
+    if now - float(session.get("seen", 0)) >= min(SEEN_STEP_S, request.app[IDLE_TIMEOUT_S] / 30):
+        session["seen"] = now
     request[VIEWER] = viewer
     if viewer.must_change_password and request.path not in PASSWORD_CHANGE_PATHS:
         if _is_api(request):

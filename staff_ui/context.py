@@ -24,7 +24,9 @@ from aiohttp_session import get_session
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
-from staff_ui.accounts import LoginLimits, Viewer
+from staff_ui.access_log_writer import AccessLogWriter
+from staff_ui.accounts import LoginLimits, Viewer, ViewerCache
+from staff_ui.page_cache import VersionedCache
 from storage.personnummer import format_personnummer
 
 SESSION_FACTORY = web.AppKey("session_factory", sessionmaker[Session])
@@ -61,8 +63,17 @@ class MessageVoice(Protocol):
 
 
 MESSAGE_VOICE: web.AppKey[MessageVoice] = web.AppKey("message_voice")
+VIEWER_CACHE = web.AppKey("viewer_cache", ViewerCache)
+"""The viewers this web process has read, checked against the database on every request."""
+ACCESS_LOG = web.AppKey("access_log", AccessLogWriter)
+"""Group commit of list views' access-log rows (staff_ui/access_log_writer.py)."""
+PAGE_CACHE = web.AppKey("page_cache", VersionedCache)
+"""Pages of the work queue read under a data version (staff_ui/page_cache.py)."""
 VIEWER = web.RequestKey("viewer", Viewer)
 """request[VIEWER] holds the logged-in Viewer, set by the auth middleware."""
+LIST_VERSION = web.RequestKey("list_version", int)
+"""request[LIST_VERSION]: data_version "ticket_list" as the auth middleware read it with the
+session's viewer (absent for a bearer token): a queue page read under it may be reused."""
 BY_TOKEN = web.RequestKey("by_token", bool)
 """request[BY_TOKEN] is True when a bearer token authenticated the request (no session, so no
 CSRF token to check either: nothing ambient a forged cross-site request could carry)."""

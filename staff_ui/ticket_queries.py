@@ -55,6 +55,7 @@ from storage.models import (
     TICKET_STATUSES,
     Callback,
     Clinic,
+    DataVersion,
     Recording,
     Ticket,
     TicketEvent,
@@ -560,6 +561,18 @@ def page_tickets(
     """Up to `limit` tickets with ids above `after_id` in id order (arrival order), and whether
     there are more: keyset pagination on the primary key, so a page costs the same however far
     into the table it is and nothing sorts the whole table. Scoped and logged like the list."""
+    with factory.begin() as session:
+        _, rows, more = read_tickets(session, viewer, where, after_id, limit)
+        record_access(session, viewer, "list_tickets", remote_addr, shown=[r.id for r in rows])
+        return rows, more
+
+
+def read_tickets(
+    session: Session, viewer: Viewer, where: TicketFilter, after_id: int, limit: int
+) -> tuple[int, list[TicketRow], bool]:
+    """page_tickets without the access log (the caller logs what it shows), with the data
+    version "ticket_list" read before the rows (staff_ui/page_cache.py)."""
+    version = session.scalar(LIST_VERSION) or 0
     conditions: list[ColumnElement[bool]] = [
         Ticket.id > after_id, *clinic_scope(viewer, Ticket.clinic_id)
     ]  # fmt: skip
@@ -574,12 +587,12 @@ def page_tickets(
     if where.due_before is not None:
         conditions.append(Ticket.due_at < where.due_before)
     query = select(*LIST_COLUMNS).where(*conditions).order_by(Ticket.id).limit(limit + 1)
-    with factory.begin() as session:
-        found = session.execute(query).all()
-        more = len(found) > limit
-        rows = list_rows(session, found[:limit])
-        record_access(session, viewer, "list_tickets", remote_addr, shown=[r.id for r in rows])
-        return rows, more
+    found = session.execute(query).all()
+    return version, list_rows(session, found[:limit]), len(found) > limit
+
+
+LIST_VERSION = select(DataVersion.version).where(DataVersion.name == "ticket_list")
+"""The version of everything a list row shows (bumped by triggers, migration 0023)."""
 
 
 @dataclass(frozen=True)

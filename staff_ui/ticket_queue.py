@@ -12,9 +12,10 @@ Invariants, and why:
   clinics or several statuses are several such reads merged here (at most page + 1 rows
   each), because an IN list on a leading column makes the database sort every matching row.
   tests/test_staff_ui_pagination.py checks the plans on SQLite and PostgreSQL.
-- Counts are index-only counts on the same indexes. Small ones are exact at the moment of
-  reading; one of CACHED_FROM or more tickets is reused for COUNT_TTL_S in this process
-  (CountCache): a caption may lag a few seconds behind on a queue of thousands, the rows never.
+- Counts are index-only counts on the same indexes, reused in this process while the data
+  version "ticket_list" is unchanged (CountCache): never older than the last change.
+- A page and its count may be reused by the caller while that version is unchanged
+  (read_page returns the version read before the rows; staff_ui/page_cache.py).
 - Only the columns the list shows are read (ticket_queries.LIST_COLUMNS); clinic names,
   recording lengths, claim holders and forwarding notes are then read for the page's rows only
   (ticket_queries.list_rows, which the API's list shares).
@@ -30,8 +31,7 @@ import binascii
 import heapq
 import json
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -43,7 +43,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from staff_ui import keyset_pages
 from staff_ui.access_log import record_access
 from staff_ui.accounts import Viewer
-from staff_ui.ticket_queries import LIST_COLUMNS, STATUS_FILTERS, TicketRow, list_rows
+from staff_ui.ticket_queries import (
+    LIST_COLUMNS,
+    LIST_VERSION,
+    STATUS_FILTERS,
+    TicketRow,
+    list_rows,
+)
 from storage.models import TICKET_STATUSES, Ticket
 
 PAGE_SIZE = 50
@@ -173,47 +179,47 @@ def _walk(
 
 
 class CountCache:
-    """Recent counts of one index range (status, clinic or None) in this process.
+    """Counts of one index range (status, clinic or None) in this process, each with the
+    data_version "ticket_list" it was read under (storage/models.py DataVersion).
 
     A count of a few thousand index entries costs as much CPU as the rest of the page
-    (counting the switchboard's 45,000 new tickets: ~3 ms on SQLite), so a count of at least
-    CACHED_FROM tickets is reused for COUNT_TTL_S; smaller ones are always exact. The
-    caption's "12 345 avbokningar" may then be off by the few tickets handled in the last
-    seconds, never the rows themselves, which are always read afresh."""
+    (counting the switchboard's 45,000 new tickets: ~3 ms on SQLite), so it is reused while
+    the version is unchanged, i.e. until any ticket changes; it is never older than that."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._counts: dict[tuple[str, str | None], tuple[float, int]] = {}
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._counts: dict[tuple[str, str | None], tuple[int, int]] = {}
         self._lock = threading.Lock()
+        self._max = max_entries
 
-    def get(self, key: tuple[str, str | None]) -> int | None:
+    def get(self, key: tuple[str, str | None], version: int) -> int | None:
         with self._lock:
             found = self._counts.get(key)
-        if found is None or self._clock() - found[0] > COUNT_TTL_S:
-            return None
-        return found[1]
+        return found[1] if found is not None and found[0] == version else None
 
-    def put(self, key: tuple[str, str | None], count: int) -> None:
-        if count >= CACHED_FROM:
-            with self._lock:
-                self._counts[key] = (self._clock(), count)
+    def put(self, key: tuple[str, str | None], version: int, count: int) -> None:
+        with self._lock:
+            if len(self._counts) >= self._max:
+                self._counts.clear()
+            self._counts[key] = (version, count)
 
 
-COUNT_TTL_S = 5.0
-CACHED_FROM = 1000
 COUNTS = CountCache()
 
 
 def _count(
-    session: Session, viewer: Viewer, lanes: Sequence[Lane], counts: CountCache = COUNTS
+    session: Session,
+    viewer: Viewer,
+    lanes: Sequence[Lane],
+    version: int,
+    counts: CountCache = COUNTS,
 ) -> int:
-    """Index-only: count(*) over (clinic_id, status) or (status) of the list's indexes (large
-    ones cached for a few seconds, see CountCache)."""
+    """Index-only: count(*) over (clinic_id, status) or (status) of the list's indexes (reused
+    while the data version is unchanged, see CountCache)."""
     total = 0
     for lane in lanes:
         for status in lane.statuses:
             for clinic_id in _clinics(viewer):
-                cached = counts.get((status, clinic_id))
+                cached = counts.get((status, clinic_id), version)
                 if cached is not None:
                     total += cached
                     continue
@@ -221,9 +227,54 @@ def _count(
                 if clinic_id is not None:
                     query = query.where(Ticket.clinic_id == clinic_id)
                 count = session.scalar(query) or 0
-                counts.put((status, clinic_id), count)
+                counts.put((status, clinic_id), version, count)
                 total += count
     return total
+
+
+def list_version(session: Session) -> int:
+    return session.scalar(LIST_VERSION) or 0
+
+
+def cache_key(
+    viewer: Viewer, status: str, after: str | None, before: str | None, page_size: int = PAGE_SIZE
+) -> tuple[object, ...]:
+    """What a page depends on besides the data: the clinics read (not who reads them), the
+    filter and the cursor. Two staff of the same clinic share their pages."""
+    return ("queue", tuple(_clinics(viewer)), status, after, before, page_size)
+
+
+def read_page(
+    session: Session,
+    viewer: Viewer,
+    status: str,
+    *,
+    after: str | None = None,
+    before: str | None = None,
+    page_size: int = PAGE_SIZE,
+) -> tuple[int, TicketPage]:
+    """One page of the work queue (see list_page) and the data version it was read under (read
+    before the rows, see staff_ui/page_cache.py). Logs nothing: the caller does."""
+    if status not in STATUS_FILTERS:
+        raise ValueError(f"unknown status filter {status!r}")
+    version = list_version(session)
+    lanes = LANES[status]
+    start_after = decode_cursor(after, status)
+    start_before = decode_cursor(before, status) if start_after is None else None
+    window = keyset_pages.page(
+        partial(_walk, session, viewer, lanes),
+        lambda item: item[0],
+        start_after,
+        start_before,
+        page_size,
+    )
+    rows = list_rows(session, [row for _, row in window.items])
+    return version, TicketPage(
+        rows=rows,
+        total=_count(session, viewer, lanes, version),
+        next_cursor=window.next_cursor,
+        previous_cursor=window.previous_cursor,
+    )
 
 
 def list_page(
@@ -238,25 +289,9 @@ def list_page(
 ) -> TicketPage:
     """One page of the work queue: the first, the one after cursor `after`, or the one before
     cursor `before` (a malformed cursor means the first page). Logs one list_tickets entry."""
-    if status not in STATUS_FILTERS:
-        raise ValueError(f"unknown status filter {status!r}")
-    lanes = LANES[status]
-    start_after = decode_cursor(after, status)
-    start_before = decode_cursor(before, status) if start_after is None else None
     with factory.begin() as session:
-        window = keyset_pages.page(
-            partial(_walk, session, viewer, lanes),
-            lambda item: item[0],
-            start_after,
-            start_before,
-            page_size,
+        _, page = read_page(
+            session, viewer, status, after=after, before=before, page_size=page_size
         )
-        found = window.items
-        rows = list_rows(session, [row for _, row in found])
-        record_access(session, viewer, "list_tickets", remote_addr, shown=[r.id for r in rows])
-        return TicketPage(
-            rows=rows,
-            total=_count(session, viewer, lanes),
-            next_cursor=window.next_cursor,
-            previous_cursor=window.previous_cursor,
-        )
+        record_access(session, viewer, "list_tickets", remote_addr, shown=[r.id for r in page.rows])
+        return page

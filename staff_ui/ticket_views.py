@@ -23,11 +23,15 @@ from aiohttp_session import get_session
 from callbacks.phone_numbers import format_number
 from config.calendar import deadline_day
 from staff_ui import ticket_claims, ticket_queries, ticket_queue
+from staff_ui.access_log import access_values
 from staff_ui.context import (
+    ACCESS_LOG,
     CALLBACK_STATE_LABELS,
     CLAIM_EXPIRY,
     CLINICS,
     CLOCK,
+    LIST_VERSION,
+    PAGE_CACHE,
     SESSION_FACTORY,
     STATUS_LABELS,
     TIMEZONE,
@@ -41,8 +45,10 @@ from staff_ui.context import (
     wav_response,
 )
 from staff_ui.corrections import MAX_NAME_CHARS, Refused, normalize_name
+from staff_ui.page_cache import VersionedCache
 from staff_ui.ticket_claims import Claim
 from staff_ui.ticket_queries import MAX_NOTE_CHARS, Corrected, Decided, Decision, TicketDetail
+from staff_ui.ticket_rows import RenderedRows, render_rows
 
 MAX_REASON_CHARS = 2000
 DEADLINE_LABELS = {"overdue": "Försenad", "due_today": "Förfaller idag"}
@@ -111,32 +117,78 @@ async def not_found(request: web.Request) -> web.Response:
     )
 
 
+@dataclass
+class QueueEntry:
+    """A page of the queue as read under one data version, and its rows' HTML once rendered
+    (kept while the clock changes none of their marks: ticket_rows.RenderedRows)."""
+
+    page: ticket_queue.TicketPage
+    rendered: RenderedRows | None = None
+
+
+async def queue_page(
+    request: web.Request, status: str, after: str | None, before: str | None
+) -> QueueEntry:
+    """The queue page for this viewer from the page cache when nothing changed since it was
+    read (the version the auth middleware read with the viewer, or read here for a token),
+    else read afresh. Logs nothing: the caller logs what it shows."""
+    viewer = viewer_of(request)
+    cache: VersionedCache[QueueEntry] = request.app[PAGE_CACHE]
+    key = ticket_queue.cache_key(viewer, status, after, before)
+    version = request.get(LIST_VERSION)
+
+    def read() -> QueueEntry:
+        with request.app[SESSION_FACTORY]() as session:
+            if version is None:
+                hit = cache.get(key, ticket_queue.list_version(session))
+                if hit is not None:
+                    return hit
+            read_version, page = ticket_queue.read_page(
+                session, viewer, status, after=after, before=before
+            )
+        entry = QueueEntry(page)
+        cache.put(key, read_version, entry)
+        return entry
+
+    if version is None:
+        return await asyncio.to_thread(read)
+    return await cache.get_or_read(key, version, partial(asyncio.to_thread, read))
+
+
+async def log_list(request: web.Request, shown: list[int]) -> None:
+    """The list_tickets access-log row naming the tickets shown, committed before the caller
+    answers (group commit with the other requests': staff_ui/access_log_writer.py)."""
+    await request.app[ACCESS_LOG].write(
+        access_values(viewer_of(request), "list_tickets", request.remote, shown=shown)
+    )
+
+
 async def ticket_list(request: web.Request) -> web.Response:
     """The work queue, a page at a time (?after= / ?before= cursors, staff_ui/ticket_queue.py)."""
     status = request.query.get("status", "new")
     if status not in ticket_queries.STATUS_FILTERS:
         status = "new"
-    page = await asyncio.to_thread(
-        partial(
-            ticket_queue.list_page,
-            after=request.query.get("after"),
-            before=request.query.get("before"),
-        ),
-        request.app[SESSION_FACTORY],
-        viewer_of(request),
-        status,
-        request.remote,
+    entry = await queue_page(
+        request, status, request.query.get("after"), request.query.get("before")
     )
+    page = entry.page
+    await log_list(request, [row.id for row in page.rows])
+    now = request.app[CLOCK]()
+    rendered = entry.rendered
+    if rendered is None or not rendered.holds_at(now):
+        rendered = entry.rendered = render_rows(
+            page.rows, now, request.app[TIMEZONE], request.app[CLAIM_EXPIRY], DEADLINE_LABELS
+        )
     return await render(
         request,
         "tickets.html",
         {
             "rows": page.rows,
+            "rows_html": rendered.html,
             "page": page,
             "status": status,
             "status_filters": ticket_queries.STATUS_FILTERS,
             "nav": "tickets",
-            **deadline_context(request),
         },
     )
 

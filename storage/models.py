@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -767,3 +768,15 @@ class WakeSignal(Base):
     topic: Mapped[str] = mapped_column(String(32), primary_key=True)
     counter: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DataVersion(Base):
+    """A counter that database triggers bump on every committed change to what a view shows
+    (migration 0023 names the tables): "ticket_list" for the work queue's rows, "viewers" for
+    users, roles and clinics. A web process's cached page or viewer is reused only while the
+    counter it was read under is still the current one (staff_ui/page_cache.py)."""
+
+    __tablename__ = "data_version"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -10,6 +10,10 @@ switchboard (`vaxel`). Then a real `callserver web` (its own process, as in prod
 - `/?status=all` for staff and for the switchboard;
 - `/api/tickets` for staff (the JSON list the pages' queries also serve).
 
+--writes-per-s N: meanwhile another connection changes one ticket N times a second, so the
+web process's page cache (keyed by the data version those changes bump) keeps missing: the
+figures with writes are the honest cost of a page, those without show the cache hitting.
+
 wrk's latency distribution gives p50 and p99 (closed loop: each connection sends its next
 request when the previous answer arrived). Run it under the shared CPU lock:
 
@@ -32,9 +36,11 @@ import random
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -171,6 +177,43 @@ def run_wrk(url: str, cookie: str, connections: int, seconds: int) -> dict[str, 
     }  # fmt: skip
 
 
+class TicketWriter:
+    """Changes one new ticket of the first clinic every 1/rate s from its own sqlite3
+    connection (as the call server or another web process would), in a thread."""
+
+    def __init__(self, db: Path, rate: float) -> None:
+        self._db, self._period = db, 1.0 / rate
+        self._stop = threading.Event()
+        self._done = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._db, timeout=30)
+        ticket_id = conn.execute(
+            "SELECT id FROM ticket WHERE clinic_id = ? AND status = 'new' LIMIT 1", (CLINICS[0],)
+        ).fetchone()[0]
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            conn.execute(
+                "UPDATE ticket SET name = ? WHERE id = ?", (f"Bänk {self._done}", ticket_id)
+            )
+            conn.commit()
+            self._done += 1
+            next_at += self._period
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+        conn.close()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self._done
+
+
+def start_writer(db: Path, rate: float) -> TicketWriter:
+    return TicketWriter(db, rate)
+
+
 def git_commit() -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
@@ -186,6 +229,11 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="run only the loads with these labels")
     parser.add_argument("--results", type=Path, help="append one JSON line per load")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--writes-per-s", type=float, default=0.0,
+        help="meanwhile, another process's connection changes one new ticket this often "
+        "(each change bumps the queue's data version, so the web process's page cache misses)",
+    )  # fmt: skip
     parser.add_argument(
         "--py-spy", type=Path, metavar="DIR",  # children too (--subprocesses)
         help="sample the web process(es) with py-spy during each load: collapsed stacks "
@@ -237,13 +285,20 @@ def main() -> int:
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )
                 ]  # fmt: skip
+            writer = (
+                start_writer(data_dir / "callserver.db", args.writes_per_s)
+                if args.writes_per_s
+                else None
+            )
             measured = run_wrk(base + path, cookies[user], args.connections, args.seconds)
+            if writer is not None:
+                measured["writes"] = writer.stop()
             for spy in spies:
                 spy.wait()
             row = {
                 "load": label, "path": path, "user": user, "tickets": args.tickets,
                 "clinics": len(CLINICS), "connections": args.connections,
-                "processes": args.processes,
+                "processes": args.processes, "writes_per_s": args.writes_per_s,
                 "seconds": args.seconds, **measured, "commit": git_commit(),
                 "date": dt.date.today().isoformat(), "machine": platform.processor()
                 or platform.machine(), "cores": os.cpu_count(),

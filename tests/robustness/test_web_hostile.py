@@ -44,11 +44,15 @@ from tests.test_staff_ui_permission_matrix import (
 )
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MAY_CHANGE = {"access_log": None, "ticket": {"claim_active_at", "updated_at"}}
+MAY_CHANGE = {
+    "access_log": None,
+    "ticket": {"claim_active_at", "updated_at"},
+    "data_version": {"version"},
+}
 """What a refused request may still write: the access log (a refused form shows its page again,
 which is a view), and the claim holder's last activity on the ticket that page shows
 (staff_ui/ticket_claims.py: opening the ticket keeps one's claim alive; the ORM bumps
-updated_at with it)."""
+updated_at with it, and the database's trigger the queue's data_version, migration 0023)."""
 
 
 @pytest.fixture
