@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import uuid
 from pathlib import Path
 
 import pytest
 
+from callserver import live_call
 from callserver.live_call import LiveCall
 from callserver.recording import LIVE, CallFacts, Sidecar
 from callserver.sip.engine import Dialog
@@ -236,3 +239,17 @@ async def test_a_discarded_take_is_deleted_and_never_filed(tmp_path: Path) -> No
     await call.file_held()  # the call ended while the second take was under review
     assert [result for result, _ in stored] == [second]
     assert [p.name for p in tmp_path.rglob("*.wav")] == [second.path.name]  # type: ignore[union-attr]
+
+
+def test_a_recording_name_never_reads_as_a_personnummer_in_the_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The recording's path is logged; a random part that began with four decimal digits
+    after the HHMMSS made "155125-3272" (a failed log check in CI). The random part is letters."""
+    pnr = re.compile(r"(?<!\d)(?:19|20)?\d{6}[-+]?\d{4}(?!\d)")
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID("32720000-1999-4000-8000-000000000000"))
+    token = live_call.recording_token()
+    assert len(token) == 12 and token.isalpha(), token
+    name = f"20261130-155125-{token}.wav"
+    assert not pnr.search(name), name
+    assert pnr.search("20261130-155125-3272f2987bda.wav")  # the old form did
