@@ -97,6 +97,7 @@ from bench_queue import (  # noqa: E402
 from bench_ui import cookie_of, run_wrk  # noqa: E402
 from bench_ui import seed as seed_ui  # noqa: E402
 from rtp_gaps import gap_stats  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from storage.db import make_engine, migrate  # noqa: E402
 from tests.support.kamailio import Kamailio  # noqa: E402
@@ -235,7 +236,7 @@ class Database:
         engine = make_engine(self.url)
         try:
             with engine.connect() as conn:
-                return [tuple(row) for row in conn.exec_driver_sql(sql).fetchall()]
+                return [tuple(row) for row in conn.execute(text(sql)).fetchall()]
         finally:
             engine.dispose()
 
