@@ -34,6 +34,20 @@ reaches it), and wrk (bench/ui's run_wrk, --ui-connections, default 50) loads be
 one-clinic staff member's queue `/` for the calls' duration (ramp-up + ~30 s); the result's
 "ui" has wrk's figures and the web process's CPU seconds.
 
+With `--nodes 2` (issue 12's "two server processes behind the shipped Kamailio dispatcher"):
+the production shape of docs/multinode.md on this machine. A throw-away PostgreSQL
+(tests/support/postgres.py), two `callserver serve` nodes on it (their own SIP ports, halves of
+one RTP port range, node ids node-a/node-b, one shared data directory), Kamailio in front with
+the shipped config/kamailio/kamailio.cfg (tests/support/kamailio.py; the shipped defaults for
+its workers, probe interval and transaction timer, not the tests' shorter ones), and sipp
+calling Kamailio from a trusted address. The criteria are the same, over both nodes: tickets,
+DTMF and recordings from the shared database, the TX gaps pooled over both nodes' RTP (one
+capture of the whole range, also reported per node), the server CPU of both processes summed
+(and per node; Kamailio's own CPU apart). The spread: calls Kamailio dispatched to each node (its
+`DISPATCHED` log lines) and RTP streams each node sent. BYE -> ticket: the caller's BYE as it
+arrived at Kamailio (`bye_to_ticket_ms`, the end-to-end figure) and as Kamailio relayed it to
+the node (`bye_to_ticket_at_node_ms`), both from one capture of the three SIP ports.
+
 `--env KEY=VALUE` passes settings to the server (e.g. CALLSERVER_RUNTIME_GC_FREEZE=false for
 the side-by-side "before"). Every process started here is stopped by its PID; the temporary
 directory is removed unless --keep.
@@ -83,8 +97,12 @@ from bench_queue import (  # noqa: E402
 from bench_ui import cookie_of, run_wrk  # noqa: E402
 from bench_ui import seed as seed_ui  # noqa: E402
 from rtp_gaps import gap_stats  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
+from storage.db import make_engine, migrate  # noqa: E402
+from tests.support.kamailio import Kamailio  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
+from tests.support.postgres import create_database, temporary_postgres  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 from tests.support.sipp import ONE_UTTERANCE_ENV  # noqa: E402
 
@@ -128,8 +146,9 @@ def hangup_scenario(path: Path) -> None:
 # -- the SIP capture ------------------------------------------------------------------------------
 
 
-def bye_times(pcap: Path) -> dict[str, float]:
-    """Call-ID -> capture time (epoch s) of the first BYE request in a loopback pcap."""
+def bye_times(pcap: Path, dst_ports: set[int] | None = None) -> dict[str, float]:
+    """Call-ID -> capture time (epoch s) of the first BYE request in a loopback pcap (only those
+    sent to `dst_ports` when given)."""
     out: dict[str, float] = {}
     with open(pcap, "rb") as f:
         header = f.read(24)
@@ -144,7 +163,12 @@ def bye_times(pcap: Path) -> dict[str, float]:
             ip = f.read(incl)[offset:]
             if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
                 continue
-            payload = ip[(ip[0] & 15) * 4 + 8 :]
+            ihl = (ip[0] & 15) * 4
+            if dst_ports is not None and struct.unpack(">H", ip[ihl + 2 : ihl + 4])[0] not in (
+                dst_ports
+            ):
+                continue
+            payload = ip[ihl + 8 :]
             if not payload.startswith(b"BYE "):
                 continue
             found = re.search(rb"\r\nCall-ID:\s*([^\r\n]+)", payload, re.IGNORECASE)
@@ -178,12 +202,43 @@ def machine_idle_s() -> float:
     return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
 
 
-def utc_epoch(value: str) -> float:
-    """A timestamp column as SQLite holds it (UTC, with or without an offset) -> epoch s."""
-    parsed = dt.datetime.fromisoformat(value)
+def utc_epoch(value: str | dt.datetime) -> float:
+    """A timestamp column (UTC) -> epoch s: SQLite gives text with or without an offset,
+    PostgreSQL a naive datetime."""
+    parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children (Kamailio: the main process and the
+    workers it forked)."""
+    total = proc_cpu_s(pid) or 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += proc_cpu_s(int(stat.parent.name)) or 0.0
+    return total
+
+
+@dataclass
+class Database:
+    """Where the calls' rows are: the one server's SQLite file, or the nodes' PostgreSQL."""
+
+    sqlite: Path | None = None
+    url: str | None = None
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.sqlite is not None:
+            return db_rows(self.sqlite, sql)
+        assert self.url is not None
+        engine = make_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql)).fetchall()]
+        finally:
+            engine.dispose()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -207,6 +262,20 @@ class RunConfig:
     """> 0: seed this many tickets, run `callserver web` on the same database and keep wrk's
     connections on the staff queue busy for the duration of the calls."""
     ui_connections: int = 50
+    nodes: int = 1
+    """2: two nodes on PostgreSQL behind the shipped Kamailio (see the module docstring)."""
+
+
+NODE_NAMES = ("node-a", "node-b")
+KAMAILIO_SHIPPED = {"CHILDREN": "4", "DS_PING_S": "5", "FR_TIMER_MS": "3000"}
+"""kamailio.cfg's own defaults for what tests/support/kamailio.py shortens for the tests."""
+
+
+def split_range(rtp: tuple[int, int], parts: int) -> list[tuple[int, int]]:
+    """One RTP port range cut into `parts` adjacent even-aligned ranges, one per node, so one
+    capture of the whole range and rtp_gaps.py over it pool every node's streams."""
+    size = ((rtp[1] - rtp[0]) // parts) & ~1
+    return [(rtp[0] + i * size, rtp[0] + (i + 1) * size - 2) for i in range(parts)]
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
@@ -232,49 +301,83 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "loadavg_before": loadavg(),
         "ui_tickets": cfg.ui_tickets,
     }
+    if cfg.nodes > 1:
+        result["nodes"] = cfg.nodes
     tmp = Path(tempfile.mkdtemp(prefix="bench-calls-"))
-    server: ServerProcess | None = None
+    nodes: list[ServerProcess] = []
+    proxy: Kamailio | None = None
     dumps: list[subprocess.Popen[Any]] = []
     sipp: SippLoad | None = None
+    stack = contextlib.ExitStack()
     try:
         calltmp, scenario, voice_s = cancellation_call(tmp, pnr_keys=PNR + "#")
         result["voice_s"] = round(voice_s, 2)
         if cfg.hangup:
             hangup_scenario(scenario)
-        rtp = pick_rtp_range(cfg.rtp_low, cfg.calls)
+        # every node gets room for all the calls: the spread is Kamailio's to decide
+        rtp = pick_rtp_range(cfg.rtp_low, cfg.calls * cfg.nodes)
         sipp = SippLoad(scenario, remote="", calls=cfg.calls, rate=cfg.rate)
-        metrics_port = free_port(socket.SOCK_STREAM)
-        env = {
-            **ONE_UTTERANCE_ENV, "CALLSERVER_LOG_LEVEL": "INFO",
-            "CALLSERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_port}", **cfg.env,
-        }  # fmt: skip
-        server = ServerProcess(
-            data_dir=tmp / "data",
-            prompts_dir=tmp / "prompts",
-            peer_port=sipp.local_port,
-            rtp_range=rtp,
-            extra_env=env,
-        )
+        metrics_ports = [free_port(socket.SOCK_STREAM) for _ in range(cfg.nodes)]
+        env = {**ONE_UTTERANCE_ENV, "CALLSERVER_LOG_LEVEL": "INFO", **cfg.env}
+        if cfg.nodes == 1:
+            db = Database(sqlite=tmp / "data" / "callserver.db")
+            nodes.append(
+                ServerProcess(
+                    data_dir=tmp / "data", prompts_dir=tmp / "prompts",
+                    peer_port=sipp.local_port, rtp_range=rtp,
+                    extra_env={**env, "CALLSERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_ports[0]}"},
+                )
+            )  # fmt: skip
+        else:
+            url = create_database(stack.enter_context(temporary_postgres()), "bench")
+            migrate(url)
+            db = Database(url=url)
+            for name, half, metrics_port in zip(
+                NODE_NAMES, split_range(rtp, cfg.nodes), metrics_ports, strict=False
+            ):
+                nodes.append(
+                    ServerProcess(
+                        data_dir=tmp / "data", prompts_dir=tmp / "prompts", peer_port=0,
+                        rtp_range=half,
+                        extra_env={
+                            **env, "CALLSERVER_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+                            "CALLSERVER_DATABASE_URL": url,
+                            "CALLSERVER_CALLBACKS_NODE_ID": name,
+                        },
+                    )
+                )  # fmt: skip
+            proxy = Kamailio(
+                tmp / "kamailio", nodes[0].sip_port, nodes=[n.sip_port for n in nodes[1:]],
+                defines=KAMAILIO_SHIPPED,
+            )  # fmt: skip
+            for node in nodes:
+                node.peer_port = proxy.port
+            proxy.start()
+        server = nodes[0]
         if cfg.ui_tickets:
             server.data_dir.mkdir(parents=True)
             result["ui_seed_s"] = round(
                 seed_ui(f"sqlite:///{server.data_dir / 'callserver.db'}", cfg.ui_tickets), 1
             )
-        server.start(timeout=180)
-        assert server.proc is not None
-        pid = server.proc.pid
+        for node in nodes:
+            node.start(timeout=180)
+        pids = [node.proc.pid for node in nodes if node.proc is not None]
+        if proxy is not None:
+            proxy.wait_active([n.sip_port for n in nodes], timeout=30)
         ui_base = f"http://127.0.0.1:{server.http_port}"
         if cfg.ui_tickets:
             server.start_web(server.env(), timeout=60)
             assert server.web_proc is not None
             cookie = asyncio.run(cookie_of(ui_base, UI_USER))
 
+        sip_ports = [n.sip_port for n in nodes] + ([proxy.port] if proxy is not None else [])
         captures = [
             ("rtp", "-s", "64", f"udp and src portrange {rtp[0]}-{rtp[1]} "
              f"and dst port {sipp.media_port}"),
         ]  # fmt: skip
         if cfg.hangup:
-            captures.append(("sip", "-s", "0", f"udp and dst port {server.sip_port}"))
+            to_sip = " or ".join(f"dst port {port}" for port in sip_ports)
+            captures.append(("sip", "-s", "0", f"udp and ({to_sip})"))
         for name, flag, snap, expr in captures:
             err_path = tmp / f"tcpdump-{name}.err"
             with open(err_path, "w") as err:
@@ -287,10 +390,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             wait_for_text(err_path, "listening on", proc, timeout=20)
 
         result["loadavg_at_calls"] = loadavg()
-        cpu0 = proc_cpu_s(pid) or 0.0
+        cpu0 = [proc_cpu_s(pid) or 0.0 for pid in pids]
+        proxy_cpu0 = tree_cpu_s(proxy.proc.pid) if proxy and proxy.proc else 0.0
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         idle0 = machine_idle_s()
-        sipp.remote = f"127.0.0.1:{server.sip_port}"
+        sipp.remote = f"127.0.0.1:{proxy.port if proxy is not None else server.sip_port}"
         ui_load: dict[str, Any] = {}
         wrk: threading.Thread | None = None
         if cfg.ui_tickets:
@@ -325,8 +429,18 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         )  # fmt: skip
         result["machine_idle_cores"] = round((machine_idle_s() - idle0) / wall, 2)
         result.update(sipp_counts(output))
-        with contextlib.suppress(Exception):
-            result["clock"] = clock_metrics(metrics_port)
+        clocks: list[dict[str, float]] = []
+        for port in metrics_ports:
+            with contextlib.suppress(Exception):
+                clocks.append(clock_metrics(port))
+        if len(clocks) == 1:
+            result["clock"] = clocks[0]
+        elif clocks:
+            # the table's column: the later-ticking node's figures (each node's too)
+            result["clock_by_node"] = dict(zip(NODE_NAMES, clocks, strict=False))
+            result["clock"] = {
+                key: max(c.get(key, 0.0) for c in clocks) for key in clocks[0]
+            }  # fmt: skip
         if code != 0:
             result["sipp_tail"] = output[-1500:]
         dropped = 0
@@ -339,29 +453,34 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         result["tcpdump_dropped"] = dropped
 
         # tickets are filed right after each call ends; give the last ones a moment
-        db = server.data_dir / "callserver.db"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if db_rows(
-                db,
-                f"SELECT count(*) FROM ticket t JOIN call c ON c.id = t.call_id WHERE {NOT_SEEDED}",
+            if db.rows(
+                f"SELECT count(*) FROM ticket t JOIN call c ON c.id = t.call_id WHERE {NOT_SEEDED}"
             )[0][0] >= result.get("sipp_ok", 0):
                 break
             time.sleep(0.3)
         time.sleep(0.5)
-        cpu = (proc_cpu_s(pid) or 0.0) - cpu0
-        call_s = db_rows(
-            db,
-            "SELECT coalesce(sum((julianday(ended_at) - julianday(answered_at)) * 86400), 0) "
-            "FROM call WHERE answered_at IS NOT NULL AND ended_at IS NOT NULL",
-        )[0][0]
+        cpus = [(proc_cpu_s(pid) or 0.0) - c0 for pid, c0 in zip(pids, cpu0, strict=True)]
+        cpu = sum(cpus)
+        call_s = sum(
+            utc_epoch(ended) - utc_epoch(answered)
+            for answered, ended in db.rows(
+                "SELECT answered_at, ended_at FROM call "
+                "WHERE answered_at IS NOT NULL AND ended_at IS NOT NULL"
+            )
+        )
         result["server_cpu_s"] = round(cpu, 1)
         result["call_seconds"] = round(call_s, 1)
         result["cpu_ms_per_call_s"] = round(1000 * cpu / call_s, 3) if call_s else None
         result["server_cores_during_calls"] = round(cpu / result["sipp_wall_s"], 2)
+        if proxy is not None and proxy.proc is not None:
+            result["server_cpu_s_by_node"] = dict(
+                zip(NODE_NAMES, (round(c, 1) for c in cpus), strict=False)
+            )
+            result["kamailio_cpu_s"] = round(tree_cpu_s(proxy.proc.pid) - proxy_cpu0, 1)
 
-        rows = db_rows(
-            db,
+        rows = db.rows(
             "SELECT c.sip_call_id, t.created_at, t.personnummer, t.personnummer_source, "
             "r.duration_s FROM ticket t JOIN call c ON c.id = t.call_id "
             f"LEFT JOIN recording r ON r.id = t.recording_id WHERE {NOT_SEEDED}",
@@ -377,27 +496,51 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 round(durations[0], 2), round(statistics.median(durations), 2),
                 round(durations[-1], 2),
             ]  # fmt: skip
-        errors = [line for line in server.log().splitlines() if " ERROR " in line]
+        errors = [line for node in nodes for line in node.log().splitlines() if " ERROR " in line]
         result["server_error_lines"] = len(errors)
         result["server_errors_sample"] = errors[:3]
-        server.stop()
+        for node in nodes:
+            node.stop()
+        if proxy is not None:
+            dispatched = re.findall(r"DISPATCHED \S+ to sip:127\.0\.0\.1:(\d+)", proxy.log())
+            result["dispatched_by_node"] = {
+                name: dispatched.count(str(node.sip_port))
+                for name, node in zip(NODE_NAMES, nodes, strict=False)
+            }
+            proxy.stop()
 
         if cfg.hangup:
-            byes = bye_times(tmp / "sip.pcap")
-            delays = [
-                utc_epoch(created) - byes[call_id]
-                for call_id, created, *_ in rows
-                if call_id in byes
-            ]
-            result["bye_matched"] = len(delays)
-            if delays:
-                result["bye_to_ticket_ms"] = {
-                    "p50": round(1000 * pct(delays, 50), 1),
-                    "p95": round(1000 * pct(delays, 95), 1),
-                    "max": round(1000 * max(delays), 1),
-                    "min": round(1000 * min(delays), 1),
-                }
+            pcap = tmp / "sip.pcap"
+            seen = [("bye_to_ticket_ms", {sip_ports[-1]}, "bye_matched")]
+            if proxy is not None:
+                seen.append(
+                    ("bye_to_ticket_at_node_ms", set(sip_ports[:-1]), "bye_matched_at_node")
+                )
+            for key, arrived_at, matched in seen:
+                byes = bye_times(pcap, arrived_at)
+                delays = [
+                    utc_epoch(created) - byes[call_id]
+                    for call_id, created, *_ in rows
+                    if call_id in byes
+                ]
+                result[matched] = len(delays)
+                if delays:
+                    result[key] = {
+                        "p50": round(1000 * pct(delays, 50), 1),
+                        "p95": round(1000 * pct(delays, 95), 1),
+                        "max": round(1000 * max(delays), 1),
+                        "min": round(1000 * min(delays), 1),
+                    }
         result["media"] = gap_stats(str(tmp / "rtp.pcap"), rtp[0], rtp[1])
+        if proxy is not None:
+            by_node = {
+                name: gap_stats(str(tmp / "rtp.pcap"), *node.rtp_range)
+                for name, node in zip(NODE_NAMES, nodes, strict=False)
+            }
+            result["media_by_node"] = {
+                name: {k: m.get(k) for k in ("streams", "gap_p99_ms", "gap_p999_ms", "gap_max_ms")}
+                for name, m in by_node.items()
+            }
         media = result["media"]
         n = cfg.calls
         result["clean"] = bool(
@@ -418,8 +561,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         for proc in dumps:
             with contextlib.suppress(Exception):
                 stop_pid(proc, signal.SIGINT)
-        if server is not None:
-            server.stop()
+        for node in nodes:
+            node.stop()
+        if proxy is not None:
+            proxy.stop()
+        stack.close()  # PostgreSQL, after the nodes that used it
         if cfg.keep:
             print(f"kept {tmp}", file=sys.stderr)
         else:
@@ -431,11 +577,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
 def table(path: Path) -> str:
     """Medians per (label, calls, hang-up mode) of a results file, as a markdown table."""
-    groups: dict[tuple[str, int, bool], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, int, bool, int], list[dict[str, Any]]] = defaultdict(list)
     for line in path.read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            groups[(r["label"], r["calls_offered"], r["hangup"])].append(r)
+            groups[(r["label"], r["calls_offered"], r["hangup"], r.get("nodes", 1))].append(r)
 
     def med(runs: list[dict[str, Any]], get: Any) -> Any:
         values = [v for v in (get(r) for r in runs) if v is not None]
@@ -448,7 +594,9 @@ def table(path: Path) -> str:
         "| load 1 min before |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
-    for (label, calls, hangup), runs in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1])):
+    for (label, calls, hangup, nodes), runs in sorted(
+        groups.items(), key=lambda g: (g[0][3], g[0][0], g[0][1])
+    ):
         bye = (
             f"{med(runs, lambda r: r.get('bye_to_ticket_ms', {}).get('p50'))} / "
             f"{med(runs, lambda r: r.get('bye_to_ticket_ms', {}).get('p95'))}"
@@ -462,7 +610,8 @@ def table(path: Path) -> str:
             else "–"
         )
         lines.append(
-            f"| {label}{' (caller BYE)' if hangup else ''} | {calls} | {len(runs)} | "
+            f"| {label}{f' on {nodes} nodes' if nodes > 1 else ''}"
+            f"{' (caller BYE)' if hangup else ''} | {calls} | {len(runs)} | "
             f"{sum(1 for r in runs if r.get('clean'))} | "
             f"{min(r.get('dtmf_ok', 0) for r in runs)} | "
             f"{min(r.get('recordings_complete', 0) for r in runs)} | "
@@ -498,6 +647,10 @@ def main() -> int:
         "and wrk (--ui-connections) on the staff queue `/` while the calls run",
     )  # fmt: skip
     parser.add_argument("--ui-connections", type=int, default=50)
+    parser.add_argument(
+        "--nodes", type=int, choices=(1, 2), default=1,
+        help="2: two nodes on PostgreSQL behind the shipped Kamailio dispatcher",
+    )  # fmt: skip
     parser.add_argument("--label", default="")
     parser.add_argument("--results", type=Path, default=None, help="append JSON lines here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -506,6 +659,8 @@ def main() -> int:
     if args.table:
         print(table(args.table))
         return 0
+    if args.nodes > 1 and args.with_ui:
+        parser.error("--with-ui seeds the one server's SQLite database: not with --nodes 2")
     signal.signal(signal.SIGTERM, _terminated)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -516,7 +671,7 @@ def main() -> int:
                 RunConfig(
                     calls=calls, hangup=args.hangup, rate=args.rate, rtp_low=args.rtp_low,
                     label=args.label, keep=args.keep, env=env, ui_tickets=args.with_ui,
-                    ui_connections=args.ui_connections,
+                    ui_connections=args.ui_connections, nodes=args.nodes,
                 )
             )  # fmt: skip
             if args.results:
@@ -531,6 +686,16 @@ def main() -> int:
             )}  # fmt: skip
             brief["media"] = result.get("media")
             brief["clock"] = result.get("clock")
+            for key in (
+                "dispatched_by_node",
+                "server_cpu_s_by_node",
+                "kamailio_cpu_s",
+                "media_by_node",
+                "clock_by_node",
+                "bye_to_ticket_at_node_ms",
+            ):
+                if key in result:
+                    brief[key] = result[key]
             brief["ui"] = result.get("ui")
             print(json.dumps(brief, ensure_ascii=False))
     return 0
