@@ -153,7 +153,11 @@ def test_invite_flood_is_banned_and_the_pbx_still_gets_through(
     banned = answers.count(503)
     assert banned >= 200, f"{banned} of {len(answers)} answers were 503"
     assert set(answers) <= {403, 503}, set(answers)
-    assert proxy.log().count(f"BANNED {STRANGER}") == 1, "the ban is logged once, when it starts"
+    ban_lines = [line for line in proxy.log().splitlines() if f"BANNED {STRANGER}" in line]
+    # Two worker processes can meet the flood at once; the ban still starts (and is logged)
+    # once, with the configured length (a CI run once logged it twice, once "for 86400 s").
+    assert len(ban_lines) == 1, ban_lines
+    assert ban_lines[0].endswith("503 for 120 s"), ban_lines
     assert (200, "INVITE") in received_responses(tmp_path, call)
     assert STRANGER not in server.log(), "a flooding INVITE reached the node"
     assert [r["caller_number"] for r in ended_call_rows(server)] == ["0701234567"]
