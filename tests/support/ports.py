@@ -32,10 +32,29 @@ def free_port(kind: int = socket.SOCK_DGRAM, *, both: bool = False) -> int:
 
 
 def free_port_range(size: int = 40) -> tuple[int, int]:
-    """A random even-aligned range of UDP ports; the server's pool skips any that are busy."""
+    """A random even-aligned range of UDP ports none of which is bound now.
+
+    Below the kernel's ephemeral range (32768+ by default), so a port the kernel hands
+    another socket later cannot land in it. The server's pool also skips any that are busy,
+    but a peer such as sipp binds its `-mp` ports blindly and fails on a taken one.
+    """
+    top = _ephemeral_low()
+    if top - 21000 < 50 * size:  # a machine whose ephemeral range starts low: share it
+        top = 60000
     rng = np.random.default_rng()
-    low = int(rng.integers(21000, 60000)) & ~1
-    return low, low + size
+    for _ in range(200):
+        low = int(rng.integers(21000, top - size)) & ~1
+        if not any(udp_port_bound(port) for port in range(low, low + size)):
+            return low, low + size
+    raise RuntimeError(f"no free range of {size} UDP ports found from 21000 to {top}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 by default)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    return 32768
 
 
 def udp_port_bound(port: int) -> bool:
