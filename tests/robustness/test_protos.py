@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.peer, require("sipp", package="sip-tester")]
 
 WINDOW_S = 0.008
 """Listen this long after each case before the next: ~4,500 cases in well under a minute,
-slow enough that the server's socket buffer never overflows (every case is really handled)."""
-BUDGET_S = 90.0
+slow enough that the server's socket buffer never overflows (every case is really handled).
+How long the replay takes is printed, not asserted: a slower machine is not a defect."""
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,6 @@ def protos_run(
     run = replay(sip_server, paths, window_s=WINDOW_S)
     took = time.monotonic() - started
     print(f"PROTOS: {len(run.cases)} cases sent, {run.too_big} too big for UDP, {took:.1f} s")
-    assert took < BUDGET_S
     yield run
 
 
