@@ -419,8 +419,12 @@ async def test_a_received_packet_sends_the_frames_due_on_the_clock(pool, peer, c
         time.sleep(0.03)  # the loop is busy; the next tick is due
         session.datagram_received(audio_packet(1, bytes(FRAME_SAMPLES)), peer.address)
         assert (session.stats.sent, other.stats.sent) == (sent[0] + 1, sent[1] + 1)
-        first, *_ = (parse_rtp(data) for _, data in peer.received[-2:])
-        assert first.payload_type == PCMU and len(first.payload) == FRAME_SAMPLES
+        # The peer reads them on a later turn of the loop (this test held it until now).
+        due = sum(sent)
+        await wait_for(lambda: len(peer.received) >= due + 2)
+        for _, data in peer.received[due : due + 2]:
+            frame = parse_rtp(data)
+            assert frame.payload_type == PCMU and len(frame.payload) == FRAME_SAMPLES
     finally:
         session.close()
         other.close()
