@@ -53,12 +53,14 @@ from staff_ui.context import (
     SESSION_FACTORY,
     TIMEZONE,
     VIEWER_CACHE,
+    VIEWER_PROBE,
     MessageVoice,
     render,
 )
 from staff_ui.metrics import metrics_middleware
 from staff_ui.page_cache import VersionedCache
 from staff_ui.ticket_claims import CLAIM_EXPIRY as CLAIM_EXPIRY_DEFAULT
+from staff_ui.viewer_probe import ViewerProbe
 from storage.models import utcnow
 from storage.personnummer import redact_personnummer
 
@@ -282,6 +284,7 @@ def create_app(
     app[CLAIM_EXPIRY] = claim_expiry
     app[PASSWORD_EXECUTOR] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
     app[VIEWER_CACHE] = ViewerCache()
+    app[VIEWER_PROBE] = ViewerProbe(session_factory, app[VIEWER_CACHE])
     app[PAGE_CACHE] = VersionedCache()
     app[ACCESS_LOG] = AccessLogWriter(session_factory)
 
@@ -290,6 +293,7 @@ def create_app(
 
     async def _flush_access_log(app: web.Application) -> None:
         await app[ACCESS_LOG].close()
+        await app[VIEWER_PROBE].close()
 
     app.on_cleanup.append(_stop_password_threads)
     app.on_cleanup.append(_flush_access_log)
@@ -306,6 +310,9 @@ def create_app(
         loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        # The templates ship with the code and change only with a restart: no stat() of every
+        # template on every page to see whether it changed on disk.
+        auto_reload=False,
     )
     app.on_response_prepare.append(_add_security_headers)
     app.router.add_get("/login", auth.login_page)
