@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
@@ -37,7 +38,14 @@ from staff_ui.context import ACCESS_LOG, PAGE_CACHE, VIEWER_PROBE
 from staff_ui.viewer_probe import ViewerProbe
 from storage.db import make_engine, make_session_factory
 from storage.models import AccessLogEntry, StaffUser
-from tests.support.ui import SeededUi, add_seeded_ticket, login, make_ui_app, seed_ui_db
+from tests.support.ui import (
+    SeededUi,
+    add_seeded_ticket,
+    csrf_from,
+    login,
+    make_ui_app,
+    seed_ui_db,
+)
 
 
 @pytest.fixture
@@ -352,3 +360,55 @@ async def test_api_rows_json_is_kept_until_the_data_or_the_clock_changes_a_field
     assert row(first)["name"] == "Karin Andersson" and row(renamed)["name"] == "Ny Namn"
     assert row(renamed)["deadline"] == "overdue"
     assert row(first)["personnummer_masked"] != seeded.ticket("demo_keypad").personnummer
+
+
+async def test_a_tampered_session_cookie_is_refused_after_the_real_one_was_used(
+    seeded: SeededUi,
+) -> None:
+    """The process keeps decrypted cookies by their exact value: a value changed by one
+    character is not one of them and fails decryption as before."""
+    async with ui_client(seeded) as client:
+        await login(client, "anna")
+        assert (await client.get("/")).status == 200
+        [cookie] = [c for c in client.session.cookie_jar if c.key == "staff_session"]
+        value = cookie.value
+        tampered = value[:-5] + ("A" if value[-5] != "A" else "B") + value[-4:]
+        client.session.cookie_jar.clear()
+        refused = await client.get(
+            "/", headers={"Cookie": f"staff_session={tampered}"}, allow_redirects=False
+        )
+        client.session.cookie_jar.clear()
+        again = await client.get(
+            "/", headers={"Cookie": f"staff_session={value}"}, allow_redirects=False
+        )
+    assert refused.status == 303 and refused.headers["Location"].startswith("/login")
+    assert again.status == 200
+
+
+async def test_a_kept_page_is_each_sessions_own_and_a_flash_message_shows_once(
+    seeded: SeededUi,
+) -> None:
+    """Whole pages are kept per viewer and session token: two staff of one clinic share the
+    rows, never each other's name or CSRF token; a one-shot message is not kept."""
+    keypad = seeded.tickets["demo_keypad"]
+    async with ui_client(seeded) as anna:
+        await login(anna, "anna")
+        async with ClientSession(
+            base_url=str(anna.make_url("")), cookie_jar=CookieJar(unsafe=True)
+        ) as dora:
+            await login(dora, "dora")
+            anna_pages = [await (await anna.get("/")).text() for _ in range(2)]
+            dora_pages = [await (await dora.get("/")).text() for _ in range(2)]
+        token = csrf_from(anna_pages[0])
+        released = await anna.post(
+            f"/tickets/{keypad}/release", data={"csrf_token": token}, allow_redirects=False
+        )
+        with_flash = await (await anna.get("/")).text()
+        after = await (await anna.get("/")).text()
+    assert anna_pages[0] == anna_pages[1] and "<strong>anna</strong>" in anna_pages[0]
+    assert dora_pages[0] == dora_pages[1] and "<strong>dora</strong>" in dora_pages[0]
+    assert "<strong>anna</strong>" not in dora_pages[0]
+    assert csrf_from(dora_pages[0]) != token
+    assert released.status == 303
+    assert "Den var inte din." in with_flash and "Den var inte din." not in after
+    assert after == anna_pages[0]
