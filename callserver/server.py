@@ -330,11 +330,18 @@ async def serve_web(settings: Settings) -> None:
     runner = await start_site(
         build_app(settings, make_session_factory(engine), message_voice=PromptVoice()), settings
     )
+    # The same interpreter tuning as the call server's: a page's tail is the event loop waiting
+    # for the GIL (a thread reading a changed page) and the collector walking start-up objects.
+    tuning = tune_after_startup(settings.runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("staff UI: CPU priority: %s", priority)
+    log.info(
+        "staff UI: CPU priority: %s; %d start-up objects frozen out of GC, GC thresholds %s, "
+        "switch interval %.2f ms", priority, tuning.frozen_objects, tuning.gc_threshold,
+        tuning.switch_interval_s * 1000,
+    )  # fmt: skip
     event_loop = type(loop).__module__.partition(".")[0]
     print(
         f"staff UI ready: http://{settings.http.host}:{settings.http.port}/ "
