@@ -226,7 +226,8 @@ class RetentionSettings:
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """How the interpreter runs `callserver serve` (callserver/runtime_tuning.py)."""
+    """How the interpreter runs `callserver serve` and each `callserver web` process
+    (callserver/runtime_tuning.py)."""
 
     gc_freeze: bool = True
     """After start-up, move every object alive then out of reach of the cyclic garbage

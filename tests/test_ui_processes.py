@@ -85,6 +85,7 @@ def test_processes_share_the_port_log_every_page_and_stop_together(tmp_path: Pat
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as page:
                 assert page.status == 200 and "Logga in" in page.read().decode()
         assert log_path.read_text().count("(event loop: uvloop)") == 2
+        assert log_path.read_text().count("switch interval 1.00 ms") == 2  # runtime.* applied
         engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'callserver.db'}")
         with make_session_factory(engine).begin() as session:
             upsert_clinic(session, "demo", "Vårdcentralen Demo")
