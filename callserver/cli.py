@@ -8,6 +8,7 @@ import asyncio
 import json
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from config.settings import Settings, SettingsError, load_settings
@@ -196,23 +197,29 @@ def _print_checks(checks: list, *, as_json: bool) -> int:
     return status
 
 
+def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """runtime.event_loop as asyncio.Runner's loop_factory (None: CPython's own loop).
+
+    Raises SystemExit(2) with what to do when uvloop is asked for but not installed."""
+    if settings.runtime.event_loop != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        print(
+            "error: runtime.event_loop = 'uvloop' but uvloop is not installed: "
+            "pip install uvloop (or set runtime.event_loop = 'asyncio')",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    return uvloop.new_event_loop
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from callserver.server import serve
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    loop_factory = None
-    if settings.runtime.event_loop == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            print(
-                "error: runtime.event_loop = 'uvloop' but uvloop is not installed: "
-                "pip install uvloop (or set runtime.event_loop = 'asyncio')",
-                file=sys.stderr,
-            )
-            return 2
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
         runner.run(serve(settings))
     return 0
 
@@ -225,9 +232,11 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     if processes < 1:
         print("error: --processes must be at least 1", file=sys.stderr)
         return 2
+    loop_factory = event_loop_factory(settings)
     if processes > 1:
-        return serve_web_processes(settings, processes)
-    asyncio.run(serve_web(settings))
+        return serve_web_processes(settings, processes, loop_factory)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve_web(settings))
     return 0
 
 

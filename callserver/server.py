@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -329,18 +330,34 @@ async def serve_web(settings: Settings) -> None:
     runner = await start_site(
         build_app(settings, make_session_factory(engine), message_voice=PromptVoice()), settings
     )
+    # The same interpreter tuning as the call server's: a page's tail is the event loop waiting
+    # for the GIL (a thread reading a changed page) and the collector walking start-up objects.
+    tuning = tune_after_startup(settings.runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("staff UI: CPU priority: %s", priority)
-    print(f"staff UI ready: http://{settings.http.host}:{settings.http.port}/", flush=True)
+    log.info(
+        "staff UI: CPU priority: %s; %d start-up objects frozen out of GC, GC thresholds %s, "
+        "switch interval %.2f ms", priority, tuning.frozen_objects, tuning.gc_threshold,
+        tuning.switch_interval_s * 1000,
+    )  # fmt: skip
+    event_loop = type(loop).__module__.partition(".")[0]
+    print(
+        f"staff UI ready: http://{settings.http.host}:{settings.http.port}/ "
+        f"(event loop: {event_loop})",
+        flush=True,
+    )
     await stop.wait()
     await runner.cleanup()
     engine.dispose()
 
 
-def serve_web_processes(settings: Settings, processes: int) -> int:
+def serve_web_processes(
+    settings: Settings,
+    processes: int,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> int:
     """`callserver web` with http.processes > 1: that many `serve_web` processes (forked)
     listening on one port with SO_REUSEPORT, so the UI uses more than one core.
 
@@ -348,7 +365,8 @@ def serve_web_processes(settings: Settings, processes: int) -> int:
     children never race on them. A
     SIGTERM/SIGINT is passed on to every child; a child that dies on its own stops the rest
     and the exit status is 1, so that the service manager restarts the whole unit instead of
-    it running on silently with fewer processes. Returns the exit status."""
+    it running on silently with fewer processes. Each child runs its own event loop from
+    loop_factory (runtime.event_loop). Returns the exit status."""
     migrate(settings.database_url)
     load_or_create_secret(settings.data_dir)  # one key for all, not N racing to create it
     children: list[int] = []
@@ -357,7 +375,8 @@ def serve_web_processes(settings: Settings, processes: int) -> int:
         if pid == 0:  # the child: its own event loop, engine and connections
             status = 0
             try:
-                asyncio.run(serve_web(settings))
+                with asyncio.Runner(loop_factory=loop_factory) as runner:
+                    runner.run(serve_web(settings))
             except BaseException:
                 log.exception("staff UI process failed")
                 status = 1

@@ -226,7 +226,8 @@ class RetentionSettings:
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """How the interpreter runs `callserver serve` (callserver/runtime_tuning.py)."""
+    """How the interpreter runs `callserver serve` and each `callserver web` process
+    (callserver/runtime_tuning.py)."""
 
     gc_freeze: bool = True
     """After start-up, move every object alive then out of reach of the cyclic garbage
@@ -237,8 +238,8 @@ class RuntimeSettings:
     """How long another thread (database, recordings, transcripts) may hold the GIL while the
     event loop waits for it (CPython's default 5 ms)."""
     event_loop: str = "asyncio"
-    """The event loop of `callserver serve`: "asyncio" (CPython's) or "uvloop" (libuv's,
-    `pip install uvloop`)."""
+    """The event loop of `callserver serve` and of each `callserver web` process: "asyncio"
+    (CPython's) or "uvloop" (libuv's, `pip install uvloop`)."""
     clock_early_wake_ms: float = 0.0
     """The media clock wakes this long before each 20 ms deadline and sleeps the rest
     precisely (the event loop's timers are good to 1 ms); 0: the loop's timer alone."""

@@ -55,6 +55,7 @@ from staff_ui.context import (
 from staff_ui.page_cache import VersionedCache
 from staff_ui.ticket_claims import Claim
 from staff_ui.ticket_queries import Decided, Decision, ExportRow, TicketDetail, TicketFilter
+from staff_ui.ticket_rows import marks_change_at
 from staff_ui.ticket_views import MAX_REASON_CHARS, log_list
 from storage.models import CALLBACK_STATES, TICKET_STATUSES
 
@@ -199,16 +200,23 @@ def _after_id(kind: str, text: str | None) -> int:
 # -- tickets ----------------------------------------------------------------------------------
 
 
-def _claim_json(claim: Claim | None, request: web.Request) -> dict[str, Any] | None:
+def _claim_json(
+    claim: Claim | None, request: web.Request, now: datetime | None = None
+) -> dict[str, Any] | None:
     """Who is handling the ticket, while their claim holds (lapsed claims are nobody's)."""
-    if claim is None or not claim.is_live(request.app[CLOCK](), request.app[CLAIM_EXPIRY]):
+    now = request.app[CLOCK]() if now is None else now
+    if claim is None or not claim.is_live(now, request.app[CLAIM_EXPIRY]):
         return None
     return {"by": claim.by, "since": claim.since.isoformat()}
 
 
-def ticket_row_json(row: ticket_queries.TicketRow, request: web.Request) -> dict[str, Any]:
-    """A list entry: the personnummer masked (a list is not a patient view)."""
-    now, zone = request.app[CLOCK](), request.app[TIMEZONE]
+def ticket_row_json(
+    row: ticket_queries.TicketRow, request: web.Request, now: datetime | None = None
+) -> dict[str, Any]:
+    """A list entry as of `now` (default: the app's clock): the personnummer masked (a list is
+    not a patient view)."""
+    now = request.app[CLOCK]() if now is None else now
+    zone = request.app[TIMEZONE]
     return {
         "id": row.id,
         "url": f"{PREFIX}/tickets/{row.id}",
@@ -223,7 +231,7 @@ def ticket_row_json(row: ticket_queries.TicketRow, request: web.Request) -> dict
         "needs_check": row.needs_check,
         "partial": row.partial,
         "duration_s": row.duration_s,
-        "claim": _claim_json(row.claim, request),
+        "claim": _claim_json(row.claim, request, now),
         "forwarded_from": row.forwarded_from,
         "forward_note": row.forward_note,
     }
@@ -279,18 +287,48 @@ TICKET_LIST_PARAMS = {"status", "clinic", "created_since", "created_until", "due
                       "limit", "cursor"}  # fmt: skip
 
 
+@dataclass
+class ListedRows:
+    """A page of the ticket list as read (kept in the page cache under its data version), and
+    its `tickets` JSON as of `built_at`, kept until `valid_until`: the first moment a field
+    changes by the clock alone (ticket_rows.marks_change_at: a deadline, a claim running
+    out). Computed, not a TTL; a change of the data is a new entry."""
+
+    rows: list[ticket_queries.TicketRow]
+    more: bool
+    json: str | None = None
+    built_at: datetime | None = None
+    valid_until: datetime | None = None
+
+    def json_at(self, request: web.Request) -> str:
+        """The rows as a JSON array, what ticket_row_json gives for each at the app's now."""
+        now = request.app[CLOCK]()
+        if (
+            self.json is None
+            or self.built_at is None
+            or self.valid_until is None
+            or not self.built_at <= now < self.valid_until
+        ):
+            self.json = _dumps([ticket_row_json(row, request, now) for row in self.rows])
+            self.built_at = now
+            self.valid_until = marks_change_at(
+                self.rows, now, request.app[TIMEZONE], request.app[CLAIM_EXPIRY]
+            )
+        return self.json
+
+
 async def _ticket_rows(
     request: web.Request, where: TicketFilter, after: int, limit: int
-) -> tuple[list[ticket_queries.TicketRow], bool]:
+) -> ListedRows:
     """A page of the list from the page cache while nothing changed since it was read (see
     ticket_views.queue_page), else read afresh; nothing logged here."""
     viewer = viewer_of(request)
-    cache: VersionedCache[tuple[list[ticket_queries.TicketRow], bool]] = request.app[PAGE_CACHE]
+    cache: VersionedCache[ListedRows] = request.app[PAGE_CACHE]
     scope = None if viewer.sees_all_clinics else tuple(sorted(viewer.staff_clinic_ids))
     key = ("api_v1_tickets", scope, where, after, limit)
     version = request.get(LIST_VERSION)
 
-    def read() -> tuple[list[ticket_queries.TicketRow], bool]:
+    def read() -> ListedRows:
         with request.app[SESSION_FACTORY]() as session:
             if version is None:
                 hit = cache.get(key, session.scalar(ticket_queries.LIST_VERSION) or 0)
@@ -299,8 +337,9 @@ async def _ticket_rows(
             read_version, rows, more = ticket_queries.read_tickets(
                 session, viewer, where, after, limit
             )
-        cache.put(key, read_version, (rows, more))
-        return rows, more
+        entry = ListedRows(rows, more)
+        cache.put(key, read_version, entry)
+        return entry
 
     if version is None:
         return await asyncio.to_thread(read)
@@ -325,13 +364,14 @@ async def ticket_list(request: web.Request) -> web.Response:
         statuses=statuses, clinic_ids=_clinics(request), created_since=instants["created_since"],
         created_until=instants["created_until"], due_before=instants["due_before"],
     )  # fmt: skip
-    rows, more = await _ticket_rows(request, where, after, limit)
+    listed = await _ticket_rows(request, where, after, limit)
+    rows = listed.rows
     await log_list(request, [row.id for row in rows])
-    return _json(
-        {
-            "tickets": [ticket_row_json(row, request) for row in rows],
-            "next": encode_cursor("tickets", [rows[-1].id]) if more else None,
-        }
+    next_cursor = encode_cursor("tickets", [rows[-1].id]) if listed.more else None
+    # What _json({"tickets": [...], "next": ...}) gives, byte for byte, with the rows' part kept.
+    return web.Response(
+        text=f'{{"tickets": {listed.json_at(request)}, "next": {_dumps(next_cursor)}}}',
+        content_type="application/json",
     )
 
 

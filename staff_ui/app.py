@@ -12,17 +12,21 @@ import os
 import secrets
 import tempfile
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp_session import Session as AioSession
 from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from cryptography.fernet import InvalidToken
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.clinics import Clinic
@@ -53,12 +57,14 @@ from staff_ui.context import (
     SESSION_FACTORY,
     TIMEZONE,
     VIEWER_CACHE,
+    VIEWER_PROBE,
     MessageVoice,
     render,
 )
 from staff_ui.metrics import metrics_middleware
 from staff_ui.page_cache import VersionedCache
 from staff_ui.ticket_claims import CLAIM_EXPIRY as CLAIM_EXPIRY_DEFAULT
+from staff_ui.viewer_probe import ViewerProbe
 from storage.models import utcnow
 from storage.personnummer import redact_personnummer
 
@@ -118,6 +124,45 @@ def load_or_create_secret(data_dir: Path) -> bytes:
         log.warning("%s was readable by others; restricting it to mode 0600", path)
         path.chmod(0o600)
     return key
+
+
+DECRYPTED_COOKIES = 4096
+"""Session cookies whose decryption one web process keeps (about one per logged-in browser)."""
+
+
+class SessionCookieStorage(EncryptedCookieStorage):
+    """EncryptedCookieStorage that decrypts a given cookie value once per process.
+
+    Every page load sends the same cookie until the session changes (the idle clock moves in
+    steps, auth.SEEN_STEP_S), and decrypting it (Fernet: HMAC, AES, base64) is a noticeable
+    part of a cached page's CPU. A cookie value decrypts to the same text every time (no
+    expiry: max_age is None, the idle and age limits are checked by auth_middleware against
+    the timestamps inside), so the text is kept by the exact value; each request still gets a
+    session of its own, decoded from that text. A value not kept is decrypted, and a forged or
+    tampered one is refused, exactly as before."""
+
+    def __init__(self, secret_key: bytes, **options: Any) -> None:
+        if options.get("max_age") is not None:
+            raise ValueError("decrypted session cookies are kept without expiry: max_age=None")
+        super().__init__(secret_key, **options)
+        self._decrypted: OrderedDict[str, str] = OrderedDict()
+
+    async def load_session(self, request: web.Request) -> AioSession:
+        cookie = self.load_cookie(request)
+        if cookie is None:
+            return await super().load_session(request)
+        text = self._decrypted.get(cookie)
+        if text is None:
+            try:
+                text = self._fernet.decrypt(cookie.encode("utf-8")).decode("utf-8")
+            except InvalidToken:
+                return await super().load_session(request)  # logs it, gives a new session
+            self._decrypted[cookie] = text
+            while len(self._decrypted) > DECRYPTED_COOKIES:
+                self._decrypted.popitem(last=False)
+        else:
+            self._decrypted.move_to_end(cookie)
+        return AioSession(None, data=self._decoder(text), new=False, max_age=self.max_age)
 
 
 async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -252,7 +297,7 @@ def create_app(
             f"staff UI secret key must be {SECRET_BYTES} bytes, got {len(secret_key)}: "
             "use staff_ui.app.load_or_create_secret(data_dir)"
         )
-    storage = EncryptedCookieStorage(
+    storage = SessionCookieStorage(
         secret_key,
         cookie_name="__Host-staff_session" if cookie_secure else "staff_session",
         httponly=True,
@@ -282,6 +327,7 @@ def create_app(
     app[CLAIM_EXPIRY] = claim_expiry
     app[PASSWORD_EXECUTOR] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
     app[VIEWER_CACHE] = ViewerCache()
+    app[VIEWER_PROBE] = ViewerProbe(session_factory, app[VIEWER_CACHE])
     app[PAGE_CACHE] = VersionedCache()
     app[ACCESS_LOG] = AccessLogWriter(session_factory)
 
@@ -290,6 +336,7 @@ def create_app(
 
     async def _flush_access_log(app: web.Application) -> None:
         await app[ACCESS_LOG].close()
+        await app[VIEWER_PROBE].close()
 
     app.on_cleanup.append(_stop_password_threads)
     app.on_cleanup.append(_flush_access_log)
@@ -306,6 +353,9 @@ def create_app(
         loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        # The templates ship with the code and change only with a restart: no stat() of every
+        # template on every page to see whether it changed on disk.
+        auto_reload=False,
     )
     app.on_response_prepare.append(_add_security_headers)
     app.router.add_get("/login", auth.login_page)

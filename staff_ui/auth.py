@@ -29,7 +29,7 @@ from staff_ui.context import (
     PASSWORD_EXECUTOR,
     SESSION_FACTORY,
     VIEWER,
-    VIEWER_CACHE,
+    VIEWER_PROBE,
     csrf_ok,
     render,
     viewer_of,
@@ -136,10 +136,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if idle > request.app[IDLE_TIMEOUT_S] or age > MAX_SESSION_S:
             expired = True
         else:
-            factory = request.app[SESSION_FACTORY]
-            current = await asyncio.to_thread(
-                accounts.load_current, factory, user_id, request.app[VIEWER_CACHE]
-            )
+            current = await request.app[VIEWER_PROBE].current(user_id)
             if current is not None and session.get("gen") == current.viewer.session_generation:
                 viewer = current.viewer
                 request[LIST_VERSION] = current.list_version

@@ -27,6 +27,7 @@ from config.clinics import Clinic
 from staff_ui.access_log_writer import AccessLogWriter
 from staff_ui.accounts import LoginLimits, Viewer, ViewerCache
 from staff_ui.page_cache import VersionedCache
+from staff_ui.viewer_probe import ViewerProbe
 from storage.personnummer import format_personnummer
 
 SESSION_FACTORY = web.AppKey("session_factory", sessionmaker[Session])
@@ -65,6 +66,8 @@ class MessageVoice(Protocol):
 MESSAGE_VOICE: web.AppKey[MessageVoice] = web.AppKey("message_voice")
 VIEWER_CACHE = web.AppKey("viewer_cache", ViewerCache)
 """The viewers this web process has read, checked against the database on every request."""
+VIEWER_PROBE = web.AppKey("viewer_probe", ViewerProbe)
+"""The per-request check of the session's user, batched (staff_ui/viewer_probe.py)."""
 ACCESS_LOG = web.AppKey("access_log", AccessLogWriter)
 """Group commit of list views' access-log rows (staff_ui/access_log_writer.py)."""
 PAGE_CACHE = web.AppKey("page_cache", VersionedCache)

@@ -53,6 +53,26 @@ def _day_start(day: dt.date, zone: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
 
 
+def marks_change_at(
+    rows: Sequence[TicketRow], now: dt.datetime, zone: ZoneInfo, claim_expiry: dt.timedelta
+) -> dt.datetime:
+    """The first moment after `now` at which what the list shows of `rows` changes by the clock
+    alone: an open ticket's deadline day starts or its deadline passes, a live claim runs out
+    (FAR_FUTURE when none will). The HTML rows and the API's list both keep what they built
+    until then (the data's changes are the page cache's business)."""
+    changes: list[dt.datetime] = []
+    for row in rows:
+        if row.status == "new":
+            starts = _day_start(deadline_day(row.due_at, zone), zone)
+            if now < starts:
+                changes.append(starts)
+            elif now < row.due_at:
+                changes.append(row.due_at)
+        if row.claim is not None and row.claim.is_live(now, claim_expiry):
+            changes.append(row.claim.active_at + claim_expiry)
+    return min(changes, default=FAR_FUTURE)
+
+
 def render_rows(
     rows: Sequence[TicketRow],
     now: dt.datetime,
@@ -61,34 +81,21 @@ def render_rows(
     deadline_labels: Mapping[str, str],
 ) -> RenderedRows:
     """The <tr> elements of the queue's table for `rows` as of `now`."""
-    changes: list[dt.datetime] = []
     parts: list[str] = []
     day_names: dict[dt.date, str] = {}
     for row in rows:
         state = deadline_state(row.due_at, now, zone) if row.status == "new" else None
-        if row.status == "new":
-            last_day = deadline_day(row.due_at, zone)
-            starts = _day_start(last_day, zone)
-            if now < starts:
-                changes.append(starts)
-            elif now < row.due_at:
-                changes.append(row.due_at)
-            due_text = day_names.get(last_day)
-        else:
-            last_day = deadline_day(row.due_at, zone)
-            due_text = day_names.get(last_day)
+        last_day = deadline_day(row.due_at, zone)
+        due_text = day_names.get(last_day)
         if due_text is None:
             due_text = day_names[last_day] = (
                 f"{WEEKDAY_NAMES[last_day.weekday()][:3]} {last_day.isoformat()}"
             )
         claim = row.claim
-        if claim is not None:
-            if claim.is_live(now, claim_expiry):
-                changes.append(claim.active_at + claim_expiry)
-            else:
-                claim = None
+        if claim is not None and not claim.is_live(now, claim_expiry):
+            claim = None
         parts.append(_row(row, state, due_text, claim, zone, deadline_labels))
-    return RenderedRows(Markup("".join(parts)), now, min(changes, default=FAR_FUTURE))
+    return RenderedRows(Markup("".join(parts)), now, marks_change_at(rows, now, zone, claim_expiry))
 
 
 def _row(

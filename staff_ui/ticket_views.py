@@ -11,7 +11,7 @@ are told where it went and by whom, and nothing of the patient.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -30,6 +30,7 @@ from staff_ui.context import (
     CLAIM_EXPIRY,
     CLINICS,
     CLOCK,
+    CSRF_FIELD,
     LIST_VERSION,
     PAGE_CACHE,
     SESSION_FACTORY,
@@ -124,6 +125,15 @@ class QueueEntry:
 
     page: ticket_queue.TicketPage
     rendered: RenderedRows | None = None
+    bodies: dict[tuple[object, ...], bytes] = field(default_factory=dict)
+    """Whole pages as sent, by (viewer, CSRF token, status filter), made with `rendered`
+    (emptied when the rows are rendered again): a reload of an unchanged page by the same
+    session is then the same bytes, without the template and the encoding. A page with a
+    flash message is never kept (the message shows once)."""
+
+
+MAX_BODIES = 256
+"""Whole pages kept per queue page (about one per session reading it)."""
 
 
 async def queue_page(
@@ -179,7 +189,16 @@ async def ticket_list(request: web.Request) -> web.Response:
         rendered = entry.rendered = render_rows(
             page.rows, now, request.app[TIMEZONE], request.app[CLAIM_EXPIRY], DEADLINE_LABELS
         )
-    return await render(
+        entry.bodies = {}
+    bodies = entry.bodies  # the ones made with `rendered`, whatever another request does next
+    session = await get_session(request)
+    token = session.get(CSRF_FIELD)
+    key = (viewer_of(request), token, status)
+    keep = bool(token) and "flash" not in session
+    body = bodies.get(key) if keep else None
+    if body is not None:
+        return web.Response(body=body, content_type="text/html", charset="utf-8")
+    response = await render(
         request,
         "tickets.html",
         {
@@ -191,6 +210,11 @@ async def ticket_list(request: web.Request) -> web.Response:
             "nav": "tickets",
         },
     )
+    if keep and isinstance(response.body, bytes):
+        if len(bodies) >= MAX_BODIES:
+            bodies.clear()
+        bodies[key] = response.body
+    return response
 
 
 async def _ticket_page(

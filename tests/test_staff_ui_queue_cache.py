@@ -6,7 +6,10 @@ group-committed access log still logs every page before it is sent.
 - a viewer's roles and clinics are re-read when anything about users changed;
 - the clock alone (a deadline passing) re-renders a cached page's marks;
 - AccessLogWriter commits each row before its request goes on, many rows per transaction, and
-  a failed commit fails the requests in it instead of dropping their rows.
+  a failed commit fails the requests in it instead of dropping their rows;
+- the per-request viewer check is shared by requests arriving together, but never answers a
+  request from a read that began before it arrived;
+- /api/v1/tickets keeps its rows' JSON only until the data or the clock changes a field.
 """
 
 from __future__ import annotations
@@ -16,21 +19,33 @@ import datetime as dt
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
+from staff_ui import api_v1
 from staff_ui.access_log import access_values
 from staff_ui.access_log_writer import AccessLogWriter
-from staff_ui.context import ACCESS_LOG, PAGE_CACHE
+from staff_ui.accounts import ViewerCache
+from staff_ui.context import ACCESS_LOG, PAGE_CACHE, VIEWER_PROBE
+from staff_ui.viewer_probe import ViewerProbe
 from storage.db import make_engine, make_session_factory
-from storage.models import AccessLogEntry
-from tests.support.ui import SeededUi, add_seeded_ticket, login, make_ui_app, seed_ui_db
+from storage.models import AccessLogEntry, StaffUser
+from tests.support.ui import (
+    SeededUi,
+    add_seeded_ticket,
+    csrf_from,
+    login,
+    make_ui_app,
+    seed_ui_db,
+)
 
 
 @pytest.fixture
@@ -242,3 +257,158 @@ async def test_clients_reloading_a_changed_page_share_one_read_of_it(seeded: See
     assert one_reload >= 1
     assert len(page_reads) == one_reload, (one_reload, len(page_reads))
     assert all("Andra" in text for text in texts)
+
+
+def user_id(seeded: SeededUi, username: str) -> int:
+    with seeded.session_factory() as session:
+        found = session.scalar(select(StaffUser.id).where(StaffUser.username == username))
+    assert found is not None
+    return found
+
+
+async def test_requests_arriving_together_share_a_viewer_check_and_a_logout_refuses_the_next(
+    seeded: SeededUi,
+) -> None:
+    async with ui_client(seeded) as client:
+        await login(client, "anna")
+        probe = client.app[VIEWER_PROBE]
+        reads = probe.reads
+        pages = await asyncio.gather(*(client.get("/") for _ in range(20)))
+        used = probe.reads - reads
+        # Every session of anna ended elsewhere (another web process's logout does this).
+        in_another_process(
+            seeded,
+            "UPDATE staff_user SET session_generation = session_generation + 1 "
+            "WHERE username = 'anna'",
+        )
+        refused = await client.get("/", allow_redirects=False)
+    assert all(page.status == 200 for page in pages)
+    assert used < 20, f"{used} viewer reads for 20 requests: not batched"
+    assert refused.status == 303 and refused.headers["Location"].startswith("/login")
+
+
+async def test_a_request_queued_while_a_viewer_check_runs_waits_for_a_later_read(
+    seeded: SeededUi,
+) -> None:
+    """The batch already reading cannot answer a request that arrived after its read began: a
+    logout committed in between must refuse that request."""
+    engine = make_engine(seeded.url)
+    read_done, go_on = threading.Event(), threading.Event()
+
+    def hold_first_read(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "session_generation" in statement and not read_done.is_set():
+            read_done.set()
+            go_on.wait(10)
+
+    event.listen(engine, "after_cursor_execute", hold_first_read)
+    probe = ViewerProbe(make_session_factory(engine), ViewerCache())
+    anna = user_id(seeded, "anna")
+    try:
+        first = asyncio.create_task(probe.current(anna))
+        assert await asyncio.to_thread(read_done.wait, 10)
+        in_another_process(
+            seeded, f"UPDATE staff_user SET session_generation = 77 WHERE id = {anna}"
+        )
+        second = asyncio.create_task(probe.current(anna))
+        await asyncio.sleep(0)  # queued while the first read is still under way
+        go_on.set()
+        before, after = await first, await second
+    finally:
+        go_on.set()
+        await probe.close()
+        engine.dispose()
+    assert before is not None and before.viewer.session_generation != 77
+    assert after is not None and after.viewer.session_generation == 77
+
+
+async def test_api_rows_json_is_kept_until_the_data_or_the_clock_changes_a_field(
+    seeded: SeededUi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[int] = []
+    row_json = api_v1.ticket_row_json
+
+    def counting(row, request, now=None):  # type: ignore[no-untyped-def]
+        built.append(row.id)
+        return row_json(row, request, now)
+
+    monkeypatch.setattr(api_v1, "ticket_row_json", counting)
+    keypad = seeded.tickets["demo_keypad"]
+    due_at = seeded.ticket("demo_keypad").due_at
+    now = [due_at - dt.timedelta(hours=1)]
+
+    def row(body: dict[str, object]) -> dict[str, object]:
+        [found] = [r for r in body["tickets"] if r["id"] == keypad]  # type: ignore[attr-defined]
+        return found  # type: ignore[no-any-return]
+
+    async with ui_client(seeded, clock=lambda: now[0]) as client:
+        await login(client, "anna")
+        first = await (await client.get("/api/v1/tickets")).json()
+        cache, rows = client.app[PAGE_CACHE], len(first["tickets"])
+        hits, built_first = cache.hits, len(built)
+        again = await (await client.get("/api/v1/tickets")).json()
+        assert cache.hits == hits + 1 and len(built) == built_first  # nothing rebuilt
+        now[0] = due_at + dt.timedelta(minutes=1)
+        late = await (await client.get("/api/v1/tickets")).json()
+        assert cache.hits == hits + 2  # same rows, the clock moved a field: rebuilt
+        assert len(built) == built_first + rows
+        in_another_process(
+            seeded, f"UPDATE ticket SET name = 'Namn Från Annan' WHERE id = {keypad}"
+        )
+        renamed = await (await client.get("/api/v1/tickets")).json()
+    assert first == again
+    assert row(first)["deadline"] == "due_today" and row(late)["deadline"] == "overdue"
+    assert row(first)["name"] == "Karin Andersson" and row(renamed)["name"] == "Namn Från Annan"
+    assert row(renamed)["deadline"] == "overdue"
+    assert row(first)["personnummer_masked"] != seeded.ticket("demo_keypad").personnummer
+
+
+async def test_a_tampered_session_cookie_is_refused_after_the_real_one_was_used(
+    seeded: SeededUi,
+) -> None:
+    """The process keeps decrypted cookies by their exact value: a value changed by one
+    character is not one of them and fails decryption as before."""
+    async with ui_client(seeded) as client:
+        await login(client, "anna")
+        assert (await client.get("/")).status == 200
+        [cookie] = [c for c in client.session.cookie_jar if c.key == "staff_session"]
+        value = cookie.value
+        tampered = value[:-5] + ("A" if value[-5] != "A" else "B") + value[-4:]
+        client.session.cookie_jar.clear()
+        refused = await client.get(
+            "/", headers={"Cookie": f"staff_session={tampered}"}, allow_redirects=False
+        )
+        client.session.cookie_jar.clear()
+        again = await client.get(
+            "/", headers={"Cookie": f"staff_session={value}"}, allow_redirects=False
+        )
+    assert refused.status == 303 and refused.headers["Location"].startswith("/login")
+    assert again.status == 200
+
+
+async def test_a_kept_page_is_each_sessions_own_and_a_flash_message_shows_once(
+    seeded: SeededUi,
+) -> None:
+    """Whole pages are kept per viewer and session token: two staff of one clinic share the
+    rows, never each other's name or CSRF token; a one-shot message is not kept."""
+    keypad = seeded.tickets["demo_keypad"]
+    async with ui_client(seeded) as anna:
+        await login(anna, "anna")
+        async with ClientSession(
+            base_url=str(anna.make_url("")), cookie_jar=CookieJar(unsafe=True)
+        ) as dora:
+            await login(dora, "dora")
+            anna_pages = [await (await anna.get("/")).text() for _ in range(2)]
+            dora_pages = [await (await dora.get("/")).text() for _ in range(2)]
+        token = csrf_from(anna_pages[0])
+        released = await anna.post(
+            f"/tickets/{keypad}/release", data={"csrf_token": token}, allow_redirects=False
+        )
+        with_flash = await (await anna.get("/")).text()
+        after = await (await anna.get("/")).text()
+    assert anna_pages[0] == anna_pages[1] and "<strong>anna</strong>" in anna_pages[0]
+    assert dora_pages[0] == dora_pages[1] and "<strong>dora</strong>" in dora_pages[0]
+    assert "<strong>anna</strong>" not in dora_pages[0]
+    assert csrf_from(dora_pages[0]) != token
+    assert released.status == 303
+    assert "Den var inte din." in with_flash and "Den var inte din." not in after
+    assert after == anna_pages[0]

@@ -226,6 +226,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--processes", type=int, default=1, help="`callserver web --processes`")
+    parser.add_argument(
+        "--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="runtime.event_loop of the web process(es)",
+    )  # fmt: skip
     parser.add_argument("--only", action="append", help="run only the loads with these labels")
     parser.add_argument("--results", type=Path, help="append one JSON line per load")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -253,7 +257,7 @@ def main() -> int:
     port = free_port(__import__("socket").SOCK_STREAM)
     env = dict(os.environ, CALLSERVER_STORAGE_DATA_DIR=str(data_dir),
                CALLSERVER_HTTP_PORT=str(port), CALLSERVER_LOG_LEVEL="WARNING",
-               PYTHONPATH=str(ROOT))  # fmt: skip
+               PYTHONPATH=str(ROOT), CALLSERVER_RUNTIME_EVENT_LOOP=args.event_loop)  # fmt: skip
     log = open(tmp / "web.log", "w")  # noqa: SIM115 - handed to the child
     web = subprocess.Popen(
         [sys.executable, "-m", "callserver.cli", "web", "--processes", str(args.processes)],
@@ -298,7 +302,8 @@ def main() -> int:
             row = {
                 "load": label, "path": path, "user": user, "tickets": args.tickets,
                 "clinics": len(CLINICS), "connections": args.connections,
-                "processes": args.processes, "writes_per_s": args.writes_per_s,
+                "processes": args.processes, "event_loop": args.event_loop,
+                "writes_per_s": args.writes_per_s,
                 "seconds": args.seconds, **measured, "commit": git_commit(),
                 "date": dt.date.today().isoformat(), "machine": platform.processor()
                 or platform.machine(), "cores": os.cpu_count(),
